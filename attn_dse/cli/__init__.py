@@ -1,0 +1,1 @@
+"""The `attn-dse` command line: a thin click layer over the library."""

@@ -1,0 +1,3 @@
+from attn_dse.cli.main import main
+
+main()

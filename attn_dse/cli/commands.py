@@ -1,0 +1,1 @@
+"""Commands beyond `hw`: registered on the group by import."""

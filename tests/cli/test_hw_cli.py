@@ -1,0 +1,46 @@
+import json
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from attn_dse.cli.main import cli, _register_optional
+
+_register_optional()
+
+
+def run(*args):
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_hw_list_json_has_dense_figures():
+    result = run("hw", "list", "--json")
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in json.loads(result.output)}
+    assert len(rows) >= 10
+    assert rows["h100"]["bf16_tflop_per_s"] == 989.4 and rows["h100"]["hbm_tb_per_s"] == 3.35
+    assert rows["h20"]["bf16_tflop_per_s"] == 148 and rows["h20"]["hbm_tb_per_s"] == 4.0
+    assert abs(rows["h20"]["ridge_flop_per_byte"] - 37.0) < 0.01
+
+
+def test_hw_show_has_sources():
+    result = run("hw", "show", "h20", "--json")
+    assert result.exit_code == 0
+    fields = {f["field"]: f for f in json.loads(result.output)["fields"]}
+    assert fields["memory.hbm.bandwidth"]["si"] == 4.0e12
+    assert "H20" in fields["compute.matmul.bf16"]["source"]
+
+
+def test_bad_preset_is_one_line_exit_2():
+    result = subprocess.run([sys.executable, "-m", "attn_dse.cli", "hw", "show", "h1000"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith("error: unknown hardware preset 'h1000'")
+
+
+def test_cli_import_is_light():
+    code = ("import sys, attn_dse, attn_dse.cli.main; attn_dse.cli.main._register_optional(); "
+            "print(' '.join(m for m in ('torch','triton','matplotlib','scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

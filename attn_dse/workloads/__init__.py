@@ -1,0 +1,1 @@
+"""Attention variants as op graphs with exact FLOPs, bytes and KV cache."""

@@ -12,12 +12,14 @@ SOFTMAX_VECTOR_OPS = 4.0
 
 
 def linear(name: str, s: Shape, d_in: Any, d_out: Any, x: str, y: str, *, tokens: Any = None,
-           group: str = "proj", weight: str | None = None) -> Op:
-    """y = x @ W for `tokens` rows (default: the batch's query tokens)."""
+           group: str = "proj", weight: str | None = None, x_bytes: Any = None) -> Op:
+    """y = x @ W for `tokens` rows (default: the batch's query tokens). x_bytes: the size of
+    the stored input when the matmul reads only part of it (e.g. the latent without RoPE)."""
     b = s.bytes_per_element
     tokens = s.tokens if tokens is None else tokens
+    x_bytes = tokens * d_in * b if x_bytes is None else x_bytes
     return Op(name, "matmul", flops=2 * tokens * d_in * d_out,
-              reads=(Tensor(x, tokens * d_in * b), Tensor(weight or f"W_{name}", d_in * d_out * b, "weight")),
+              reads=(Tensor(x, x_bytes), Tensor(weight or f"W_{name}", d_in * d_out * b, "weight")),
               writes=(Tensor(y, tokens * d_out * b),), group=group)
 
 
@@ -32,7 +34,8 @@ def qkv_out_projections(s: Shape, d_model, h_q, h_kv, d_qk, d_v) -> tuple[list[O
 
 def softmax_attention(s: Shape, *, h_q, h_kv, d_qk, d_v, pairs, cache_tokens, kv_shared=False,
                       skip: Any = 0.0, prefix: str = "", q: str = "q", o: str = "o",
-                      cache: str = "kv_cache", new: str = "new", kv: str = "") -> list[Op]:
+                      cache: str = "kv_cache", new: str = "new", kv: str = "",
+                      new_tokens: Any = None) -> list[Op]:
     """QK^T -> softmax -> PV over `pairs` attended pairs per query head and sequence.
 
     K/V come from the new tokens (k_new/v_new, seq of them) and the cache (cache_tokens).
@@ -40,10 +43,11 @@ def softmax_attention(s: Shape, *, h_q, h_kv, d_qk, d_v, pairs, cache_tokens, kv
     skip (BLASST): fraction of KV tiles whose exps and PV are skipped (QK^T is always
     computed); in decode their V is not loaded either.
     """
-    b, B, Sq = s.bytes_per_element, s.batch, s.seq
+    b, B = s.bytes_per_element, s.batch
+    Sq = s.seq if new_tokens is None else new_tokens  # K/V tokens produced this step
     n = B * h_q * pairs
     kept = 1.0 - skip
-    q_t = Tensor(q, B * Sq * h_q * d_qk * b)
+    q_t = Tensor(q, B * s.seq * h_q * d_qk * b)
     # cache: "kv_cache" (persistent) or "activation" (K/V re-materialized from a latent).
     c = "" if cache == "kv_cache" else "up_"
     if kv_shared:
@@ -57,7 +61,7 @@ def softmax_attention(s: Shape, *, h_q, h_kv, d_qk, d_v, pairs, cache_tokens, kv
         v_cache = Tensor(f"{c}{kv}v_cache", v_bytes, cache)
     scores = Tensor(f"{prefix}scores", n * 4, "scratch")  # fp32 logits
     probs = Tensor(f"{prefix}probs", n * kept * b, "scratch")
-    out = Tensor(o, B * Sq * h_q * d_v * b)
+    out = Tensor(o, B * s.seq * h_q * d_v * b)
     ops = [
         Op(f"{prefix}qk", "matmul", flops=2 * n * d_qk, reads=(q_t, k_new, k_cache), writes=(scores,)),
         Op(f"{prefix}softmax", "softmax", vector_flops=SOFTMAX_VECTOR_OPS * n * kept, exps=n * kept,
@@ -77,3 +81,8 @@ def all_reduce(s: Shape, tensor: str, width, tp) -> Op:
     size = s.tokens * width * s.bytes_per_element
     return Op("all_reduce", "comm", comm_bytes=2 * (tp - 1) / tp * size,
               reads=(Tensor(tensor, size),), writes=(Tensor(tensor + "_reduced", size),), group="comm")
+
+
+def split_outputs(op: Op, *outs: Tensor) -> Op:
+    """The same matmul writing its result as several tensors (e.g. K and V of one GEMM)."""
+    return Op(op.name, op.kind, flops=op.flops, reads=op.reads, writes=outs, group=op.group, grad=op.grad)

@@ -111,11 +111,11 @@ def group_traffic(ops: list[Op], fused: bool) -> dict[str, Any]:
     return out
 
 
-def build_graph(ops: list[Op], fused: bool = True) -> nx.DiGraph:
+def build_graph(ops: list[Op], fused: bool = True) -> nx.MultiDiGraph:
     """The op DAG: an edge per tensor from its producer (or its HBM source) to each consumer.
     Edge attribute `on_chip` says whether fusion keeps it out of HBM."""
     ops = active_ops(ops, fused)
-    g = nx.DiGraph()
+    g = nx.MultiDiGraph()  # one edge per tensor: two ops may pass several
     producer: dict[str, str] = {}
     for op in ops:
         g.add_node(op.name, kind=op.kind, flops=op.flops, vector_flops=op.vector_flops,
@@ -127,35 +127,36 @@ def build_graph(ops: list[Op], fused: bool = True) -> nx.DiGraph:
             src = producer.get(t.name)
             if src is None:
                 src = f"hbm:{t.name}"
-                g.add_node(src, kind="source", tensor_kind=t.kind, bytes=t.bytes)
+                g.add_node(src, kind="source", tensor_kind=t.kind, bytes=t.bytes,
+                           on_chip=fused and t.kind == "scratch")
             if src != op.name:
                 _add_tensor_edge(g, src, op.name, t, fused)
         for t in op.writes:
             if not any(t.name in {r.name for r in o.reads} for o in ops):
                 sink = f"hbm:{t.name}"
-                g.add_node(sink, kind="sink", tensor_kind=t.kind, bytes=t.bytes)
+                g.add_node(sink, kind="sink", tensor_kind=t.kind, bytes=t.bytes,
+                           on_chip=fused and t.kind == "scratch")
                 _add_tensor_edge(g, op.name, sink, t, fused)
     return g
 
 
-def _add_tensor_edge(g: nx.DiGraph, a: str, b: str, t: Tensor, fused: bool) -> None:
+def _add_tensor_edge(g: nx.MultiDiGraph, a: str, b: str, t: Tensor, fused: bool) -> None:
     g.add_edge(a, b, tensor=t.name, bytes=t.bytes, kind=t.kind,
                on_chip=fused and t.kind == "scratch")
 
 
-def graph_cost(g: nx.DiGraph) -> dict[str, Any]:
+def graph_cost(g: nx.MultiDiGraph) -> dict[str, Any]:
     """FLOPs and minimum HBM bytes read off the graph (checks `total_cost` independently)."""
     ops = [n for n, d in g.nodes(data=True) if d["kind"] not in ("source", "sink")]
     flops = sum((g.nodes[n]["flops"] for n in ops), 0.0)
     exps = sum((g.nodes[n]["exps"] for n in ops), 0.0)
     hbm = 0.0
-    for n, d in g.nodes(data=True):
-        if d["kind"] == "source":  # read once from HBM, however many consumers
-            hbm = hbm + d["bytes"]
-        elif d["kind"] == "sink":
+    for _, d in g.nodes(data=True):
+        # a source is read once from HBM however many consume it; a sink is written once
+        if d["kind"] in ("source", "sink") and not d["on_chip"]:
             hbm = hbm + d["bytes"]
     produced = {}
-    for a, b, e in g.edges(data=True):
+    for a, b, e in g.edges(data=True):  # noqa: B007
         if g.nodes[a]["kind"] not in ("source",) and g.nodes[b]["kind"] != "sink":
             produced[e["tensor"]] = e  # an intermediate: written once, read once
     for e in produced.values():
@@ -167,14 +168,15 @@ def graph_cost(g: nx.DiGraph) -> dict[str, Any]:
 def backward(ops: list[Op]) -> list[Op]:
     """Training ops after the forward: each matmul's backward is two matmuls of its size
     (dA = dC.B^T, dB = A^T.dC); softmax/elementwise backward is vector work of its size.
-    Every forward tensor that requires grad gets a gradient read or written once."""
+    Gradients are named per producing op (dx@q_proj, dx@k_proj): each is written once and
+    read once, as when an unfused backward accumulates them."""
     out = []
     for op in ops:
         if not op.grad or op.fused_only or op.kind == "comm":
             continue
         grads_in = tuple(Tensor(f"d{t.name}", t.bytes, "scratch" if t.kind == "scratch" else "activation")
                          for t in op.writes)
-        grads_out = tuple(Tensor(f"d{t.name}", t.bytes, "scratch" if t.kind == "scratch" else "activation")
+        grads_out = tuple(Tensor(f"d{t.name}@{op.name}", t.bytes, "scratch" if t.kind == "scratch" else "activation")
                           for t in op.reads if t.kind != "kv_cache")
         out.append(Op(f"{op.name}.bwd", op.kind, flops=2 * op.flops if op.kind == "matmul" else 0.0,
                       vector_flops=op.vector_flops + (op.exps if op.kind == "softmax" else 0.0),

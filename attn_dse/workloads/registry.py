@@ -201,6 +201,14 @@ def attention(name: str, **params: Any) -> Workload:
     return Workload(variant, check_params(variant, params))
 
 
+def _from_model(name: str, **overrides: Any) -> Workload:
+    from attn_dse.workloads.models import from_model
+    return from_model(name, **overrides)
+
+
+attention.from_model = _from_model  # type: ignore[attr-defined]
+
+
 def check_params(variant: Variant, params: Mapping[str, Any]) -> dict:
     schema = variant.schema_for(params)
     out: dict[str, Any] = {}
@@ -246,3 +254,9 @@ def require(cond, message: str, fix: str) -> None:
     """Vectorized check: raise if the condition fails anywhere."""
     if not np.all(cond):
         raise AttnDseError(message, fix=fix)
+
+
+def show(x) -> str:
+    """A parameter value for a message: 8, or [1..64] for an array."""
+    arr = np.asarray(x)
+    return f"{arr.item():g}" if arr.ndim == 0 else f"[{arr.min():g}..{arr.max():g}]"

@@ -36,8 +36,10 @@ class CLA(Variant):
         self._base(p).check(self._base_params(p))
 
     def layer_ops(self, p, s):
+        # the average layer: 1/k of a K/V projection, whose outputs the other layers re-read
         ops = self._base(p).layer_ops(self._base_params(p), s)
-        return [o for op in ops for o in (scaled([op], 1.0 / p["share"]) if op.group == "kv_proj" else [op])]
+        return [o for op in ops
+                for o in (scaled([op], 1.0 / p["share"], prefix="shared_") if op.group == "kv_proj" else [op])]
 
     def kv_bytes_per_token(self, p, s):
         return self._base(p).kv_bytes_per_token(self._base_params(p), s) / p["share"]

@@ -10,7 +10,7 @@ import numpy as np
 
 from attn_dse.workloads import pairs as P
 from attn_dse.workloads.builders import all_reduce, qkv_out_projections, softmax_attention
-from attn_dse.workloads.registry import REQUIRED, Core, Param, Variant, register, require
+from attn_dse.workloads.registry import REQUIRED, Core, Param, Variant, register, require, show
 
 SKIP = Param("skip_fraction", float, 0.0, "BLASST threshold skipping: fraction of KV tiles skipped (0-1)", minimum=0)
 TP = Param("tp", int, 1, "tensor-parallel degree (heads sharded across devices)")
@@ -31,11 +31,11 @@ class GQA(Variant):
 
     def check(self, p):
         require(np.mod(p["n_heads"], p["n_kv_heads"]) == 0,
-                f"{self.name}: n_heads={p['n_heads']:g} is not divisible by n_kv_heads={p['n_kv_heads']:g}",
+                f"{self.name}: n_heads={show(p['n_heads'])} is not divisible by n_kv_heads={show(p['n_kv_heads'])}",
                 "choose n_kv_heads among the divisors of n_heads")
         require(p["skip_fraction"] < 1, f"{self.name}: skip_fraction must be below 1", "e.g. 0.5")
         require(np.mod(p["n_heads"], p["tp"]) == 0,
-                f"{self.name}: n_heads={p['n_heads']:g} is not divisible by tp={p['tp']:g}",
+                f"{self.name}: n_heads={show(p['n_heads'])} is not divisible by tp={show(p['tp'])}",
                 "choose tp among the divisors of n_heads")
 
     def heads(self, p):

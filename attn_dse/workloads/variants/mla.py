@@ -16,9 +16,9 @@ from __future__ import annotations
 import numpy as np
 
 from attn_dse.workloads import pairs as P
-from attn_dse.workloads.builders import all_reduce, linear, softmax_attention
+from attn_dse.workloads.builders import all_reduce, linear, softmax_attention, split_outputs
 from attn_dse.workloads.ops import Op, Tensor
-from attn_dse.workloads.registry import Core, Param, Variant, register, require
+from attn_dse.workloads.registry import Core, Param, Variant, register, require, show
 from attn_dse.workloads.variants.gqa import SKIP, TP
 
 FLASHMLA_FP8_BYTES = 656  # 512 fp8 latent + 4 fp32 scales + 64 bf16 rope (FlashMLA README)
@@ -48,7 +48,7 @@ class MLA(Variant):
         return p
 
     def check(self, p):
-        require(np.mod(p["n_heads"], p["tp"]) == 0, f"mla: n_heads={p['n_heads']:g} not divisible by tp",
+        require(np.mod(p["n_heads"], p["tp"]) == 0, f"mla: n_heads={show(p['n_heads'])} not divisible by tp",
                 "pick tp among the divisors of n_heads")
         require(p["skip_fraction"] < 1, "mla: skip_fraction must be below 1", "e.g. 0.5")
         if p["kv_layout"] == "flashmla_fp8" and p["scheme"] == "naive":
@@ -71,24 +71,33 @@ class MLA(Variant):
         d_c, d_r, d_n, d_v = p["kv_lora_rank"], p["qk_rope_dim"], p["qk_nope_dim"], p["v_head_dim"]
         scheme = self.scheme(p, s)
         ops = self._q_path(p, s, h)
-        ops.append(linear("kv_down", s, E, d_c + d_r, "x", "latent_new", group="kv_proj"))
+        lat_qk, lat_v = self.latent_dims(p)  # the latent columns this device holds
+        ops.append(linear("kv_down", s, E, lat_qk, "x", "kv_latent", group="kv_proj"))
         pairs = P.dense(s.seq, s.past, s.causal)
         skip = p["skip_fraction"]
         if scheme == "absorbed":
-            lat_qk, lat_v = self.latent_dims(p)
-            ops.append(linear("q_absorb", s, d_n, lat_v, "q_nope", "q_latent", tokens=s.tokens * h))
+            # q_latent = [q_nope W_UK ; q_rope]: the absorbed query, lat_qk wide per head
+            absorb = linear("q_absorb", s, d_n, lat_v, "q_nope", "q_absorbed", tokens=s.tokens * h,
+                            x_bytes=s.tokens * h * (d_n + d_r) * b)
+            ops.append(split_outputs(absorb, Tensor("q_latent", s.tokens * h * lat_qk * b)))
             ops += softmax_attention(s, h_q=h, h_kv=1.0, d_qk=lat_qk, d_v=lat_v, pairs=pairs,
                                      cache_tokens=s.past, kv_shared=True, skip=skip,
                                      q="q_latent", o="o_latent", new="latent")
             ops.append(linear("v_up", s, lat_v, d_v, "o_latent", "o", tokens=s.tokens * h))
         else:
-            ops.append(linear("kv_up_new", s, d_c, h * (d_n + d_v), "latent_new", "k_new", group="kv_proj"))
+            # K = [W_UK c ; shared rope key] per head, V = W_UV c
+            up = linear("kv_up_new", s, d_c, h * (d_n + d_v), "kv_latent", "kv_up", group="kv_proj",
+                        x_bytes=s.tokens * (d_c + d_r) * b)
+            kv_new = (Tensor("k_new", s.tokens * h * (d_n + d_r) * b), Tensor("v_new", s.tokens * h * d_v * b))
+            ops.append(split_outputs(up, *kv_new))
             cache = "kv_cache"
             if scheme == "recompute":
                 # re-up-project every cached latent into per-head K/V, materialized in HBM
-                ops.append(linear("kv_up_cache", s, d_c, h * (d_n + d_v), "latent_cache", "up_k_cache",
-                                  tokens=s.batch * s.past, group="core"))
-                ops[-1] = _as_cache_read(ops[-1], s, d_c + d_r)
+                rows = s.batch * s.past
+                up = linear("kv_up_cache", s, d_c, h * (d_n + d_v), "latent_cache", "kv_up", tokens=rows, group="core")
+                ops.append(split_outputs(_as_cache_read(up, s, d_c + d_r),
+                                         Tensor("up_k_cache", rows * h * (d_n + d_r) * b),
+                                         Tensor("up_v_cache", rows * h * d_v * b)))
                 cache = "activation"
             ops += softmax_attention(s, h_q=h, h_kv=h, d_qk=d_n + d_r, d_v=d_v, pairs=pairs,
                                      cache_tokens=s.past, skip=skip, cache=cache)

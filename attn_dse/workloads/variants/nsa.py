@@ -83,11 +83,12 @@ class NSA(GQA):
                linear("gate_proj", s, E, 3 * h_q, "x", "branch_gates")]
         for kv in ("k", "v"):  # compress raw keys/values block by block
             ops.append(linear(f"compress_{kv}", s, l * d, d, f"{kv}_new", f"cmp_{kv}_new",
-                              tokens=B * h_kv * new_cmp, group="core"))
+                              tokens=B * h_kv * new_cmp, group="core", x_bytes=s.tokens * h_kv * d * b))
         for name, pairs, cached in self.branches(p, s):
             kv = "" if name == "sel" else f"{name}_"
             ops += softmax_attention(s, h_q=h_q, h_kv=h_kv, d_qk=d, d_v=d, pairs=pairs, cache_tokens=cached,
-                                     prefix=f"{name}_", o=f"o_{name}", kv=kv)
+                                     prefix=f"{name}_", o=f"o_{name}", kv=kv,
+                                     new_tokens=new_cmp if name == "cmp" else None)
         cmp_pairs = self.branches(p, s)[0][1]
         ops.append(Op("select_blocks", "gather", vector_flops=B * h_q * cmp_pairs,
                       reads=(Tensor("cmp_probs", B * h_q * cmp_pairs * b, "scratch"),), grad=False))

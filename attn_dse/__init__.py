@@ -14,7 +14,7 @@ def __getattr__(name: str):
         from attn_dse.workloads.registry import attention
         return attention
     if name == "predict":
-        from attn_dse.predict import predict
+        from attn_dse.prediction import predict
         return predict
     if name == "AttnDseError":
         from attn_dse.errors import AttnDseError

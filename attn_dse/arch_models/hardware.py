@@ -44,7 +44,8 @@ class ModelParams:
     family reaches in its steady state. core_bytes_per_s: the most one core (SM/TensorCore)
     streams on its own, which bounds kernels that occupy few cores. l2_reuse: fraction of K/V
     re-reads across query tiles served by L2 when the working set fits. exp_overlap: fraction
-    of softmax exp time hidden under matmuls.
+    of softmax exp time hidden under matmuls. tile_overhead_cycles: per K/V-tile iteration
+    bookkeeping (barriers, rescaling) that small tiles cannot amortize.
     """
 
     compute_efficiency: Mapping[str, float]
@@ -52,6 +53,7 @@ class ModelParams:
     core_bytes_per_s: float
     l2_reuse: float = 0.9
     exp_overlap: float = 0.5
+    tile_overhead_cycles: float = 200.0  # fixed cost per K/V-tile iteration of a CTA
     source: str = "defaults"
 
 

@@ -33,7 +33,7 @@ SCHEMA: dict[str, Any] = {
     "model": {"compute_efficiency": {f: "fraction" for f in FAMILIES},
               "memory_efficiency": {f: "fraction" for f in FAMILIES},
               "core_bandwidth": "bandwidth", "l2_reuse": "fraction", "exp_overlap": "fraction",
-              "source": "str"},
+              "tile_overhead_cycles": "count", "source": "str"},
     "sources": "dict",
 }
 REQUIRED = ("name", "description", "kind", "compute.cores", "compute.clock", "compute.matmul.bf16",
@@ -194,6 +194,11 @@ class _Fields:
                 raise AttnDseError(f"{path}: {value!r} is not a positive whole number",
                                    where=self.where, fix="write e.g. 132")
             return value
+        if kind == "count":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise AttnDseError(f"{path}: {value!r} is not a non-negative number", where=self.where,
+                                   fix="write e.g. 200")
+            return float(value)
         if kind == "fraction":
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
                 raise AttnDseError(f"{path}: {value!r} is not a fraction in (0, 1]",
@@ -240,6 +245,7 @@ def _build(raw: dict, where: str) -> Hardware:
                                2.0 * (achievable.hbm_bytes_per_s or hbm_bw) / cores),
         l2_reuse=f.get("model.l2_reuse", "fraction", 0.9),
         exp_overlap=f.get("model.exp_overlap", "fraction", 0.5),
+        tile_overhead_cycles=f.get("model.tile_overhead_cycles", "count", 200.0),
         source=f.get("model.source", "str", "defaults (uncalibrated)"))
     sources = raw.get("sources") or {}
     if not isinstance(sources, dict):

@@ -1,6 +1,7 @@
 """Op-list building blocks shared by the variants: projections and softmax attention."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from attn_dse.workloads.ops import Op, Tensor
@@ -72,7 +73,7 @@ def softmax_attention(s: Shape, *, h_q, h_kv, d_qk, d_v, pairs, cache_tokens, kv
         # FlashAttention's backward recomputes QK^T and the exps instead of storing P.
         ops.append(Op(f"{prefix}qk_recompute", "matmul", flops=2 * n * d_qk, exps=n,
                       vector_flops=SOFTMAX_VECTOR_OPS * n, reads=(q_t, k_new), fused_only=True))
-    return ops
+    return [dataclasses.replace(op, kernel="attention") for op in ops]
 
 
 def all_reduce(s: Shape, tensor: str, width, tp) -> Op:

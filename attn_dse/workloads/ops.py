@@ -44,6 +44,8 @@ class Op:
     group: str = "core"  # "core" (the attention kernel), "proj", "aux", "comm"
     grad: bool = True  # whether training back-propagates through it
     fused_only: bool = False  # exists only in fused execution (FlashAttention recompute)
+    repeat: Any = 1.0  # kernel launches this op stands for (layers at model scope)
+    kernel: str = ""  # "attention": part of the fused softmax-attention kernel (dataflow-modelled)
 
 
 @dataclass(frozen=True)
@@ -180,7 +182,7 @@ def backward(ops: list[Op]) -> list[Op]:
                           for t in op.reads if t.kind != "kv_cache")
         out.append(Op(f"{op.name}.bwd", op.kind, flops=2 * op.flops if op.kind == "matmul" else 0.0,
                       vector_flops=op.vector_flops + (op.exps if op.kind == "softmax" else 0.0),
-                      reads=op.reads + grads_in, writes=grads_out, group=op.group))
+                      reads=op.reads + grads_in, writes=grads_out, group=op.group, kernel=op.kernel))
     return out
 
 
@@ -190,7 +192,7 @@ def scaled(ops: list[Op], factor: Any, prefix: str = "") -> list[Op]:
         return dataclasses.replace(x, name=prefix + x.name, bytes=x.bytes * factor)
     return [dataclasses.replace(op, name=prefix + op.name, flops=op.flops * factor,
                                 vector_flops=op.vector_flops * factor, exps=op.exps * factor,
-                                comm_bytes=op.comm_bytes * factor,
+                                comm_bytes=op.comm_bytes * factor, repeat=op.repeat * factor,
                                 reads=tuple(map(t, op.reads)), writes=tuple(map(t, op.writes)))
             for op in ops]
 

@@ -5,6 +5,7 @@ plus checked parameters (scalars, or numpy arrays for vectorized sweeps).
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -55,6 +56,7 @@ class Core:
     window: Any = np.inf
     block: Any = None  # key-block granularity of a sparse selection
     skip: Any = 0.0  # fraction of KV tiles skipped (BLASST)
+    phase: str = "prefill"  # decode runs split-KV (flash-decoding) kernels
 
 
 class Variant:
@@ -188,11 +190,11 @@ class Workload:
         s = self.shape(phase, batch, seq, context, causal, dtype)
         return O.build_graph(self.ops(s, scope), fused)
 
-    def core(self, s: Shape) -> list[tuple[Core, Any]]:
-        """The attention kernels to tile, with how many times each runs (layers)."""
-        if self.layer_groups:
-            return [(wl.variant.core(wl.params, s), count) for count, wl in self.layer_groups]
-        return [(self.variant.core(self.params, s), 1)]
+    def core(self, s: Shape, scope: str = "core") -> list[tuple[Core, Any]]:
+        """The attention kernels to tile, with how many times each runs (layers at model scope)."""
+        groups = self._groups() if scope == "model" else ((1, self),)
+        return [(dataclasses.replace(wl.variant.core(wl.params, s), phase=s.phase), count)
+                for count, wl in groups]
 
 
 def attention(name: str, **params: Any) -> Workload:

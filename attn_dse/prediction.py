@@ -7,6 +7,7 @@ and probabilities in HBM. Every field broadcasts over numpy-array inputs.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,7 +138,7 @@ def _roofline_ops(hw, c: Ceilings, ops: list[Op], fused: bool, family: str, one_
     eff_m = hw.model.memory_efficiency[family]
     if one_kernel:
         cost = total_cost(ops, fused)
-        launches = max((op.repeat for op in ops), default=1.0)
+        launches = functools.reduce(np.maximum, (op.repeat for op in ops), 1.0)
         t, lim = op_time(c, cost.flops, cost.vector_flops, cost.exps, cost.hbm_bytes, eff_c, eff_m,
                          hw.launch_overhead_s * launches)
         return t, lim, cost.hbm_bytes, cost.flops

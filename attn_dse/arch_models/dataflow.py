@@ -203,9 +203,10 @@ def _best(cands: list[dict]) -> KernelEstimate:
         stacked = np.stack(np.broadcast_arrays(*[np.asarray(c[key]) for c in cands]))
         return np.take_along_axis(stacked, idx[None], axis=0)[0]
 
-    mapping = {k: np.take_along_axis(np.stack(np.broadcast_arrays(
-        *[np.asarray(c["mapping"][k], dtype=np.float64) + 0 * times[0] for c in cands])), idx[None], 0)[0]
-        for k in cands[0]["mapping"]}
+    shape = np.zeros(times.shape[1:])
+    mapping = {k: np.take_along_axis(np.stack([np.asarray(c["mapping"][k], dtype=np.float64) + shape
+                                               for c in cands]), idx[None], 0)[0]
+               for k in cands[0]["mapping"]}
     return KernelEstimate(time_s=times.min(axis=0), hbm_bytes=pick("hbm"), cache_bytes=pick("cache"),
                           flops=pick("flops"), exps=pick("exps"), limiter=pick("limiter"),
                           mapping=mapping, compute_s=pick("compute"), memory_s=pick("memory"))

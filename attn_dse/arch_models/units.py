@@ -61,8 +61,9 @@ def _unit_scale(unit: str, kind: str, bases: tuple[str, ...], binary_ok: bool) -
 
 
 def format_si(value: float, unit: str, digits: int = 4) -> str:
-    """3.35e12, 'B/s' -> '3.35 TB/s' (decimal prefixes)."""
-    for prefix, scale in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+    """3.35e12, 'B/s' -> '3.35 TB/s'; 9.6e-5, 's' -> '96 us' (decimal prefixes)."""
+    for prefix, scale in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3), ("", 1.0),
+                          ("m", 1e-3), ("u", 1e-6), ("n", 1e-9)):
         if abs(value) >= scale:
             return f"{value / scale:.{digits}g} {prefix}{unit}"
     return f"{value:.{digits}g} {unit}"

@@ -83,3 +83,87 @@ def list_models(as_json):
         return
     echo_table("Model presets", ["name", "variant", "d_model", "layers", "params (B)", "source"],
                [[r["name"], r["variant"], r["d_model"], r["n_layers"], r["params_b"], r["source"]] for r in rows])
+
+
+@cli.command()
+@click.argument("hw", required=False)
+@click.argument("space", required=False, type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", default="sweep-out", show_default=True, type=click.Path(file_okay=False),
+              help="Directory for points.csv, points.jsonl, summary.json and figures.")
+@click.option("--strategy", type=click.Choice(["grid", "random", "evolve"]), default=None,
+              help="Override the space's strategy: exhaustive grid, random samples, or differential evolution.")
+@click.option("--samples", type=int, default=None, help="Points for random / evaluations for evolve.")
+@click.option("--no-points", is_flag=True, help="Skip writing every point (summary and figures only).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def sweep(hw, space, out_dir, strategy, samples, no_points, as_json):
+    """Explore a design space on HW and report the best designs and the Pareto set.
+
+    With no SPACE it runs the built-in study: every registered variant at iso-model
+    settings (70B-class and DeepSeek-V3-class), prefill and decode, context 1k-128k,
+    batch 1-256, under the device's memory capacity: which variant wins where, by how
+    much, what bounds it, and the largest batch each supports.
+
+    \b
+    Examples:
+      attn-dse sweep hw/h20.yaml
+      attn-dse sweep h100 spaces/gqa-vs-mla.yaml --out results/
+      attn-dse sweep spaces/hardware-what-if.yaml --strategy random --samples 5000
+    SPACE files: see spaces/*.yaml. Ctrl-C stops early and still writes a valid partial result.
+    """
+    import sys
+    from pathlib import Path
+
+    from attn_dse.dse.sweep import run_sweep
+
+    if hw and space is None and Path(hw).suffix in (".yaml", ".yml") and _is_space(hw):
+        hw, space = None, hw
+    summary = run_sweep(hw, space, out_dir, strategy=strategy, samples=samples,
+                        progress=sys.stderr.isatty(), write_points=not no_points)
+    if as_json:
+        echo_json(summary)
+        return
+    from attn_dse.cli.report import sweep_report
+    sweep_report(summary)
+
+
+def _is_space(path: str) -> bool:
+    import yaml
+    try:
+        data = yaml.safe_load(open(path))
+    except Exception:
+        return False
+    return isinstance(data, dict) and "variants" in data
+
+
+@cli.command()
+@click.argument("hws", nargs=-1, required=True)
+@click.option("--variants", default=None, help="Comma list of variants at 70B-class settings, e.g. gqa,mla,mha.")
+@click.option("--model", "models", multiple=True, help="Model preset, repeatable (instead of --variants).")
+@click.option("--phase", default="decode,prefill", show_default=True, help="Comma list of phases.")
+@click.option("--context", default="1024,8192,65536", show_default=True,
+              help="Comma list of context lengths: points of one workload form a trajectory.")
+@click.option("--batch", type=int, default=16, show_default=True)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="FILE.png, .svg or .pdf")
+@click.option("--json", "as_json", is_flag=True, help="Also print the plotted points as JSON.")
+def roofline(hws, variants, models, phase, context, batch, output, as_json):
+    """Plot attention workloads on the roofline of one or more presets (overlaid).
+
+    \b
+    Examples:
+      attn-dse roofline h100 h20 --variants gqa,mla,mha -o roofline.png
+      attn-dse roofline h200 --model deepseek-v3 --model llama-3-70b --phase decode -o r.svg
+    """
+    from attn_dse.arch_models.loader import load_hardware
+    from attn_dse.plots.roofline import roofline_plot, roofline_points
+    from attn_dse.plots.workloads import named_workloads
+
+    workloads = named_workloads(variants, models)
+    specs = [load_hardware(h) for h in hws]
+    phases = tuple(p.strip() for p in phase.split(",") if p.strip())
+    contexts = tuple(int(c) for c in context.split(","))
+    points = [pt for hw in specs for pt in roofline_points(hw, workloads, phases, contexts, batch)]
+    data = roofline_plot(specs, points, output)
+    if as_json:
+        echo_json({"path": data["path"], "points": points, "ceilings": data["ceilings"]})
+    else:
+        click.echo(f"wrote {data['path']} ({len(points)} points on {', '.join(h.name for h in specs)})")

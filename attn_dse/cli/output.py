@@ -2,28 +2,15 @@
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import click
 
 
-def to_jsonable(value: Any) -> Any:
-    """numpy scalars/arrays and tuples -> plain JSON types; NaN/inf -> None."""
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-    if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def echo_json(payload: Any) -> None:
-    click.echo(json.dumps(to_jsonable(payload), indent=2))
+    from attn_dse.dse.output import jsonable
+    click.echo(json.dumps(jsonable(payload), indent=2, allow_nan=False))
 
 
 def fmt(value: Any, digits: int = 4) -> str:

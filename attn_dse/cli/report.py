@@ -29,3 +29,67 @@ def prediction_table(p, wl) -> None:
     echo_table(f"{wl.name} on {p.hardware}: {p.phase}, batch {p.batch:g}, seq {p.seq:g}, "
                f"context {p.context:g}, {p.dtype}, scope {p.scope}", ["quantity", "value"], rows,
                caption=params)
+
+
+def sweep_report(summary: dict) -> None:
+    """Conclusions first, then the best designs, the Pareto set, capacity, files."""
+    import click
+
+    head = (f"{summary['space']}: {summary['points']:,} points, {summary['feasible']:,} feasible, "
+            f"{summary['elapsed_s']:.2f} s" + (" (PARTIAL: interrupted)" if summary["partial"] else ""))
+    click.secho(head, bold=True)
+    study = summary.get("study")
+    if study:
+        click.echo("\nConclusions (cost only; the variants differ in model quality, which this tool does not judge):")
+        for line in study["conclusions"]:
+            click.echo(f"  - {line}")
+        picks = [r for r in study["winners"] if r["context"] in (4096, 32768, 131072) and r["batch"] in (1, 16, 256)]
+        echo_table("Fastest variant per token (selected points)",
+                   ["class", "phase", "context", "batch", "winner", "time/token", "vs GQA-8", "lead", "bound"],
+                   [[r["class"], r["phase"], r["context"], r["batch"], r["winner"],
+                     format_si(r["time_per_token_s"], "s", 3), _x(r["speedup_vs_gqa8"]), _x(r["runner_up_ratio"]),
+                     r["bound"]] for r in picks])
+        caps = [r for r in study["capacity"]]
+        names = sorted({(r["class"], r["variant"]) for r in caps})
+        echo_table("Largest decode batch per device that fits (weights + KV)",
+                   ["class", "variant", "KV/token", "max batch @32k", "max batch @128k"],
+                   [[c, v, format_si(next(r["kv_bytes_per_token"] for r in caps if r["variant"] == v and r["class"] == c), "B", 3),
+                     next((r["max_batch"] for r in caps if (r["class"], r["variant"], r["context"]) == (c, v, 32768)), "-"),
+                     next((r["max_batch"] for r in caps if (r["class"], r["variant"], r["context"]) == (c, v, 131072)), "-")]
+                    for c, v in names])
+    else:
+        _rows_table("Best designs", summary.get("best", [])[:10])
+        _rows_table("Pareto set", summary.get("pareto", [])[:15])
+    files = summary.get("files", [])
+    if files:
+        click.echo("\nWrote: " + ", ".join(files))
+
+
+def _x(v):
+    return "-" if v is None or v != v else f"{v:.2g}x"
+
+
+_SHOW = (("hardware", "hw", None), ("label", "design", None), ("phase", "phase", None), ("batch", "batch", None),
+         ("context", "context", None), ("time_per_token_s", "time/token", "s"), ("tokens_per_s", "tokens/s", ""),
+         ("kv_bytes_per_token", "KV/token", "B"), ("max_batch", "max batch", None), ("bound", "bound", None))
+_PARAMS = ("n_kv_heads", "kv_lora_rank", "window", "top_k", "latent", "share", "tp", "head_dim")
+
+
+def _rows_table(title: str, rows: list[dict]) -> None:
+    if not rows:
+        return
+    shown = [c for c in _SHOW if c[0] in rows[0]]
+    params = [k for k in _PARAMS if any(r.get(k) is not None for r in rows)]
+    echo_table(title, [c[1] for c in shown] + params,
+               [[_fmt(r.get(k), unit) for k, _, unit in shown] + [_fmt(r.get(k), None) for k in params]
+                for r in rows])
+
+
+def _fmt(v, unit=None):
+    if v is None:
+        return "-"
+    if isinstance(v, float) and unit is not None:
+        return format_si(v, unit, 3).strip()
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return v

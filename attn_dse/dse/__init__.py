@@ -1,0 +1,1 @@
+"""Design-space exploration: spaces, vectorized evaluation, constraints, Pareto fronts."""

@@ -1,0 +1,171 @@
+"""The built-in study that `attn-dse sweep HW` runs with no space: every registered variant at
+iso-model settings, in a 70B-class and a DeepSeek-V3-class shape, prefill and decode, context
+1k-128k, batch 1-256, under the device's memory capacity. Its analysis answers: which variant
+wins where, by how much, what bounds it, and how large a batch each supports."""
+from __future__ import annotations
+
+import numpy as np
+
+from attn_dse.dse.space import Space, VariantAxis
+
+CONTEXTS = tuple(1024 * 2**i for i in range(8))  # 1k .. 128k
+BATCHES = tuple(2**i for i in range(9))  # 1 .. 256
+BASELINE = "gqa-8"
+
+# (label, variant, params) at iso-model width/depth/heads; the shape's own keys fill in.
+_70B = dict(d_model=8192, n_layers=80, heads=64, params=70.6e9, mla=dict(kv_lora_rank=512, qk_rope_dim=64,
+            qk_nope_dim=128, v_head_dim=128, q_lora_rank=1536))
+_V3 = dict(d_model=7168, n_layers=61, heads=128, params=671e9, mla=dict(kv_lora_rank=512, qk_rope_dim=64,
+           qk_nope_dim=128, v_head_dim=128, q_lora_rank=1536))
+
+
+def _variants(shape: dict, tag: str) -> list[VariantAxis]:
+    E, L, H = shape["d_model"], shape["n_layers"], shape["heads"]
+    common = dict(d_model=E, n_layers=L)
+    gqa8 = dict(n_heads=H, n_kv_heads=8, head_dim=128)
+    table = [
+        ("mha", "mha", dict(n_heads=H, head_dim=128)),
+        ("gqa-8", "gqa", gqa8),
+        ("mqa", "mqa", dict(n_heads=H, head_dim=128)),
+        ("mla", "mla", dict(n_heads=H, **shape["mla"])),
+        ("tpla-2", "tpla", dict(n_heads=H, tp=2, **shape["mla"])),
+        ("sqa-sym", "sqa", dict(n_heads=H, form="symmetric", head_dim=128)),
+        ("cla2-gqa-8", "cla", dict(base="gqa", share=2, **gqa8)),
+        ("swa-4k", "swa", dict(window=4096, **gqa8)),
+        ("moba-4x256", "block_sparse", dict(block_size=256, top_k=4, **gqa8)),
+        ("nsa", "nsa", dict(n_heads=H, n_kv_heads=8, head_dim=128)),
+        ("linear", "linear", dict(n_heads=H, head_dim=128)),
+        ("ccgqa-2-8", "ccgqa", dict(n_heads=H, q_compression=2, kv_compression=8)),
+        ("cca-4", "cca", dict(n_heads=H // 2, compression=4)),
+        ("mfa-256", "mfa", dict(n_heads=H, latent=256)),
+        ("mfa_kr-256", "mfa_kr", dict(n_heads=H, latent=256)),
+    ]
+    return [VariantAxis(f"{tag}/{label}", variant=variant, params={k: [v] for k, v in {**common, **p}.items()},
+                        weight_params=shape["params"])
+            for label, variant, p in table]
+
+
+def builtin_space() -> Space:
+    return Space(
+        name="builtin-study",
+        description="all variants at iso-model settings (70B-class, DeepSeek-V3-class), prefill and decode, "
+                    "context 1k-128k, batch 1-256, weights (fp8) sharded over one node, attention data-parallel",
+        variants=tuple(_variants(_70B, "70b") + _variants(_V3, "v3")),
+        phase=("prefill", "decode"), batch=BATCHES, context=CONTEXTS, scope="model",
+        devices="node", weight_dtype="fp8", weights_bytes=None,
+        constraints=({"memory": True},), objectives=({"minimize": "time_per_token_s"}, {"minimize": "kv_bytes_per_token"}))
+
+
+def analyze(cols: dict, hw) -> dict:
+    """Winners per (class, phase, context, batch), speed-ups over GQA-8, bounds, capacity."""
+    classes = sorted({lab.split("/")[0] for lab in cols["label"]})
+    hw_label = hw.name
+    out = {"hardware": hw_label, "winners": [], "capacity": [], "conclusions": [], "heatmaps": {}}
+    short = np.array([lab.split("/", 1)[1] for lab in cols["label"]], dtype=object)
+    cls = np.array([lab.split("/")[0] for lab in cols["label"]], dtype=object)
+    for c in classes:
+        for phase in ("prefill", "decode"):
+            sel = (cls == c) & (cols["phase"] == phase)
+            grid, ties = _winner_grid(cols, short, sel)
+            out["heatmaps"][f"{c}/{phase}"] = grid
+            out["winners"] += ties
+            out["conclusions"].append(_conclude(c, phase, ties, hw_label))
+        out["capacity"] += _capacity(cols, short, (cls == c) & (cols["phase"] == "decode"), c)
+        out["conclusions"].append(bound_contrast(cols, hw, c))
+    out["conclusions"].append(_capacity_sentence(out["capacity"], hw_label))
+    return out
+
+
+def _winner_grid(cols, short, sel):
+    """For each (context, batch): the fastest feasible variant and its lead."""
+    rows, grid = [], {"contexts": list(CONTEXTS), "batches": list(BATCHES), "winner": [], "speedup_vs_gqa8": []}
+    for ctx in CONTEXTS:
+        wrow, srow = [], []
+        for b in BATCHES:
+            m = sel & (cols["context"] == ctx) & (cols["batch"] == b)
+            feas = m & cols["feasible"]
+            base = m & (short == BASELINE)
+            if not np.any(feas):
+                wrow.append(None)
+                srow.append(np.nan)
+                continue
+            i = np.flatnonzero(feas)[np.argmin(cols["time_per_token_s"][feas])]
+            order = np.sort(cols["time_per_token_s"][feas])
+            base_t = cols["time_per_token_s"][base][0] if np.any(base) else np.nan
+            base_ok = bool(np.any(base & cols["feasible"]))
+            rows.append({"class": None, "phase": cols["phase"][i], "context": int(ctx), "batch": int(b),
+                         "winner": short[i], "time_per_token_s": float(cols["time_per_token_s"][i]),
+                         "runner_up_ratio": float(order[1] / order[0]) if len(order) > 1 else np.nan,
+                         "speedup_vs_gqa8": float(base_t / cols["time_per_token_s"][i]) if base_ok else np.nan,
+                         "gqa8_fits": base_ok, "bound": cols["bound"][i], "limiter": cols["limiter"][i],
+                         "arithmetic_intensity": float(cols["arithmetic_intensity"][i]),
+                         "label": cols["label"][i]})
+            wrow.append(short[i])
+            srow.append(rows[-1]["speedup_vs_gqa8"])
+        grid["winner"].append(wrow)
+        grid["speedup_vs_gqa8"].append(srow)
+    for r in rows:
+        r["class"] = r.pop("label").split("/")[0]
+    return grid, rows
+
+
+def _conclude(c: str, phase: str, rows: list, hw: str) -> str:
+    rows = [r for r in rows if r["class"] == c and r["phase"] == phase]
+    if not rows:
+        return f"{c} {phase}: no configuration fits in memory on {hw}."
+    names, counts = np.unique([r["winner"] for r in rows], return_counts=True)
+    top = names[np.argmax(counts)]
+    mine = [r for r in rows if r["winner"] == top]
+    sp = np.array([r["speedup_vs_gqa8"] for r in mine], dtype=float)
+    lead = np.array([r["runner_up_ratio"] for r in mine], dtype=float)
+    bounds, bc = np.unique([r["bound"] for r in mine], return_counts=True)
+    vs = (f"{np.nanmin(sp):.2g}x-{np.nanmax(sp):.2g}x faster per token than GQA-8 where GQA-8 fits"
+          if np.isfinite(sp).any() else "GQA-8 does not fit at any of these points")
+    others = ", ".join(f"{n} ({k})" for n, k in sorted(zip(names, counts), key=lambda t: -t[1]) if n != top)
+    return (f"{c} {phase} on {hw}: {top} is fastest at {len(mine)} of {len(rows)} feasible (context, batch) points "
+            f"({vs}; median lead over the runner-up {_median(lead)}), mostly {bounds[np.argmax(bc)]}-bound"
+            + (f". Elsewhere: {others}." if others else "."))
+
+
+def bound_contrast(cols: dict, hw, c: str, context: int = 32768, batch: int = 4) -> str:
+    """GQA-8 vs MLA decode at one point: time, bound and intensity against the ridge point."""
+    from attn_dse.arch_models.units import format_si
+    parts = []
+    for v in ("gqa-8", "mla"):
+        m = (cols["label"] == f"{c}/{v}") & (cols["phase"] == "decode") & (cols["context"] == context) & \
+            (cols["batch"] == batch)
+        if np.any(m):
+            i = np.flatnonzero(m)[0]
+            fits = "" if cols["feasible"][i] else ", does not fit"
+            parts.append(f"{v} {format_si(cols['time_per_token_s'][i], 's', 3)}/token, {cols['bound'][i]}-bound "
+                         f"(AI {cols['arithmetic_intensity'][i]:.3g}{fits})")
+    return (f"{c} decode at {context // 1024}k context, batch {batch} on {hw.name} "
+            f"(ridge {hw.ridge_point():.3g} FLOP/B): " + "; ".join(parts) + ".")
+
+
+def _capacity(cols, short, sel, c):
+    out = []
+    for ctx in (32768, 131072):
+        m = sel & (cols["context"] == ctx) & (cols["batch"] == 1)
+        for i in np.flatnonzero(m):
+            out.append({"class": c, "variant": short[i], "context": ctx, "max_batch": int(cols["max_batch"][i]),
+                        "kv_bytes_per_token": float(cols["kv_bytes_per_token"][i])})
+    return out
+
+
+def _capacity_sentence(cap: list, hw: str) -> str:
+    parts = []
+    for c in sorted({r["class"] for r in cap}):
+        rows = [r for r in cap if r["class"] == c and r["context"] == 131072]
+        g = next((r["max_batch"] for r in rows if r["variant"] == BASELINE), 0)
+        best = max(rows, key=lambda r: r["max_batch"]) if rows else None
+        mla = next((r["max_batch"] for r in rows if r["variant"] == "mla"), 0)
+        if best:
+            parts.append(f"{c}: GQA-8 holds {g} sequences of 128k per device, MLA {mla}, "
+                         f"{best['variant']} the most ({best['max_batch']})")
+    return f"Capacity on {hw} (weights fp8 over one node, KV bf16): " + "; ".join(parts) + "."
+
+
+def _median(x: np.ndarray) -> str:
+    x = x[np.isfinite(x)]
+    return f"{np.median(x):.2g}x" if len(x) else "n/a"

@@ -1,0 +1,42 @@
+"""Headless matplotlib with one consistent look."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def pyplot():
+    import matplotlib
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 160, "font.size": 10, "axes.grid": True,
+                         "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False,
+                         "legend.frameon": False})
+    return plt
+
+
+def save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+    return path
+
+
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
+          "#bcbd22", "#7f7f7f", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd"]
+
+
+def drawn(ax) -> dict:
+    """What the axes really hold: line and scatter coordinates by label (read back from the
+    artists, so tests check the figure, not the inputs)."""
+    out = {"lines": [], "scatter": []}
+    for line in ax.get_lines():
+        out["lines"].append({"label": line.get_label(), "x": list(map(float, line.get_xdata())),
+                             "y": list(map(float, line.get_ydata()))})
+    from matplotlib.collections import PathCollection
+    for coll in ax.collections:
+        offsets = coll.get_offsets()
+        if isinstance(coll, PathCollection) and len(offsets):
+            out["scatter"].append({"label": coll.get_label(), "xy": [tuple(map(float, p)) for p in offsets]})
+    return out

@@ -68,9 +68,11 @@ class Prediction:
 
 def predict(hw: Hardware | str, workload: Workload, phase: str = "decode", batch=1, seq=None,
             context=None, dtype: str = "bf16", scope: str = "core", causal: bool = True,
-            fused: bool = True, achievable: bool = True, mapping: dict | None = None) -> Prediction:
+            fused: bool = True, achievable: bool = True, mapping: dict | None = None,
+            dataflow_model: bool = True) -> Prediction:
     """Predict one workload point (or arrays of them). `mapping` pins kernel choices, e.g.
-    {"n_split": 1} for decode without split-KV; `achievable=False` uses datasheet peaks."""
+    {"n_split": 1} for decode without split-KV; `achievable=False` uses datasheet peaks;
+    `dataflow_model=False` times the attention kernel by the plain roofline (no tiling)."""
     hw = load_hardware(hw)
     s = make_shape(phase, batch, seq, context, causal, dtype)
     ops = active_ops(workload.ops(s, scope), fused)
@@ -79,7 +81,9 @@ def predict(hw: Hardware | str, workload: Workload, phase: str = "decode", batch
     parts: dict[str, tuple] = {}  # name -> (time, limiter, hbm bytes, executed flops)
     core_ops = [op for op in ops if op.group == "core"]
     if core_ops:
-        parts["attention"] = _attention(hw, c, workload, s, scope, core_ops, fused, mapping)
+        parts["attention"] = _attention(hw, c, workload, s, scope, core_ops, fused, mapping) if dataflow_model \
+            else _roofline_ops(hw, c, core_ops, fused, "prefill" if phase != "decode" else "decode",
+                               one_kernel=fused) + ({},)
     for group in sorted({op.group for op in ops} - {"core"}):
         name = GROUP_NAMES.get(group, group)
         part = _roofline_ops(hw, c, [op for op in ops if op.group == group], fused, "gemm")

@@ -23,7 +23,7 @@ from attn_dse.prediction import predict
 from attn_dse.workloads.registry import Workload, attention
 from attn_dse.workloads.shape import DTYPE_BYTES, make_shape
 
-CHUNK = 100_000
+CHUNK = 50_000
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Triton kernels for each variant family, each with its launcher and a PyTorch reference."""

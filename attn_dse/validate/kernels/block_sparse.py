@@ -1,0 +1,154 @@
+"""Block-sparse attention over given top-k key blocks (MoBA/NSA selection style), in Triton.
+
+Selections come as block_idx [B, Hkv, n_query_blocks, top_k] (key-block ids, -1 = unused),
+shared by the query heads of a KV group. Blocks are BLOCK keys wide, and in prefill query
+blocks are BLOCK rows too; only the selected tiles are loaded and computed, so time scales with
+top_k. Decode: one query block; the selected list is split across programs and merged by the
+split-KV combine kernel.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+from attn_dse.validate.kernels.decode import combine
+
+
+@triton.jit
+def _sparse_prefill(Q, K, V, O, Idx, stride_qb, stride_qs, stride_qh, stride_kb, stride_ks, stride_kh,
+                    stride_vb, stride_vs, stride_vh, stride_ob, stride_os, stride_oh,
+                    stride_ib, stride_ih, stride_iq, n_heads, group, seq, top_k, sm_scale,
+                    HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr, CAUSAL: tl.constexpr):
+    qb = tl.program_id(0)
+    bh = tl.program_id(1)
+    b = bh // n_heads
+    h = bh % n_heads
+    kvh = h // group
+    offs_m = qb * BLOCK + tl.arange(0, BLOCK)
+    offs_d = tl.arange(0, HEAD_DIM)
+    q = tl.load(Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qs + offs_d[None, :],
+                mask=offs_m[:, None] < seq, other=0.0)
+    K += b * stride_kb + kvh * stride_kh
+    V += b * stride_vb + kvh * stride_vh
+    Idx += b * stride_ib + kvh * stride_ih + qb * stride_iq
+    m_i = tl.full([BLOCK], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK], tl.float32)
+    acc = tl.zeros([BLOCK, HEAD_DIM], tl.float32)
+    qk_scale = sm_scale * 1.4426950408889634
+    for j in range(top_k):
+        kb = tl.load(Idx + j)
+        if kb >= 0:
+            offs_n = kb * BLOCK + tl.arange(0, BLOCK)
+            k = tl.load(K + offs_n[None, :] * stride_ks + offs_d[:, None], mask=offs_n[None, :] < seq, other=0.0)
+            qk = tl.dot(q, k) * qk_scale
+            keep = offs_n[None, :] < seq
+            if CAUSAL:
+                keep = keep & (offs_n[None, :] <= offs_m[:, None])
+            qk = tl.where(keep, qk, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(qk, 1))
+            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+            p = tl.math.exp2(qk - m_safe[:, None])
+            alpha = tl.math.exp2(m_i - m_safe)
+            l_i = l_i * alpha + tl.sum(p, 1)
+            v = tl.load(V + offs_n[:, None] * stride_vs + offs_d[None, :], mask=offs_n[:, None] < seq, other=0.0)
+            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+            m_i = m_new
+    out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
+    tl.store(O + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_os + offs_d[None, :],
+             out.to(O.dtype.element_ty), mask=offs_m[:, None] < seq)
+
+
+@triton.jit
+def _sparse_decode(Q, K, V, Lens, Idx, Part, Lse, stride_qb, stride_qs, stride_qh, stride_kb, stride_kn, stride_kh,
+                   stride_vb, stride_vn, stride_vh, stride_ib, stride_ih, group, seq_q, top_k, n_splits, per_split,
+                   sm_scale, HEAD_DIM: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK: tl.constexpr):
+    b = tl.program_id(0)
+    kvh = tl.program_id(1)
+    split = tl.program_id(2)
+    rows = tl.arange(0, BLOCK_H)
+    tok = rows // group
+    head = kvh * group + rows % group
+    valid = rows < group * seq_q
+    offs_d = tl.arange(0, HEAD_DIM)
+    q = tl.load(Q + b * stride_qb + tok[:, None] * stride_qs + head[:, None] * stride_qh + offs_d[None, :],
+                mask=valid[:, None], other=0.0)
+    length = tl.load(Lens + b)
+    last_visible = length - seq_q + tok
+    K += b * stride_kb + kvh * stride_kh
+    V += b * stride_vb + kvh * stride_vh
+    Idx += b * stride_ib + kvh * stride_ih
+    m_i = tl.full([BLOCK_H], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_H], tl.float32)
+    acc = tl.zeros([BLOCK_H, HEAD_DIM], tl.float32)
+    qk_scale = sm_scale * 1.4426950408889634
+    for j in range(split * per_split, tl.minimum((split + 1) * per_split, top_k)):
+        kb = tl.load(Idx + j)
+        if kb >= 0:
+            offs_n = kb * BLOCK + tl.arange(0, BLOCK)
+            k = tl.load(K + offs_n[None, :] * stride_kn + offs_d[:, None], mask=offs_n[None, :] < length, other=0.0)
+            qk = tl.dot(q, k) * qk_scale
+            qk = tl.where((offs_n[None, :] < length) & (offs_n[None, :] <= last_visible[:, None]), qk, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(qk, 1))
+            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+            p = tl.math.exp2(qk - m_safe[:, None])
+            alpha = tl.math.exp2(m_i - m_safe)
+            l_i = l_i * alpha + tl.sum(p, 1)
+            v = tl.load(V + offs_n[:, None] * stride_vn + offs_d[None, :], mask=offs_n[:, None] < length, other=0.0)
+            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+            m_i = m_new
+    lse = tl.where(l_i > 0, m_i + tl.math.log2(tl.where(l_i > 0, l_i, 1.0)), float("-inf"))
+    out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
+    hq = group * tl.num_programs(1)
+    base = ((b * seq_q + tok) * hq + head) * n_splits + split
+    tl.store(Part + base[:, None] * HEAD_DIM + offs_d[None, :], out, mask=valid[:, None])
+    tl.store(Lse + base, lse, mask=valid)
+
+
+def block_sparse_prefill(q, k, v, block_idx, block: int = 64, causal: bool = True, num_warps: int = 4,
+                         num_stages: int = 2, out=None):
+    B, S, Hq, D = q.shape
+    Hkv = k.shape[2]
+    o = torch.empty_like(q) if out is None else out
+    _sparse_prefill[(triton.cdiv(S, block), B * Hq)](
+        q, k, v, o, block_idx, q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
+        v.stride(0), v.stride(1), v.stride(2), o.stride(0), o.stride(1), o.stride(2),
+        block_idx.stride(0), block_idx.stride(1), block_idx.stride(2), Hq, Hq // Hkv, S, block_idx.shape[3],
+        1.0 / math.sqrt(D), HEAD_DIM=D, BLOCK=block, CAUSAL=causal, num_warps=num_warps, num_stages=num_stages)
+    return o
+
+
+def block_sparse_decode(q, k, v, seq_lens, block_idx, block: int = 64, n_splits: int | None = None,
+                        num_warps: int = 4, out=None):
+    """block_idx [B, Hkv, top_k] selected key blocks for the new tokens of each KV group."""
+    B, Sq, Hq, D = q.shape
+    Hkv = k.shape[2]
+    top_k = block_idx.shape[-1]
+    n_splits = n_splits or max(1, min(top_k, math.ceil(2 * 132 / (B * Hkv))))
+    per_split = triton.cdiv(top_k, n_splits)
+    group = Hq // Hkv
+    part = torch.empty(B, Sq, Hq, n_splits, D, device=q.device, dtype=torch.float32)
+    lse = torch.empty(B, Sq, Hq, n_splits, device=q.device, dtype=torch.float32)
+    _sparse_decode[(B, Hkv, n_splits)](q, k, v, seq_lens, block_idx, part, lse, q.stride(0), q.stride(1), q.stride(2),
+                                       k.stride(0), k.stride(1), k.stride(2), v.stride(0), v.stride(1), v.stride(2),
+                                       block_idx.stride(0), block_idx.stride(1), group, Sq, top_k, n_splits, per_split,
+                                       1.0 / math.sqrt(D), HEAD_DIM=D, BLOCK_H=max(16, triton.next_power_of_2(group * Sq)),
+                                       BLOCK=block, num_warps=num_warps)
+    o = torch.empty_like(q) if out is None else out
+    return combine(part, lse, o)
+
+
+def causal_topk(B: int, Hkv: int, seq: int, block: int, top_k: int, generator=None, device="cpu") -> torch.Tensor:
+    """A random MoBA-style causal selection: each query block takes its own block plus top_k - 1
+    random earlier ones (sorted; -1 where fewer exist)."""
+    nb = triton.cdiv(seq, block)
+    idx = torch.full((B, Hkv, nb, top_k), -1, dtype=torch.int32)
+    for qb in range(nb):
+        for bb in range(B):
+            for h in range(Hkv):
+                earlier = torch.randperm(qb, generator=generator)[: top_k - 1] if qb else torch.empty(0, dtype=torch.long)
+                chosen = torch.cat([earlier.sort().values, torch.tensor([qb])])
+                idx[bb, h, qb, : len(chosen)] = chosen.to(torch.int32)
+    return idx.to(device)

@@ -1,0 +1,117 @@
+"""Split-KV decode (flash-decoding) with a combine kernel, in Triton.
+
+One program per (batch entry, KV head, split): the group*seq_q query rows that share a KV
+head are packed into one row tile (GQA packing: K/V loaded once per group), the split's slice
+of the keys is streamed, and an fp32 partial output plus its log2-sum-exp is written; the
+combine kernel merges the splits. seq_q >= 1 new tokens (speculative decoding) attend causally
+among themselves; every batch entry has its own length (seq_lens, new tokens included).
+Layout: q [B, Sq, Hq, D]; k/v cache [B, L, Hkv, D].
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _decode_split(Q, K, V, Lens, Part, Lse, stride_qb, stride_qs, stride_qh, stride_kb, stride_kn, stride_kh,
+                  stride_vb, stride_vn, stride_vh, group, seq_q, n_splits, split_len, sm_scale,
+                  HEAD_DIM: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr):
+    b = tl.program_id(0)
+    kvh = tl.program_id(1)
+    split = tl.program_id(2)
+    rows = tl.arange(0, BLOCK_H)  # row = token * group + head-in-group
+    tok = rows // group
+    head = kvh * group + rows % group
+    valid = rows < group * seq_q
+    offs_d = tl.arange(0, HEAD_DIM)
+    q = tl.load(Q + b * stride_qb + tok[:, None] * stride_qs + head[:, None] * stride_qh + offs_d[None, :],
+                mask=valid[:, None], other=0.0)
+    length = tl.load(Lens + b)
+    start = split * split_len
+    end = tl.minimum(start + split_len, length)
+    K += b * stride_kb + kvh * stride_kh
+    V += b * stride_vb + kvh * stride_vh
+    last_visible = length - seq_q + tok  # causal among the new tokens
+    m_i = tl.full([BLOCK_H], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_H], tl.float32)
+    acc = tl.zeros([BLOCK_H, HEAD_DIM], tl.float32)
+    qk_scale = sm_scale * 1.4426950408889634
+    for n0 in range(start, end, BLOCK_N):
+        offs_n = n0 + tl.arange(0, BLOCK_N)
+        in_range = offs_n < end
+        k = tl.load(K + offs_n[None, :] * stride_kn + offs_d[:, None], mask=in_range[None, :], other=0.0)
+        qk = tl.dot(q, k) * qk_scale
+        keep = in_range[None, :] & (offs_n[None, :] <= last_visible[:, None])
+        qk = tl.where(keep, qk, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(qk, 1))
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        p = tl.math.exp2(qk - m_safe[:, None])
+        alpha = tl.math.exp2(m_i - m_safe)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        v = tl.load(V + offs_n[:, None] * stride_vn + offs_d[None, :], mask=in_range[:, None], other=0.0)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+        m_i = m_new
+    lse = tl.where(l_i > 0, m_i + tl.math.log2(tl.where(l_i > 0, l_i, 1.0)), float("-inf"))
+    out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
+    # partials: [B, seq_q, Hq, n_splits, D] and [B, seq_q, Hq, n_splits]
+    hq = group * tl.num_programs(1)
+    base = ((b * seq_q + tok) * hq + head) * n_splits + split
+    tl.store(Part + base[:, None] * HEAD_DIM + offs_d[None, :], out, mask=valid[:, None])
+    tl.store(Lse + base, lse, mask=valid)
+
+
+@triton.jit
+def _combine(Part, Lse, O, n_splits, stride_ob, stride_os, stride_oh, seq_q, n_heads,
+             HEAD_DIM: tl.constexpr, BLOCK_S: tl.constexpr):
+    row = tl.program_id(0)  # (b, token, head)
+    b = row // (seq_q * n_heads)
+    t = (row // n_heads) % seq_q
+    h = row % n_heads
+    offs_s = tl.arange(0, BLOCK_S)
+    offs_d = tl.arange(0, HEAD_DIM)
+    lse = tl.load(Lse + row * n_splits + offs_s, mask=offs_s < n_splits, other=float("-inf"))
+    m = tl.max(lse, 0)
+    w = tl.math.exp2(lse - m)
+    w = w / tl.sum(w, 0)
+    part = tl.load(Part + (row * n_splits + offs_s[:, None]) * HEAD_DIM + offs_d[None, :],
+                   mask=offs_s[:, None] < n_splits, other=0.0)
+    out = tl.sum(part * w[:, None], 0)
+    tl.store(O + b * stride_ob + t * stride_os + h * stride_oh + offs_d, out.to(O.dtype.element_ty))
+
+
+def combine(part: torch.Tensor, lse: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Merge split partials [B, Sq, H, S, D] (fp32) with their log2-sum-exps into out [B, Sq, H, D]."""
+    B, Sq, H, S, D = part.shape
+    _combine[(B * Sq * H,)](part, lse, out, S, out.stride(0), out.stride(1), out.stride(2), Sq, H,
+                            HEAD_DIM=D, BLOCK_S=max(triton.next_power_of_2(S), 2), num_warps=4)
+    return out
+
+
+def choose_splits(batch: int, kv_heads: int, max_len: int, sms: int = 132, block_n: int = 64) -> int:
+    """Enough splits to give every SM about two programs, no split shorter than 4 key tiles."""
+    want = max(1, math.ceil(2 * sms / (batch * kv_heads)))
+    return max(1, min(want, max_len // (4 * block_n), 128))
+
+
+def decode(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_lens: torch.Tensor, n_splits: int | None = None,
+           block_n: int = 64, num_warps: int = 4, num_stages: int = 2, out: torch.Tensor | None = None) -> torch.Tensor:
+    """q [B, Sq, Hq, D] against the cache k/v [B, L, Hkv, D] holding seq_lens[b] tokens (new included)."""
+    B, Sq, Hq, D = q.shape
+    L, Hkv = k.shape[1], k.shape[2]
+    group = Hq // Hkv
+    n_splits = n_splits or choose_splits(B, Hkv, L, block_n=block_n)
+    split_len = triton.cdiv(triton.cdiv(L, n_splits), block_n) * block_n
+    block_h = max(16, triton.next_power_of_2(group * Sq))
+    part = torch.empty(B, Sq, Hq, n_splits, D, device=q.device, dtype=torch.float32)
+    lse = torch.empty(B, Sq, Hq, n_splits, device=q.device, dtype=torch.float32)
+    _decode_split[(B, Hkv, n_splits)](q, k, v, seq_lens, part, lse, q.stride(0), q.stride(1), q.stride(2),
+                                     k.stride(0), k.stride(1), k.stride(2), v.stride(0), v.stride(1), v.stride(2),
+                                     group, Sq, n_splits, split_len, 1.0 / math.sqrt(D),
+                                     HEAD_DIM=D, BLOCK_H=block_h, BLOCK_N=block_n, num_warps=num_warps,
+                                     num_stages=num_stages)
+    o = torch.empty_like(q) if out is None else out
+    return combine(part, lse, o)

@@ -1,0 +1,323 @@
+"""On-GPU checks and microbenchmarks of the kernels: one run measures everything.
+
+    python -m attn_dse.validate --measure --out DIR      (on a machine with a CUDA GPU)
+
+Writes DIR/measurements.csv (one row per shape, with device, driver, torch/triton versions,
+date, config, median and spread), DIR/checks.csv (errors vs the float32 reference, outputs
+poisoned with NaN before each run) and DIR/ceilings.csv (copy bandwidth, matmul rates).
+Timings: triton.testing.do_bench (L2 flushed before each repetition), median of repetitions.
+"""
+from __future__ import annotations
+
+import csv
+import datetime
+import math
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import triton
+from triton.testing import do_bench
+
+from attn_dse.validate.kernels import block_sparse as bs
+from attn_dse.validate.kernels.decode import choose_splits, decode
+from attn_dse.validate.kernels.mla_decode import mla_decode
+from attn_dse.validate.kernels.prefill import prefill, prefill_flops
+from attn_dse.validate.kernels.reference import attention_ref, block_sparse_ref, mla_decode_ref
+
+DEV = "cuda"
+FIELDS = ["device", "driver", "torch", "triton", "cuda", "date", "family", "variant", "phase", "batch", "seq",
+          "context", "n_heads", "n_kv_heads", "head_dim", "causal", "window", "top_k", "block", "dtype", "config",
+          "n_split", "median_s", "p20_s", "p80_s", "flops", "kv_bytes", "tflop_per_s", "tb_per_s"]
+
+
+def provenance() -> dict:
+    try:
+        driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                capture_output=True, text=True).stdout.strip().splitlines()[0]
+    except Exception:  # noqa: BLE001 (provenance is best effort)
+        driver = "unknown"
+    return {"device": torch.cuda.get_device_name(), "driver": driver, "torch": torch.__version__,
+            "triton": triton.__version__, "cuda": torch.version.cuda,
+            "date": datetime.date.today().isoformat()}
+
+
+def timed(fn) -> tuple[float, float, float]:
+    p20, p50, p80 = do_bench(fn, warmup=20, rep=80, quantiles=[0.2, 0.5, 0.8])
+    return p50 / 1e3, p20 / 1e3, p80 / 1e3
+
+
+def rel_err(out, ref) -> float:
+    out = out.float()
+    if torch.isnan(out).any():
+        return float("nan")
+    return float((out - ref).norm() / ref.norm())
+
+
+def rnd(*shape, dtype=torch.bfloat16):
+    return torch.randn(*shape, device=DEV, dtype=dtype)
+
+
+class Recorder:
+    def __init__(self, out: Path):
+        self.prov = provenance()
+        self.rows, self.checks = [], []
+        self.out = out
+
+    def add(self, **row):
+        row = {**self.prov, **row}
+        med = row["median_s"]
+        row["tflop_per_s"] = row["flops"] / med / 1e12
+        row["tb_per_s"] = row["kv_bytes"] / med / 1e12 if row.get("kv_bytes") else 0.0
+        self.rows.append(row)
+        print(f"{row['family']:12s} {row['variant']:6s} B={row['batch']:<4} S={row['seq']:<6} L={row['context']:<6} "
+              f"H={row['n_heads']}/{row['n_kv_heads']} d={row['head_dim']} causal={row['causal']} win={row['window']} "
+              f"k={row['top_k']} cfg={row['config']} -> {med * 1e6:9.1f} us {row['tflop_per_s']:7.1f} TF/s "
+              f"{row['tb_per_s']:5.2f} TB/s", flush=True)
+
+    def check(self, name, err, bound):
+        ok = err == err and err <= bound
+        self.checks.append({**self.prov, "kernel": name, "rel_err": err, "bound": bound, "ok": ok})
+        print(f"check {name}: rel err {err:.2e} (bound {bound:g}) {'ok' if ok else 'FAIL'}", flush=True)
+
+    def write(self):
+        self.out.mkdir(parents=True, exist_ok=True)
+        with open(self.out / "measurements.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=FIELDS, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(self.rows)
+        with open(self.out / "checks.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(self.checks[0]) if self.checks else ["kernel"])
+            w.writeheader()
+            w.writerows(self.checks)
+
+
+BF16_BOUND = 2e-2  # relative error of bf16 operands against float32 (METHOD.md: 1e-3 .. 1e-2)
+
+
+# ---------------------------------------------------------------- correctness on GPU
+def check_all(rec: Recorder) -> None:
+    g = torch.Generator(device="cpu").manual_seed(0)
+    for (B, S, Hq, Hkv, D, causal, window, dtype) in [
+            (2, 1000, 8, 2, 128, True, None, torch.bfloat16), (1, 777, 4, 4, 64, False, None, torch.float16),
+            (1, 1500, 8, 1, 128, True, 300, torch.bfloat16), (3, 515, 16, 4, 64, True, None, torch.bfloat16),
+            (1, 640, 4, 2, 256, False, None, torch.bfloat16)]:
+        q, k, v = rnd(B, S, Hq, D, dtype=dtype), rnd(B, S, Hkv, D, dtype=dtype), rnd(B, S, Hkv, D, dtype=dtype)
+        out = torch.full_like(q, float("nan"))
+        prefill(q, k, v, causal, window, out=out)
+        rec.check(f"prefill B{B} S{S} H{Hq}/{Hkv} d{D} causal={causal} win={window} {dtype}",
+                  rel_err(out, attention_ref(q, k, v, causal, window)), BF16_BOUND)
+    for (B, Sq, Hq, Hkv, D, L, splits) in [(3, 1, 32, 8, 128, 3000, 8), (2, 4, 16, 2, 128, 1111, 3),
+                                           (4, 1, 8, 8, 64, 515, None), (1, 2, 8, 1, 128, 4097, 16)]:
+        q, k, v = rnd(B, Sq, Hq, D), rnd(B, L, Hkv, D), rnd(B, L, Hkv, D)
+        lens = torch.randint(max(Sq, L // 3), L + 1, (B,), generator=g).to(DEV, torch.int32)
+        out = torch.full_like(q, float("nan"))
+        decode(q, k, v, lens, n_splits=splits, out=out)
+        rec.check(f"decode B{B} Sq{Sq} H{Hq}/{Hkv} d{D} L{L} splits={splits}",
+                  rel_err(out, attention_ref(q, k, v, True, seq_lens=lens)), BF16_BOUND)
+    for (B, H, L) in [(2, 128, 3001), (3, 16, 700), (1, 128, 5000)]:
+        qn, qp, kv = rnd(B, H, 512), rnd(B, H, 64), rnd(B, L, 576)
+        lens = torch.randint(L // 2, L + 1, (B,), generator=g).to(DEV, torch.int32)
+        out = torch.full((B, 1, H, 512), float("nan"), device=DEV, dtype=torch.bfloat16)
+        mla_decode(qn, qp, kv, lens, out=out)
+        rec.check(f"mla_decode B{B} H{H} L{L}", rel_err(out[:, 0], mla_decode_ref(qn, qp, kv, lens, 512, 1 / math.sqrt(192))),
+                  BF16_BOUND)
+    for (B, S, Hq, Hkv, D, topk) in [(2, 1000, 8, 2, 128, 4), (1, 2048, 4, 1, 64, 8)]:
+        q, k, v = rnd(B, S, Hq, D), rnd(B, S, Hkv, D), rnd(B, S, Hkv, D)
+        idx = bs.causal_topk(B, Hkv, S, 64, topk, g, DEV)
+        out = torch.full_like(q, float("nan"))
+        bs.block_sparse_prefill(q, k, v, idx, out=out)
+        rec.check(f"block_sparse prefill B{B} S{S} k{topk}", rel_err(out, block_sparse_ref(q, k, v, idx.long(), 64, True)),
+                  BF16_BOUND)
+        qd = rnd(B, 1, Hq, D)
+        idx_d = idx[:, :, -1].contiguous()
+        lens = torch.full((B,), S, device=DEV, dtype=torch.int32)
+        out = torch.full_like(qd, float("nan"))
+        bs.block_sparse_decode(qd, k, v, lens, idx_d, out=out)
+        rec.check(f"block_sparse decode B{B} S{S} k{topk}",
+                  rel_err(out, block_sparse_ref(qd, k, v, idx_d[:, :, None].long(), 64, True)), BF16_BOUND)
+
+
+# ---------------------------------------------------------------- ceilings
+def ceilings(out: Path) -> dict:
+    n = 1 << 30  # 2 GiB of bf16 each way
+    x, y = torch.empty(n, device=DEV, dtype=torch.bfloat16).normal_(), torch.empty(n, device=DEV, dtype=torch.bfloat16)
+    t = do_bench(lambda: y.copy_(x), warmup=20, rep=200, return_mode="median") / 1e3
+    copy_bw = 2 * n * 2 / t
+    del x, y
+    a, b = rnd(8192, 8192), rnd(8192, 8192)
+    t = do_bench(lambda: a @ b, warmup=20, rep=200, return_mode="median") / 1e3
+    mm = 2 * 8192**3 / t
+    res = {**provenance(), "copy_bytes_per_s": copy_bw, "matmul_bf16_flop_per_s": mm}
+    with open(out / "ceilings.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(res))
+        w.writeheader()
+        w.writerow(res)
+    print(f"ceilings: copy {copy_bw / 1e12:.2f} TB/s (read+write), bf16 matmul {mm / 1e12:.0f} TFLOP/s", flush=True)
+    return res
+
+
+# ---------------------------------------------------------------- tuning of the headline shapes
+PREFILL_CONFIGS = [(128, 64, 8, 3), (128, 128, 8, 3), (128, 64, 4, 3), (64, 64, 4, 4), (128, 128, 8, 2),
+                   (128, 32, 4, 4), (64, 128, 4, 3)]
+
+
+def tune_prefill(D=128, S=16384, H=32) -> dict:
+    q, k, v = rnd(1, S, H, D), rnd(1, S, H, D), rnd(1, S, H, D)
+    best = {}
+    for causal in (False, True):
+        times = {}
+        for cfg in PREFILL_CONFIGS:
+            try:
+                times[cfg] = timed(lambda: prefill(q, k, v, causal, config=cfg))[0]
+            except Exception as exc:  # noqa: BLE001 (a config may not fit; skip it)
+                print(f"config {cfg} failed: {type(exc).__name__}", flush=True)
+        best[causal] = min(times, key=times.get)
+        flops = prefill_flops(1, S, S, H, D, causal)
+        print("tune prefill causal=%s: " % causal + ", ".join(f"{c}:{flops / t / 1e12:.0f}" for c, t in times.items()),
+              flush=True)
+    return best
+
+
+def tune_decode(B=64, L=32768, Hq=64, Hkv=8, D=128) -> tuple:
+    q, k, v = rnd(B, 1, Hq, D), rnd(B, L, Hkv, D), rnd(B, L, Hkv, D)
+    lens = torch.full((B,), L, device=DEV, dtype=torch.int32)
+    times = {}
+    for block_n in (64, 128):
+        for warps in (4, 8):
+            for stages in (2, 3, 4):
+                cfg = (block_n, warps, stages)
+                times[cfg] = timed(lambda: decode(q, k, v, lens, block_n=block_n, num_warps=warps, num_stages=stages))[0]
+    kv = 2 * B * L * Hkv * D * 2
+    print("tune decode: " + ", ".join(f"{c}:{kv / t / 1e12:.2f}TB/s" for c, t in times.items()), flush=True)
+    return min(times, key=times.get)
+
+
+def tune_mla(B=64, L=4096, H=128) -> tuple:
+    qn, qp, kv = rnd(B, H, 512), rnd(B, H, 64), rnd(B, L, 576)
+    lens = torch.full((B,), L, device=DEV, dtype=torch.int32)
+    times = {}
+    for block_n in (16, 32, 64):
+        for warps in (4, 8):
+            for stages in (1, 2):
+                cfg = (block_n, warps, stages)
+                try:
+                    times[cfg] = timed(lambda: mla_decode(qn, qp, kv, lens, block_n=block_n, num_warps=warps,
+                                                          num_stages=stages))[0]
+                except Exception as exc:  # noqa: BLE001
+                    print(f"mla config {cfg} failed: {type(exc).__name__}", flush=True)
+    flops = 2 * B * H * L * (576 + 512)
+    print("tune mla: " + ", ".join(f"{c}:{flops / t / 1e12:.0f}TF/s" for c, t in times.items()), flush=True)
+    return min(times, key=times.get)
+
+
+# ---------------------------------------------------------------- the measured grid
+def measure_prefill(rec: Recorder, cfg: dict) -> None:
+    shapes = []
+    for D in (64, 128):
+        for S in (1024, 4096, 16384):
+            for causal in (False, True):
+                shapes.append((max(1, 16384 // S), S, 32, 8, D, causal, None, torch.bfloat16))
+    shapes += [(4, 4096, 32, h, 128, True, None, torch.bfloat16) for h in (32, 4, 1)]
+    shapes += [(1, s, 32, 8, 128, True, w, torch.bfloat16) for s in (4096, 16384) for w in (512, 2048)]
+    shapes += [(4, 4096, 32, 8, 128, c, None, torch.float16) for c in (False, True)]
+    shapes += [(2, 3000, 32, 8, 128, True, None, torch.bfloat16), (1, 16384, 32, 32, 128, False, None, torch.bfloat16)]
+    for B, S, Hq, Hkv, D, causal, window, dtype in shapes:
+        q, k, v = rnd(B, S, Hq, D, dtype=dtype), rnd(B, S, Hkv, D, dtype=dtype), rnd(B, S, Hkv, D, dtype=dtype)
+        config = cfg[causal] if D == 128 else None
+        med, p20, p80 = timed(lambda: prefill(q, k, v, causal, window, config=config))
+        rec.add(family="prefill", variant="gqa", phase="prefill", batch=B, seq=S, context=S, n_heads=Hq,
+                n_kv_heads=Hkv, head_dim=D, causal=causal, window=window or "", top_k="", block="",
+                dtype="bf16" if dtype == torch.bfloat16 else "fp16", config=str(config or "default"), n_split=1,
+                median_s=med, p20_s=p20, p80_s=p80, flops=prefill_flops(B, S, S, Hq, D, causal, window),
+                kv_bytes=2 * B * S * Hkv * D * 2)
+        del q, k, v
+
+
+def measure_decode(rec: Recorder, cfg: tuple) -> None:
+    block_n, warps, stages = cfg
+    shapes = [(b, 1, 64, 8, 128, L, None) for b in (1, 4, 16, 64, 128) for L in (1024, 4096, 16384, 32768, 65536)]
+    shapes += [(b, 1, 32, 32, 128, L, None) for b in (1, 16) for L in (4096, 32768)]
+    shapes += [(b, 1, 32, 1, 128, 32768, None) for b in (1, 64)]
+    shapes += [(b, 4, 64, 8, 128, 32768, None) for b in (1, 16)]
+    shapes += [(b, 1, 64, 8, 128, 32768, 1) for b in (1, 4, 16)]  # no split-KV
+    for B, Sq, Hq, Hkv, D, L, splits in shapes:
+        q, k, v = rnd(B, Sq, Hq, D), rnd(B, L, Hkv, D), rnd(B, L, Hkv, D)
+        lens = torch.full((B,), L, device=DEV, dtype=torch.int32)
+        n_split = splits or choose_splits(B, Hkv, L, block_n=block_n)
+        med, p20, p80 = timed(lambda: decode(q, k, v, lens, n_splits=n_split, block_n=block_n, num_warps=warps,
+                                             num_stages=stages))
+        variant = "mha" if Hq == Hkv else ("mqa" if Hkv == 1 else "gqa")
+        rec.add(family="decode", variant=variant, phase="decode", batch=B, seq=Sq, context=L - Sq, n_heads=Hq,
+                n_kv_heads=Hkv, head_dim=D, causal=True, window="", top_k="", block="", dtype="bf16",
+                config=str(cfg), n_split=n_split, median_s=med, p20_s=p20, p80_s=p80,
+                flops=4.0 * B * Hq * Sq * L * D, kv_bytes=2 * B * L * Hkv * D * 2)
+        del q, k, v
+
+
+def measure_mla(rec: Recorder, cfg: tuple) -> None:
+    block_n, warps, stages = cfg
+    for B, L in [(1, 4096), (1, 32768), (8, 8192), (16, 32768), (32, 4096), (64, 1024), (64, 4096), (64, 16384),
+                 (128, 4096), (128, 8192), (4, 65536), (256, 2048)]:
+        qn, qp, kv = rnd(B, 128, 512), rnd(B, 128, 64), rnd(B, L, 576)
+        lens = torch.full((B,), L, device=DEV, dtype=torch.int32)
+        med, p20, p80 = timed(lambda: mla_decode(qn, qp, kv, lens, block_n=block_n, num_warps=warps, num_stages=stages))
+        n_split = max(1, min(math.ceil(2 * 132 / (B * 2)), L // (4 * block_n), 64))
+        rec.add(family="mla_decode", variant="mla", phase="decode", batch=B, seq=1, context=L - 1, n_heads=128,
+                n_kv_heads=1, head_dim=576, causal=True, window="", top_k="", block="", dtype="bf16",
+                config=str(cfg), n_split=n_split, median_s=med, p20_s=p20, p80_s=p80,
+                flops=2.0 * B * 128 * L * (576 + 512), kv_bytes=B * L * 576 * 2)
+        del kv
+
+
+def measure_block_sparse(rec: Recorder) -> None:
+    g = torch.Generator().manual_seed(0)
+    S, B, Hq, Hkv, D = 16384, 1, 32, 8, 128
+    q, k, v = rnd(B, S, Hq, D), rnd(B, S, Hkv, D), rnd(B, S, Hkv, D)
+    nb = S // 64
+    for top_k in (16, 32, 64, 128, nb):
+        idx = bs.causal_topk(B, Hkv, S, 64, top_k, g, DEV)
+        med, p20, p80 = timed(lambda: bs.block_sparse_prefill(q, k, v, idx))
+        pairs = sum(min(top_k - 1, qb) * 64 * 64 + 64 * 65 / 2 for qb in range(nb))
+        rec.add(family="block_sparse", variant="moba", phase="prefill", batch=B, seq=S, context=S, n_heads=Hq,
+                n_kv_heads=Hkv, head_dim=D, causal=True, window="", top_k=top_k, block=64, dtype="bf16",
+                config="(64, 64, 4, 2)", n_split=1, median_s=med, p20_s=p20, p80_s=p80,
+                flops=4.0 * B * Hq * pairs * D, kv_bytes=2 * B * S * Hkv * D * 2)
+    med, _, _ = timed(lambda: prefill(q, k, v, True))
+    print(f"dense causal prefill for comparison: {med * 1e6:.1f} us", flush=True)
+    for Bd, L in ((1, 32768), (16, 32768)):
+        kd, vd = rnd(Bd, L, Hkv, D), rnd(Bd, L, Hkv, D)
+        qd = rnd(Bd, 1, Hq, D)
+        lens = torch.full((Bd,), L, device=DEV, dtype=torch.int32)
+        for top_k in (8, 32, 128):
+            idx = torch.stack([torch.randperm(L // 64, generator=g)[:top_k].sort().values for _ in range(Bd * Hkv)])
+            idx = idx.view(Bd, Hkv, top_k).to(DEV, torch.int32)
+            med, p20, p80 = timed(lambda: bs.block_sparse_decode(qd, kd, vd, lens, idx))
+            rec.add(family="block_sparse", variant="moba", phase="decode", batch=Bd, seq=1, context=L - 1, n_heads=Hq,
+                    n_kv_heads=Hkv, head_dim=D, causal=True, window="", top_k=top_k, block=64, dtype="bf16",
+                    config="(64, 4)", n_split=max(1, min(top_k, math.ceil(2 * 132 / (Bd * Hkv)))), median_s=med,
+                    p20_s=p20, p80_s=p80, flops=4.0 * Bd * Hq * top_k * 64 * D, kv_bytes=2 * Bd * top_k * 64 * Hkv * D * 2)
+
+
+def main(out: Path, quick: bool = False) -> int:
+    start = time.time()
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"{platform.node()}: {provenance()}", flush=True)
+    rec = Recorder(out)
+    check_all(rec)
+    ceilings(out)
+    cfg_prefill = tune_prefill()
+    cfg_decode = tune_decode()
+    cfg_mla = tune_mla()
+    print(f"tuned: prefill {cfg_prefill}, decode {cfg_decode}, mla {cfg_mla} ({time.time() - start:.0f} s)", flush=True)
+    for step in (lambda: measure_prefill(rec, cfg_prefill), lambda: measure_decode(rec, cfg_decode),
+                 lambda: measure_mla(rec, cfg_mla), lambda: measure_block_sparse(rec)):
+        step()
+        rec.write()
+        torch.cuda.empty_cache()
+    print(f"{len(rec.rows)} shapes measured, {sum(c['ok'] for c in rec.checks)}/{len(rec.checks)} checks ok, "
+          f"{time.time() - start:.0f} s", flush=True)
+    return 0 if all(c["ok"] for c in rec.checks) else 1

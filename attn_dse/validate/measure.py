@@ -122,9 +122,11 @@ def check_all(rec: Recorder) -> None:
         qn, qp, kv = rnd(B, H, 512), rnd(B, H, 64), rnd(B, L, 576)
         lens = torch.randint(L // 2, L + 1, (B,), generator=g).to(DEV, torch.int32)
         out = torch.full((B, 1, H, 512), float("nan"), device=DEV, dtype=torch.bfloat16)
-        mla_decode(qn, qp, kv, lens, out=out)
-        rec.check(f"mla_decode B{B} H{H} L{L}", rel_err(out[:, 0], mla_decode_ref(qn, qp, kv, lens, 512, 1 / math.sqrt(192))),
-                  BF16_BOUND)
+        for v_split in (1, 2):
+            out.fill_(float("nan"))
+            mla_decode(qn, qp, kv, lens, out=out, v_split=v_split)
+            rec.check(f"mla_decode B{B} H{H} L{L} v_split={v_split}",
+                      rel_err(out[:, 0], mla_decode_ref(qn, qp, kv, lens, 512, 1 / math.sqrt(192))), BF16_BOUND)
     for (B, S, Hq, Hkv, D, topk) in [(2, 1000, 8, 2, 128, 4), (1, 2048, 4, 1, 64, 8)]:
         q, k, v = rnd(B, S, Hq, D), rnd(B, S, Hkv, D), rnd(B, S, Hkv, D)
         idx = bs.causal_topk(B, Hkv, S, 64, topk, g, DEV)
@@ -200,15 +202,13 @@ def tune_mla(B=64, L=4096, H=128) -> tuple:
     qn, qp, kv = rnd(B, H, 512), rnd(B, H, 64), rnd(B, L, 576)
     lens = torch.full((B,), L, device=DEV, dtype=torch.int32)
     times = {}
-    for block_n in (16, 32, 64):
-        for warps in (4, 8):
-            for stages in (1, 2):
-                cfg = (block_n, warps, stages)
-                try:
-                    times[cfg] = timed(lambda: mla_decode(qn, qp, kv, lens, block_n=block_n, num_warps=warps,
-                                                          num_stages=stages))[0]
-                except Exception as exc:  # noqa: BLE001
-                    print(f"mla config {cfg} failed: {type(exc).__name__}", flush=True)
+    for block_n, warps, stages, v_split in [(64, 8, 2, 1), (32, 8, 2, 1), (32, 4, 2, 2), (16, 4, 3, 2)]:
+        cfg = (block_n, warps, stages, v_split)
+        try:
+            times[cfg] = timed(lambda: mla_decode(qn, qp, kv, lens, block_n=block_n, num_warps=warps,
+                                                  num_stages=stages, v_split=v_split))[0]
+        except Exception as exc:  # noqa: BLE001 (a config may not fit in shared memory)
+            print(f"mla config {cfg} failed: {type(exc).__name__}", flush=True)
     flops = 2 * B * H * L * (576 + 512)
     print("tune mla: " + ", ".join(f"{c}:{flops / t / 1e12:.0f}TF/s" for c, t in times.items()), flush=True)
     return min(times, key=times.get)
@@ -259,12 +259,13 @@ def measure_decode(rec: Recorder, cfg: tuple) -> None:
 
 
 def measure_mla(rec: Recorder, cfg: tuple) -> None:
-    block_n, warps, stages = cfg
+    block_n, warps, stages, v_split = cfg
     for B, L in [(1, 4096), (1, 32768), (8, 8192), (16, 32768), (32, 4096), (64, 1024), (64, 4096), (64, 16384),
                  (128, 4096), (128, 8192), (4, 65536), (256, 2048)]:
         qn, qp, kv = rnd(B, 128, 512), rnd(B, 128, 64), rnd(B, L, 576)
         lens = torch.full((B,), L, device=DEV, dtype=torch.int32)
-        med, p20, p80 = timed(lambda: mla_decode(qn, qp, kv, lens, block_n=block_n, num_warps=warps, num_stages=stages))
+        med, p20, p80 = timed(lambda: mla_decode(qn, qp, kv, lens, block_n=block_n, num_warps=warps, num_stages=stages,
+                                                 v_split=v_split))
         n_split = max(1, min(math.ceil(2 * 132 / (B * 2)), L // (4 * block_n), 64))
         rec.add(family="mla_decode", variant="mla", phase="decode", batch=B, seq=1, context=L - 1, n_heads=128,
                 n_kv_heads=1, head_dim=576, causal=True, window="", top_k="", block="", dtype="bf16",
@@ -278,13 +279,18 @@ def measure_block_sparse(rec: Recorder) -> None:
     S, B, Hq, Hkv, D = 16384, 1, 32, 8, 128
     q, k, v = rnd(B, S, Hq, D), rnd(B, S, Hkv, D), rnd(B, S, Hkv, D)
     nb = S // 64
+    idx = bs.causal_topk(B, Hkv, S, 64, 64, g, DEV)
+    tune = {(w, st): timed(lambda: bs.block_sparse_prefill(q, k, v, idx, num_warps=w, num_stages=st))[0]
+            for w in (4, 8) for st in (2, 3)}
+    warps, stages = min(tune, key=tune.get)
+    print("tune block_sparse: " + ", ".join(f"{c}:{t * 1e6:.0f}us" for c, t in tune.items()), flush=True)
     for top_k in (16, 32, 64, 128, nb):
         idx = bs.causal_topk(B, Hkv, S, 64, top_k, g, DEV)
-        med, p20, p80 = timed(lambda: bs.block_sparse_prefill(q, k, v, idx))
+        med, p20, p80 = timed(lambda: bs.block_sparse_prefill(q, k, v, idx, num_warps=warps, num_stages=stages))
         pairs = sum(min(top_k - 1, qb) * 64 * 64 + 64 * 65 / 2 for qb in range(nb))
         rec.add(family="block_sparse", variant="moba", phase="prefill", batch=B, seq=S, context=S, n_heads=Hq,
                 n_kv_heads=Hkv, head_dim=D, causal=True, window="", top_k=top_k, block=64, dtype="bf16",
-                config="(64, 64, 4, 2)", n_split=1, median_s=med, p20_s=p20, p80_s=p80,
+                config=str((64, 64, warps, stages)), n_split=1, median_s=med, p20_s=p20, p80_s=p80,
                 flops=4.0 * B * Hq * pairs * D, kv_bytes=2 * B * S * Hkv * D * 2)
     med, _, _ = timed(lambda: prefill(q, k, v, True))
     print(f"dense causal prefill for comparison: {med * 1e6:.1f} us", flush=True)
@@ -302,20 +308,19 @@ def measure_block_sparse(rec: Recorder) -> None:
                     p20_s=p20, p80_s=p80, flops=4.0 * Bd * Hq * top_k * 64 * D, kv_bytes=2 * Bd * top_k * 64 * Hkv * D * 2)
 
 
-def main(out: Path, quick: bool = False) -> int:
+def main(out: Path, families: tuple[str, ...] = ("prefill", "decode", "mla_decode", "block_sparse")) -> int:
     start = time.time()
     out.mkdir(parents=True, exist_ok=True)
     print(f"{platform.node()}: {provenance()}", flush=True)
     rec = Recorder(out)
     check_all(rec)
     ceilings(out)
-    cfg_prefill = tune_prefill()
-    cfg_decode = tune_decode()
-    cfg_mla = tune_mla()
-    print(f"tuned: prefill {cfg_prefill}, decode {cfg_decode}, mla {cfg_mla} ({time.time() - start:.0f} s)", flush=True)
-    for step in (lambda: measure_prefill(rec, cfg_prefill), lambda: measure_decode(rec, cfg_decode),
-                 lambda: measure_mla(rec, cfg_mla), lambda: measure_block_sparse(rec)):
-        step()
+    steps = {"prefill": lambda: measure_prefill(rec, tune_prefill()),
+             "decode": lambda: measure_decode(rec, tune_decode()),
+             "mla_decode": lambda: measure_mla(rec, tune_mla()),
+             "block_sparse": lambda: measure_block_sparse(rec)}
+    for family in families:
+        steps[family]()
         rec.write()
         torch.cuda.empty_cache()
     print(f"{len(rec.rows)} shapes measured, {sum(c['ok'] for c in rec.checks)}/{len(rec.checks)} checks ok, "

@@ -20,7 +20,7 @@ import triton.language as tl
 def _decode_split(Q, K, V, Lens, Part, Lse, stride_qb, stride_qs, stride_qh, stride_kb, stride_kn, stride_kh,
                   stride_vb, stride_vn, stride_vh, group, seq_q, n_splits, split_len, sm_scale,
                   HEAD_DIM: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr):
-    b = tl.program_id(0)
+    b = tl.program_id(0).to(tl.int64)  # int64: batch offsets pass 2**31 elements
     kvh = tl.program_id(1)
     split = tl.program_id(2)
     rows = tl.arange(0, BLOCK_H)  # row = token * group + head-in-group

@@ -18,10 +18,14 @@ from attn_dse.validate.kernels.decode import combine
 @triton.jit
 def _mla_split(QN, QP, KV, Lens, Part, Lse, stride_qnb, stride_qnh, stride_qpb, stride_qph, stride_kvb, stride_kvn,
                n_heads, n_splits, split_len, sm_scale,
-               D_LAT: tl.constexpr, D_ROPE: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr):
-    b = tl.program_id(0)
-    hb = tl.program_id(1)
+               D_LAT: tl.constexpr, D_ROPE: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr,
+               V_SPLIT: tl.constexpr):
+    b = tl.program_id(0).to(tl.int64)  # int64: batch offsets pass 2**31 elements
+    hb = tl.program_id(1) // V_SPLIT
+    vs = tl.program_id(1) % V_SPLIT  # which slice of the value (latent) columns this program owns
     split = tl.program_id(2)
+    D_V: tl.constexpr = D_LAT // V_SPLIT
+    offs_v = vs * D_V + tl.arange(0, D_V)
     heads = hb * BLOCK_H + tl.arange(0, BLOCK_H)
     hmask = heads < n_heads
     offs_c = tl.arange(0, D_LAT)
@@ -34,7 +38,7 @@ def _mla_split(QN, QP, KV, Lens, Part, Lse, stride_qnb, stride_qnh, stride_qpb, 
     KV += b * stride_kvb
     m_i = tl.full([BLOCK_H], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_H], tl.float32)
-    acc = tl.zeros([BLOCK_H, D_LAT], tl.float32)
+    acc = tl.zeros([BLOCK_H, D_V], tl.float32)
     qk_scale = sm_scale * 1.4426950408889634
     for n0 in range(start, end, BLOCK_N):
         offs_n = n0 + tl.arange(0, BLOCK_N)
@@ -48,18 +52,25 @@ def _mla_split(QN, QP, KV, Lens, Part, Lse, stride_qnb, stride_qnh, stride_qpb, 
         p = tl.math.exp2(qk - m_safe[:, None])
         alpha = tl.math.exp2(m_i - m_safe)
         l_i = l_i * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None] + tl.dot(p.to(c.dtype), c)  # the latent tile is V too
+        if V_SPLIT == 1:
+            cv = c  # the latent tile is V too
+        else:
+            cv = tl.load(KV + offs_n[:, None] * stride_kvn + offs_v[None, :], mask=in_range[:, None], other=0.0)
+        acc = acc * alpha[:, None] + tl.dot(p.to(c.dtype), cv)
         m_i = m_new
     lse = tl.where(l_i > 0, m_i + tl.math.log2(tl.where(l_i > 0, l_i, 1.0)), float("-inf"))
     out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
     base = (b * n_heads + heads) * n_splits + split
-    tl.store(Part + base[:, None] * D_LAT + offs_c[None, :], out, mask=hmask[:, None])
-    tl.store(Lse + base, lse, mask=hmask)
+    tl.store(Part + base[:, None] * D_LAT + offs_v[None, :], out, mask=hmask[:, None])
+    tl.store(Lse + base, lse, mask=hmask)  # every value slice writes the same lse
 
 
 def mla_decode(q_nope: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor, seq_lens: torch.Tensor,
                n_splits: int | None = None, block_h: int = 64, block_n: int = 32, num_warps: int = 8,
-               num_stages: int = 2, sm_scale: float | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
+               num_stages: int = 2, sm_scale: float | None = None, out: torch.Tensor | None = None,
+               v_split: int = 1) -> torch.Tensor:
+    """v_split = 2 gives each value half of the latent its own program (both compute the scores):
+    half the fp32 accumulator per program, at the cost of computing QK^T twice."""
     B, H, D = q_nope.shape
     R = q_pe.shape[-1]
     L = kv.shape[1]
@@ -71,9 +82,9 @@ def mla_decode(q_nope: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor, seq_l
     scale = sm_scale or 1.0 / math.sqrt(192)  # DeepSeek's softmax scale uses d_nope + d_rope = 192
     part = torch.empty(B, 1, H, n_splits, D, device=kv.device, dtype=torch.float32)
     lse = torch.empty(B, 1, H, n_splits, device=kv.device, dtype=torch.float32)
-    _mla_split[(B, head_blocks, n_splits)](q_nope, q_pe, kv, seq_lens, part, lse, q_nope.stride(0), q_nope.stride(1),
+    _mla_split[(B, head_blocks * v_split, n_splits)](q_nope, q_pe, kv, seq_lens, part, lse, q_nope.stride(0), q_nope.stride(1),
                                            q_pe.stride(0), q_pe.stride(1), kv.stride(0), kv.stride(1), H, n_splits,
                                            split_len, scale, D_LAT=D, D_ROPE=R, BLOCK_H=block_h, BLOCK_N=block_n,
-                                           num_warps=num_warps, num_stages=num_stages)
+                                           V_SPLIT=v_split, num_warps=num_warps, num_stages=num_stages)
     o = torch.empty(B, 1, H, D, device=kv.device, dtype=kv.dtype) if out is None else out
     return combine(part, lse, o)[:, 0]

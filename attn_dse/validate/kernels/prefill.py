@@ -50,7 +50,7 @@ def _prefill_fwd(Q, K, V, O, stride_qb, stride_qs, stride_qh, stride_kb, stride_
                  CAUSAL: tl.constexpr, WINDOW: tl.constexpr, EVEN: tl.constexpr):
     pid_m = tl.program_id(0)
     bh = tl.program_id(1)
-    b = bh // n_heads
+    b = (bh // n_heads).to(tl.int64)  # int64: batch offsets pass 2**31 elements
     h = bh % n_heads
     kvh = h // group
     q_offset = seq_k - seq_q  # queries are the last seq_q positions

@@ -56,15 +56,17 @@ def estimate(core: Core, hw: Hardware, c: Ceilings, family: str | None = None,
     params = hw.model
     eff_c = params.compute_efficiency.get(family, params.compute_efficiency["prefill"])
     eff_m = params.memory_efficiency.get(family, params.memory_efficiency["prefill"])
+    fixed = dict(fixed or {})
     if core.phase == "decode":
         key_tiles = GPU_DECODE_BC if hw.kind == "gpu" else TPU_DECODE_BC
         row_tiles = (hw.mma_rows, DECODE_MMA_ROWS) if hw.kind == "gpu" else (hw.mma_rows,)
-        cands = [_decode(core, hw, c, eff_c, eff_m, n, bc, st, rows) for n in SPLITS for bc in key_tiles
+        splits = (fixed.pop("n_split"),) if "n_split" in fixed else SPLITS  # any pinned count
+        cands = [_decode(core, hw, c, eff_c, eff_m, n, bc, st, rows) for n in splits for bc in key_tiles
                  for st in STAGES for rows in row_tiles]
     else:
         tiles = GPU_PREFILL_TILES if hw.kind == "gpu" else TPU_PREFILL_TILES
         cands = [_prefill(core, hw, c, eff_c, eff_m, br, bc, st) for br, bc in tiles for st in STAGES]
-    for key, value in (fixed or {}).items():
+    for key, value in fixed.items():
         cands = [cand for cand in cands if cand["mapping"][key] == value] or _no_mapping(key, value)
     return _best(cands)
 
@@ -93,16 +95,9 @@ def fits_on_chip(hw: Hardware, core: Core, block_m, block_n, stages=2) -> np.nda
     return operands + accum <= cap
 
 
-def _compute_time(flops, exps, c: Ceilings, eff_c, overlap, core_share, overhead_s):
-    t_mm = flops / (c.matmul_flop_per_s * eff_c * core_share) + overhead_s
-    t_exp = exps / (c.exp_per_s * core_share)
-    return np.maximum(t_mm, t_exp) + (1 - overlap) * np.minimum(t_mm, t_exp), np.where(t_exp > t_mm, "exp", "matmul")
-
-
 def _waves(ctas, cores):
-    waves = np.ceil(ctas / cores)
-    tail = np.where(ctas > cores, ctas / (waves * cores), 1.0)  # last-wave idle share
-    return np.minimum(ctas, cores), tail
+    """Active cores, and the waves of CTAs each core runs in turn."""
+    return np.minimum(ctas, cores), np.ceil(ctas / cores)
 
 
 def _prefill(core: Core, hw: Hardware, c: Ceilings, eff_c, eff_m, br, bc, stages) -> dict:
@@ -122,12 +117,11 @@ def _prefill(core: Core, hw: Hardware, c: Ceilings, eff_c, eff_m, br, bc, stages
     raw_kv = B * hq * computed / br * kv_token  # each query tile streams its key tiles
     unique_kv = B * hkv * keys * kv_token
     ctas = B * hq * n_qt
-    active, tail = _waves(ctas, hw.cores)
-    hit = _l2_hit(hw, active / n_qt / (hq / hkv), keys * kv_token)
+    hit = _l2_hit(hw, np.minimum(ctas, hw.cores) / n_qt / (hq / hkv), keys * kv_token)
     hbm_kv = unique_kv + np.maximum(raw_kv - unique_kv, 0) * (1 - hit)
     q_o = B * S * hq * (core.d_qk + core.d_v) * b
     iterations = B * hq * computed / (br * bc)  # K/V-tile steps over all CTAs
-    return _finish(hw, c, eff_c, eff_m, flops, exps, q_o + hbm_kv, raw_kv, q_o, active, tail, iterations,
+    return _finish(hw, c, eff_c, eff_m, flops, exps, q_o + hbm_kv, raw_kv, q_o, ctas, iterations,
                    fits_on_chip(hw, core, br, bc, stages),
                    {"block_m": br, "block_n": bc, "n_split": 1.0, "stages": stages})
 
@@ -150,9 +144,8 @@ def _decode(core: Core, hw: Hardware, c: Ceilings, eff_c, eff_m, n_split, bc, st
     q_o = B * S * hq * (core.d_qk + core.d_v) * b
     partial = np.where(n_split > 1, 2 * B * hq * S * (core.d_v + 2) * PARTIAL_BYTES * n_split, 0.0)
     ctas = B * hkv * m_tiles * n_split
-    active, tail = _waves(ctas, hw.cores)
     iterations = B * hkv * m_tiles * np.ceil(keys / bc)
-    est = _finish(hw, c, eff_c, eff_m, flops, exps, q_o + hbm_kv, raw_kv, q_o, active, tail, iterations,
+    est = _finish(hw, c, eff_c, eff_m, flops, exps, q_o + hbm_kv, raw_kv, q_o, ctas, iterations,
                   fits_on_chip(hw, core, rows, bc, stages), {"block_m": float(rows), "block_n": float(bc),
                                                              "n_split": float(n_split), "stages": stages})
     combine = np.where(n_split > 1, partial / (c.hbm_bytes_per_s * eff_m) + hw.launch_overhead_s, 0.0)
@@ -170,22 +163,29 @@ def _l2_hit(hw: Hardware, kv_heads_in_flight, kv_bytes_per_head):
     return hw.model.l2_reuse * np.minimum(1.0, hw.cache.capacity_bytes / working_set)
 
 
-def _finish(hw, c: Ceilings, eff_c, eff_m, flops, exps, hbm, raw_kv, q_o, active, tail, iterations, fits,
+def _finish(hw, c: Ceilings, eff_c, eff_m, flops, exps, hbm, raw_kv, q_o, ctas, iterations, fits,
             mapping) -> dict:
-    share = active / hw.cores * tail
-    overhead = iterations * hw.model.tile_overhead_cycles / (hw.clock_hz * active * tail)
-    t_compute, compute_name = _compute_time(flops, exps, c, eff_c, hw.model.exp_overlap, share, overhead)
-    bw = np.minimum(c.hbm_bytes_per_s * eff_m, active * hw.model.core_bytes_per_s) * tail
-    times = {"compute": t_compute, "hbm": hbm / bw,
-             "smem": (raw_kv + q_o) / (c.core_memory_bytes_per_s * active / hw.cores)}
+    """Time of one candidate: each resource's time is the larger of its aggregate rate and the
+    per-core rate times the waves (so idle cores only cost where one core is the limit)."""
+    active, waves = _waves(ctas, hw.cores)
+    per_core = waves / ctas  # share of the work the busiest core does
+    t_mm = np.maximum(flops / (c.matmul_flop_per_s * eff_c),
+                      flops * per_core / (c.matmul_flop_per_s * eff_c / hw.cores))
+    t_mm = t_mm + iterations * per_core * hw.model.tile_overhead_cycles / hw.clock_hz
+    t_exp = np.maximum(exps / c.exp_per_s, exps * per_core / (c.exp_per_s / hw.cores))
+    overlap = hw.model.exp_overlap
+    t_compute = np.maximum(t_mm, t_exp) + (1 - overlap) * np.minimum(t_mm, t_exp)
+    t_bw = hbm / (c.hbm_bytes_per_s * eff_m)
+    t_core = hbm * per_core / hw.model.core_bytes_per_s  # one core streams at most this fast
+    times = {"compute": t_compute, "hbm": np.maximum(t_bw, t_core),
+             "smem": (raw_kv + q_o) * per_core / (c.core_memory_bytes_per_s / hw.cores)}
     if c.cache_bytes_per_s:
         times["l2"] = raw_kv / c.cache_bytes_per_s
     t, limiter = bound_time(times)
     if mapping["stages"] == 1:  # no double buffering: loads and math take turns
         t = t_compute + times["hbm"]
-    limiter = np.where(limiter == "compute", compute_name, limiter)
-    limiter = np.where((limiter == "hbm") & (active * hw.model.core_bytes_per_s < c.hbm_bytes_per_s * eff_m),
-                       "core_bw", limiter)
+    limiter = np.where(limiter == "compute", np.where(t_exp > t_mm, "exp", "matmul"), limiter)
+    limiter = np.where((limiter == "hbm") & (t_core > t_bw), "core_bw", limiter)
     return {"time": np.where(fits, t + hw.launch_overhead_s, np.inf), "hbm": hbm, "cache": raw_kv,
             "flops": flops, "exps": exps, "limiter": limiter, "mapping": mapping,
             "compute": t_compute, "memory": times["hbm"], "fits": fits}

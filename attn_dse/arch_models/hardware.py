@@ -102,8 +102,11 @@ class Hardware:
         if dtype not in self.peak_flop_per_s:
             raise AttnDseError(f"{self.name} has no {dtype} matmul rate",
                                fix="dtypes: " + ", ".join(self.peak_flop_per_s))
-        if achievable and dtype in self.achievable.matmul_flop_per_s:
-            return self.achievable.matmul_flop_per_s[dtype]
+        measured = self.achievable.matmul_flop_per_s
+        if achievable and dtype in measured:
+            return measured[dtype]
+        if achievable and "bf16" in measured:  # same tensor cores: the measured share of peak carries over
+            return self.peak_flop_per_s[dtype] * measured["bf16"] / self.peak_flop_per_s["bf16"]
         return self.peak_flop_per_s[dtype]
 
     def hbm_bytes_per_s(self, achievable: bool = True) -> float:

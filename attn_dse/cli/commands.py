@@ -167,3 +167,40 @@ def roofline(hws, variants, models, phase, context, batch, output, as_json):
         echo_json({"path": data["path"], "points": points, "ceilings": data["ceilings"]})
     else:
         click.echo(f"wrote {data['path']} ({len(points)} points on {', '.join(h.name for h in specs)})")
+
+
+@cli.command()
+@click.argument("hw")
+@click.option("--measure", is_flag=True, help="Run the kernels on this machine's GPU first (needs the gpu extra).")
+@click.option("--measurements", type=click.Path(dir_okay=False), default=None,
+              help="CSV of measured kernels (default: the stored measurements for HW). Any attention "
+                   "kernel's timings work: columns family, batch, seq, context, n_heads, n_kv_heads, head_dim, median_s.")
+@click.option("--calibrate", is_flag=True, help="Fit the model's parameters on 3/4 of the rows; report the held-out 1/4.")
+@click.option("--write", is_flag=True, help="With --calibrate: store the fitted parameters in HW's preset YAML.")
+@click.option("--out", "out_dir", default="validate-out", show_default=True, type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+def validate(hw, measure, measurements, calibrate, write, out_dir, as_json):
+    """Compare predictions with measured kernels: MAPE per kernel family, worst shapes, figure.
+
+    \b
+    Examples:
+      attn-dse validate h100                       # stored H100 measurements, no GPU needed
+      attn-dse validate h200 --measurements attn_dse/validate/data/h200-measurements.csv
+      attn-dse validate h100 --calibrate --write   # refit the model's parameters into hw/h100.yaml
+      attn-dse validate h100 --measure             # on a GPU: check + time the kernels, then compare
+    """
+    from pathlib import Path
+
+    from attn_dse.arch_models.loader import load_hardware
+    from attn_dse.validate.report import run_validation
+
+    if measure:
+        from attn_dse.validate.measure import main as run_measure
+        run_measure(Path(out_dir))
+        measurements = str(Path(out_dir) / "measurements.csv")
+    result = run_validation(load_hardware(hw), measurements, Path(out_dir), calibrate=calibrate, write=write)
+    if as_json:
+        echo_json(result)
+        return
+    from attn_dse.cli.report import validation_report
+    validation_report(result)

@@ -93,3 +93,26 @@ def _fmt(v, unit=None):
     if isinstance(v, float):
         return f"{v:.4g}"
     return v
+
+
+def validation_report(r: dict) -> None:
+    import click
+
+    click.secho(f"{r['hardware']}: {r['rows']} measured kernels from {r['measurements']} "
+                f"({r['device']}, {r['date']})", bold=True)
+    click.echo(f"model parameters: {r['model_source']}")
+    if "calibration" in r:
+        c = r["calibration"]
+        click.echo(f"calibrated on {c['n_train']} rows ({c['evaluations']} model evaluations); held out {c['n_test']}")
+        if "written_to" in r:
+            click.echo(f"wrote the fitted parameters to {r['written_to']}")
+    fams = [f for f in r["all"] if f != "all"] + ["all"]
+    echo_table("Prediction error by kernel family", ["family", "n", "MAPE", "worst", "held-out MAPE", "held-out worst"],
+               [[f, r["all"][f]["n"], f"{100 * r['all'][f]['mape']:.1f}%", f"{100 * r['all'][f]['worst']:.0f}%",
+                 f"{100 * r['held_out'][f]['mape']:.1f}%" if f in r["held_out"] else "-",
+                 f"{100 * r['held_out'][f]['worst']:.0f}%" if f in r["held_out"] else "-"] for f in fams])
+    echo_table("Worst shapes", ["family", "batch", "seq", "context", "heads", "measured", "predicted", "error"],
+               [[w["family"], w["batch"], w["seq"], w["context"], f"{w['n_heads']}/{w['n_kv_heads']}",
+                 format_si(w["measured_s"], "s", 3), format_si(w["predicted_s"], "s", 3),
+                 f"{100 * w['error']:.0f}%"] for w in r["worst"]])
+    click.echo(f"figure: {r['figure']}")

@@ -44,3 +44,27 @@ def test_cli_import_is_light():
             "print(' '.join(m for m in ('torch','triton','matplotlib','scipy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_validate_json_reports_per_family_error(tmp_path):
+    result = run("validate", "h100", "--out", str(tmp_path), "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["rows"] >= 80 and set(data["all"]) >= {"prefill", "decode", "mla_decode", "block_sparse", "all"}
+    assert (tmp_path / "predicted-vs-measured-h100.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_validate_accepts_foreign_measurements(tmp_path):
+    path = tmp_path / "mine.csv"
+    path.write_text("family,batch,seq,context,n_heads,n_kv_heads,head_dim,median_s\n"
+                    "decode,16,1,32768,64,8,128,0.0007\nprefill,1,8192,8192,32,8,128,0.0012\n")
+    result = run("validate", "h100", "--measurements", str(path), "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "decode" in result.output and "prefill" in result.output
+
+
+def test_validate_bad_csv_is_clear(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("family,batch\ndecode,1\n")
+    result = run("validate", "h100", "--measurements", str(path), "--out", str(tmp_path))
+    assert result.exit_code == 2 and "missing column" in result.output

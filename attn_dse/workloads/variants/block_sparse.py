@@ -24,7 +24,9 @@ class BlockSparse(GQA):
               Param("n_kv_heads", int, REQUIRED, "K/V heads"),
               Param("head_dim", int, 128, "per-head width"),
               Param("block_size", int, 512, "keys per block"),
-              Param("top_k", int, 3, "blocks each query attends (its own included)"), TP)
+              Param("top_k", int, 3, "blocks each query attends (its own included)"),
+              Param("gate", bool, True, "include the gate kernels (pooling, scoring, top-k); false: attention only"),
+              TP)
 
     def resolve(self, p):
         p["skip_fraction"] = 0.0
@@ -68,7 +70,7 @@ class BlockSparse(GQA):
         core[0] = Op(core[0].name, core[0].kind, flops=core[0].flops, reads=core[0].reads + (selection,),
                      writes=core[0].writes)
         pre, post = qkv_out_projections(s, p["d_model"], h_q, h_kv, d, d)
-        return pre + gate + core + post
+        return pre + (gate if p["gate"] else []) + core + post
 
     def core(self, p, s):
         h_q, h_kv = self.heads(p)

@@ -1,0 +1,77 @@
+"""Kernel correctness against the float32 references: on the CPU through Triton's interpreter
+(small shapes, ragged lengths), and on a GPU (marked `gpu`) over the measurement script's grid."""
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("triton")
+
+from attn_dse.validate.kernels.block_sparse import (block_sparse_decode, block_sparse_prefill,  # noqa: E402
+                                                    causal_topk)
+from attn_dse.validate.kernels.decode import decode  # noqa: E402
+from attn_dse.validate.kernels.mla_decode import mla_decode  # noqa: E402
+from attn_dse.validate.kernels.prefill import prefill  # noqa: E402
+from attn_dse.validate.kernels.reference import (attention_ref, block_sparse_ref,  # noqa: E402
+                                                 mla_decode_ref)
+
+DEV = "cuda" if torch.cuda.is_available() else "cpu"
+BOUND = 1e-2  # fp16 operands, fp32 accumulation
+G = torch.Generator().manual_seed(0)
+
+
+def rnd(*shape):
+    return torch.randn(*shape, generator=G, dtype=torch.float16).to(DEV)
+
+
+def err(out, ref):
+    assert not torch.isnan(out).any(), "an output element was never written"
+    return float((out.float() - ref).norm() / ref.norm())
+
+
+@pytest.mark.parametrize("B,S,Sk,Hq,Hkv,D,causal,window", [
+    (1, 37, 37, 4, 2, 64, True, None), (2, 40, 40, 2, 1, 64, False, None), (1, 50, 50, 2, 2, 64, True, 7),
+    (1, 20, 45, 4, 1, 64, True, None), (1, 33, 33, 2, 2, 128, False, None)])
+def test_prefill(B, S, Sk, Hq, Hkv, D, causal, window):
+    q, k, v = rnd(B, S, Hq, D), rnd(B, Sk, Hkv, D), rnd(B, Sk, Hkv, D)
+    out = torch.full_like(q, float("nan"))
+    prefill(q, k, v, causal, window, config=(16, 16, 4, 1), out=out)
+    assert err(out, attention_ref(q, k, v, causal, window)) < BOUND
+
+
+@pytest.mark.parametrize("B,Sq,Hq,Hkv,L,lens,splits", [
+    (2, 1, 8, 2, 100, [100, 37], 3), (1, 2, 4, 4, 70, [70], 2), (3, 3, 8, 1, 50, [50, 20, 33], 1)])
+def test_split_kv_decode(B, Sq, Hq, Hkv, L, lens, splits):
+    q, k, v = rnd(B, Sq, Hq, 64), rnd(B, L, Hkv, 64), rnd(B, L, Hkv, 64)
+    sl = torch.tensor(lens, dtype=torch.int32, device=DEV)
+    out = torch.full_like(q, float("nan"))
+    decode(q, k, v, sl, n_splits=splits, block_n=16, out=out)
+    assert err(out, attention_ref(q, k, v, True, seq_lens=sl)) < BOUND
+
+
+@pytest.mark.parametrize("v_split", [1, 2])
+def test_mla_decode(v_split):
+    qn, qp, kv = rnd(2, 20, 64), rnd(2, 20, 16), rnd(2, 90, 80)
+    sl = torch.tensor([90, 41], dtype=torch.int32, device=DEV)
+    out = mla_decode(qn, qp, kv, sl, n_splits=3, block_h=16, block_n=16, sm_scale=0.1, v_split=v_split)
+    assert err(out, mla_decode_ref(qn, qp, kv, sl, 64, 0.1)) < BOUND
+
+
+def test_block_sparse_prefill_and_decode():
+    B, S, Hq, Hkv, D, blk = 2, 70, 4, 2, 64, 16
+    q, k, v = rnd(B, S, Hq, D), rnd(B, S, Hkv, D), rnd(B, S, Hkv, D)
+    idx = causal_topk(B, Hkv, S, blk, 3, torch.Generator().manual_seed(1), DEV)
+    out = torch.full_like(q, float("nan"))
+    block_sparse_prefill(q, k, v, idx, block=blk, out=out)
+    assert err(out, block_sparse_ref(q, k, v, idx.long(), blk, True)) < BOUND
+    qd, idx_d = rnd(B, 1, Hq, D), idx[:, :, -1].contiguous()
+    sl = torch.tensor([S, S], dtype=torch.int32, device=DEV)
+    out = block_sparse_decode(qd, k, v, sl, idx_d, block=blk, n_splits=2)
+    assert err(out, block_sparse_ref(qd, k, v, idx_d[:, :, None].long(), blk, True)) < BOUND
+
+
+@pytest.mark.gpu
+def test_gpu_check_grid(tmp_path):
+    """The measurement script's correctness grid (bf16, production tile sizes, poisoned outputs)."""
+    from attn_dse.validate.measure import Recorder, check_all
+    rec = Recorder(tmp_path)
+    check_all(rec)
+    assert rec.checks and all(c["ok"] for c in rec.checks)

@@ -6,7 +6,6 @@ from hypothesis import strategies as st
 
 from attn_dse import attention, load_hardware, predict
 from attn_dse.arch_models import dataflow
-from attn_dse.arch_models.roofline import ceilings
 
 H100, H20 = load_hardware("h100"), load_hardware("h20")
 
@@ -32,20 +31,28 @@ def test_mla_absorbed_decode_compute_bound_on_h20_balanced_on_h100():
     assert on_h20.arithmetic_intensity == pytest.approx(240, rel=0.02)
     assert H20.ridge_point() == pytest.approx(37, rel=0.01)
     assert on_h20.bound == "compute"
-    est = dataflow.estimate(wl.core(wl.shape(**kw))[0][0], H100, ceilings(H100))
-    assert 0.6 <= est.memory_s / est.compute_s <= 1.4  # near balance on H100
+    # on the H100 the intensity sits near the ridge point (datasheet 295, measured-ceiling 266)
+    assert 0.6 <= on_h100.arithmetic_intensity / H100.ridge_point() <= 1.4
+    assert 0.6 <= on_h100.arithmetic_intensity / H100.ridge_point(achievable=True) <= 1.4
 
 
 def test_split_kv_fills_the_gpu_where_one_cta_per_head_cannot():
+    """Both regimes, predicted and as measured on the H100 (stored CSV, GQA-8, 32k context)."""
+    from attn_dse.validate.compare import default_measurements, load_measurements
     wl = attention("gqa", n_heads=64, n_kv_heads=8)
     kv = 32768 * 8 * 256 * 2
-    split = predict(H100, wl, "decode", batch=1, context=32768)
-    single = predict(H100, wl, "decode", batch=1, context=32768, mapping={"n_split": 1})
+    split = predict(H100, wl, "decode", batch=1, context=32767)
+    single = predict(H100, wl, "decode", batch=1, context=32767, mapping={"n_split": 1})
     bw = H100.hbm_bytes_per_s()
     assert kv / single.latency_s < 0.3 * bw  # 8 CTAs on 132 SMs: most SMs idle
-    assert single.limiter == "core_bw"
-    assert kv / split.latency_s > 0.7 * bw  # split-KV approaches the copy bandwidth
+    assert kv / split.latency_s > 0.6 * bw  # split-KV approaches the copy bandwidth
     assert split.mapping["n_split"] > 1
+    rows = [r for r in load_measurements(default_measurements("h100")) if r["family"] == "decode"
+            and r["batch"] == "1" and r["context"] == "32767" and r["n_kv_heads"] == "8" and r["seq"] == "1"]
+    measured = {int(r["n_split"]) == 1: float(r["median_s"]) for r in rows}
+    assert kv / measured[True] < 0.3 * bw and kv / measured[False] > 0.6 * bw
+    assert single.latency_s == pytest.approx(measured[True], rel=0.15)
+    assert split.latency_s == pytest.approx(measured[False], rel=0.25)
 
 
 def test_unfused_prefill_is_slower_and_moves_scores():

@@ -294,6 +294,19 @@ def measure_block_sparse(rec: Recorder) -> None:
                 flops=4.0 * B * Hq * pairs * D, kv_bytes=2 * B * S * Hkv * D * 2)
     med, _, _ = timed(lambda: prefill(q, k, v, True))
     print(f"dense causal prefill for comparison: {med * 1e6:.1f} us", flush=True)
+    # non-causal selection (MoBA over a bidirectional context): top_k / nb is exactly the pair share
+    dense_nc, _, _ = timed(lambda: prefill(q, k, v, False))
+    for top_k in (32, 64, 128):
+        idx = torch.stack([torch.randperm(nb, generator=g)[:top_k].sort().values for _ in range(B * Hkv * nb)])
+        idx = idx.view(B, Hkv, nb, top_k).to(DEV, torch.int32)
+        med, p20, p80 = timed(lambda: bs.block_sparse_prefill(q, k, v, idx, causal=False, num_warps=warps,
+                                                              num_stages=stages))
+        print(f"non-causal block-sparse {top_k}/{nb} blocks: {med * 1e6:.1f} us = {100 * med / dense_nc:.1f}% of "
+              f"dense non-causal ({dense_nc * 1e6:.1f} us)", flush=True)
+        rec.add(family="block_sparse", variant="moba", phase="prefill", batch=B, seq=S, context=S, n_heads=Hq,
+                n_kv_heads=Hkv, head_dim=D, causal=False, window="", top_k=top_k, block=64, dtype="bf16",
+                config=str((64, 64, warps, stages)), n_split=1, median_s=med, p20_s=p20, p80_s=p80,
+                flops=4.0 * B * Hq * S * top_k * 64 * D, kv_bytes=2 * B * S * Hkv * D * 2)
     for Bd, L in ((1, 32768), (16, 32768)):
         kd, vd = rnd(Bd, L, Hkv, D), rnd(Bd, L, Hkv, D)
         qd = rnd(Bd, 1, Hq, D)

@@ -14,7 +14,9 @@ import torch
 import triton
 import triton.language as tl
 
-from attn_dse.validate.kernels.decode import combine
+from attn_dse.validate.kernels.softmax import finish, online_softmax_step
+
+from attn_dse.validate.kernels.decode import combine, load_packed_queries, store_partial
 
 
 @triton.jit
@@ -24,7 +26,7 @@ def _sparse_prefill(Q, K, V, O, Idx, stride_qb, stride_qs, stride_qh, stride_kb,
                     HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr, CAUSAL: tl.constexpr):
     qb = tl.program_id(0)
     bh = tl.program_id(1)
-    b = bh // n_heads
+    b = (bh // n_heads).to(tl.int64)  # int64: batch offsets pass 2**31 elements
     h = bh % n_heads
     kvh = h // group
     offs_m = qb * BLOCK + tl.arange(0, BLOCK)
@@ -48,15 +50,9 @@ def _sparse_prefill(Q, K, V, O, Idx, stride_qb, stride_qs, stride_qh, stride_kb,
             if CAUSAL:
                 keep = keep & (offs_n[None, :] <= offs_m[:, None])
             qk = tl.where(keep, qk, float("-inf"))
-            m_new = tl.maximum(m_i, tl.max(qk, 1))
-            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-            p = tl.math.exp2(qk - m_safe[:, None])
-            alpha = tl.math.exp2(m_i - m_safe)
-            l_i = l_i * alpha + tl.sum(p, 1)
             v = tl.load(V + offs_n[:, None] * stride_vs + offs_d[None, :], mask=offs_n[:, None] < seq, other=0.0)
-            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
-            m_i = m_new
-    out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
+            acc, l_i, m_i = online_softmax_step(acc, l_i, m_i, qk, v)
+    out, _ = finish(acc, l_i, m_i)
     tl.store(O + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_os + offs_d[None, :],
              out.to(O.dtype.element_ty), mask=offs_m[:, None] < seq)
 
@@ -65,16 +61,12 @@ def _sparse_prefill(Q, K, V, O, Idx, stride_qb, stride_qs, stride_qh, stride_kb,
 def _sparse_decode(Q, K, V, Lens, Idx, Part, Lse, stride_qb, stride_qs, stride_qh, stride_kb, stride_kn, stride_kh,
                    stride_vb, stride_vn, stride_vh, stride_ib, stride_ih, group, seq_q, top_k, n_splits, per_split,
                    sm_scale, HEAD_DIM: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK: tl.constexpr):
-    b = tl.program_id(0)
+    b = tl.program_id(0).to(tl.int64)  # int64: batch offsets pass 2**31 elements
     kvh = tl.program_id(1)
     split = tl.program_id(2)
-    rows = tl.arange(0, BLOCK_H)
-    tok = rows // group
-    head = kvh * group + rows % group
-    valid = rows < group * seq_q
+    q, tok, head, valid = load_packed_queries(Q, b, kvh, group, seq_q, stride_qb, stride_qs, stride_qh,
+                                              HEAD_DIM, BLOCK_H)
     offs_d = tl.arange(0, HEAD_DIM)
-    q = tl.load(Q + b * stride_qb + tok[:, None] * stride_qs + head[:, None] * stride_qh + offs_d[None, :],
-                mask=valid[:, None], other=0.0)
     length = tl.load(Lens + b)
     last_visible = length - seq_q + tok
     K += b * stride_kb + kvh * stride_kh
@@ -91,20 +83,10 @@ def _sparse_decode(Q, K, V, Lens, Idx, Part, Lse, stride_qb, stride_qs, stride_q
             k = tl.load(K + offs_n[None, :] * stride_kn + offs_d[:, None], mask=offs_n[None, :] < length, other=0.0)
             qk = tl.dot(q, k) * qk_scale
             qk = tl.where((offs_n[None, :] < length) & (offs_n[None, :] <= last_visible[:, None]), qk, float("-inf"))
-            m_new = tl.maximum(m_i, tl.max(qk, 1))
-            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-            p = tl.math.exp2(qk - m_safe[:, None])
-            alpha = tl.math.exp2(m_i - m_safe)
-            l_i = l_i * alpha + tl.sum(p, 1)
             v = tl.load(V + offs_n[:, None] * stride_vn + offs_d[None, :], mask=offs_n[:, None] < length, other=0.0)
-            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
-            m_i = m_new
-    lse = tl.where(l_i > 0, m_i + tl.math.log2(tl.where(l_i > 0, l_i, 1.0)), float("-inf"))
-    out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
-    hq = group * tl.num_programs(1)
-    base = ((b * seq_q + tok) * hq + head) * n_splits + split
-    tl.store(Part + base[:, None] * HEAD_DIM + offs_d[None, :], out, mask=valid[:, None])
-    tl.store(Lse + base, lse, mask=valid)
+            acc, l_i, m_i = online_softmax_step(acc, l_i, m_i, qk, v)
+    out, lse = finish(acc, l_i, m_i)
+    store_partial(Part, Lse, out, lse, b, tok, head, valid, group, seq_q, split, n_splits, HEAD_DIM)
 
 
 def block_sparse_prefill(q, k, v, block_idx, block: int = 64, causal: bool = True, num_warps: int = 4,

@@ -15,6 +15,31 @@ import torch
 import triton
 import triton.language as tl
 
+from attn_dse.validate.kernels.softmax import finish, online_softmax_step
+
+
+@triton.jit
+def load_packed_queries(Q, b, kvh, group, seq_q, stride_qb, stride_qs, stride_qh,
+                        HEAD_DIM: tl.constexpr, BLOCK_H: tl.constexpr):
+    """GQA packing: the query rows of one KV head, row = token * group + head-in-group."""
+    rows = tl.arange(0, BLOCK_H)
+    tok = rows // group
+    head = kvh * group + rows % group
+    valid = rows < group * seq_q
+    offs_d = tl.arange(0, HEAD_DIM)
+    q = tl.load(Q + b * stride_qb + tok[:, None] * stride_qs + head[:, None] * stride_qh + offs_d[None, :],
+                mask=valid[:, None], other=0.0)
+    return q, tok, head, valid
+
+
+@triton.jit
+def store_partial(Part, Lse, out, lse, b, tok, head, valid, group, seq_q, split, n_splits, HEAD_DIM: tl.constexpr):
+    """A split's fp32 output and log2-sum-exp, laid out [B, seq_q, Hq, n_splits, (D)]."""
+    hq = group * tl.num_programs(1)
+    base = ((b * seq_q + tok) * hq + head) * n_splits + split
+    tl.store(Part + base[:, None] * HEAD_DIM + tl.arange(0, HEAD_DIM)[None, :], out, mask=valid[:, None])
+    tl.store(Lse + base, lse, mask=valid)
+
 
 @triton.jit
 def _decode_split(Q, K, V, Lens, Part, Lse, stride_qb, stride_qs, stride_qh, stride_kb, stride_kn, stride_kh,
@@ -23,13 +48,9 @@ def _decode_split(Q, K, V, Lens, Part, Lse, stride_qb, stride_qs, stride_qh, str
     b = tl.program_id(0).to(tl.int64)  # int64: batch offsets pass 2**31 elements
     kvh = tl.program_id(1)
     split = tl.program_id(2)
-    rows = tl.arange(0, BLOCK_H)  # row = token * group + head-in-group
-    tok = rows // group
-    head = kvh * group + rows % group
-    valid = rows < group * seq_q
+    q, tok, head, valid = load_packed_queries(Q, b, kvh, group, seq_q, stride_qb, stride_qs, stride_qh,
+                                              HEAD_DIM, BLOCK_H)
     offs_d = tl.arange(0, HEAD_DIM)
-    q = tl.load(Q + b * stride_qb + tok[:, None] * stride_qs + head[:, None] * stride_qh + offs_d[None, :],
-                mask=valid[:, None], other=0.0)
     length = tl.load(Lens + b)
     start = split * split_len
     end = tl.minimum(start + split_len, length)
@@ -47,21 +68,10 @@ def _decode_split(Q, K, V, Lens, Part, Lse, stride_qb, stride_qs, stride_qh, str
         qk = tl.dot(q, k) * qk_scale
         keep = in_range[None, :] & (offs_n[None, :] <= last_visible[:, None])
         qk = tl.where(keep, qk, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(qk, 1))
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-        p = tl.math.exp2(qk - m_safe[:, None])
-        alpha = tl.math.exp2(m_i - m_safe)
-        l_i = l_i * alpha + tl.sum(p, 1)
         v = tl.load(V + offs_n[:, None] * stride_vn + offs_d[None, :], mask=in_range[:, None], other=0.0)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
-        m_i = m_new
-    lse = tl.where(l_i > 0, m_i + tl.math.log2(tl.where(l_i > 0, l_i, 1.0)), float("-inf"))
-    out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
-    # partials: [B, seq_q, Hq, n_splits, D] and [B, seq_q, Hq, n_splits]
-    hq = group * tl.num_programs(1)
-    base = ((b * seq_q + tok) * hq + head) * n_splits + split
-    tl.store(Part + base[:, None] * HEAD_DIM + offs_d[None, :], out, mask=valid[:, None])
-    tl.store(Lse + base, lse, mask=valid)
+        acc, l_i, m_i = online_softmax_step(acc, l_i, m_i, qk, v)
+    out, lse = finish(acc, l_i, m_i)
+    store_partial(Part, Lse, out, lse, b, tok, head, valid, group, seq_q, split, n_splits, HEAD_DIM)
 
 
 @triton.jit

@@ -12,6 +12,8 @@ import torch
 import triton
 import triton.language as tl
 
+from attn_dse.validate.kernels.softmax import finish, online_softmax_step
+
 from attn_dse.validate.kernels.decode import combine
 
 
@@ -47,19 +49,12 @@ def _mla_split(QN, QP, KV, Lens, Part, Lse, stride_qnb, stride_qnh, stride_qpb, 
         kp = tl.load(KV + offs_n[:, None] * stride_kvn + D_LAT + offs_r[None, :], mask=in_range[:, None], other=0.0)
         qk = (tl.dot(qn, tl.trans(c)) + tl.dot(qp, tl.trans(kp))) * qk_scale
         qk = tl.where(in_range[None, :], qk, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(qk, 1))
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-        p = tl.math.exp2(qk - m_safe[:, None])
-        alpha = tl.math.exp2(m_i - m_safe)
-        l_i = l_i * alpha + tl.sum(p, 1)
         if V_SPLIT == 1:
             cv = c  # the latent tile is V too
         else:
             cv = tl.load(KV + offs_n[:, None] * stride_kvn + offs_v[None, :], mask=in_range[:, None], other=0.0)
-        acc = acc * alpha[:, None] + tl.dot(p.to(c.dtype), cv)
-        m_i = m_new
-    lse = tl.where(l_i > 0, m_i + tl.math.log2(tl.where(l_i > 0, l_i, 1.0)), float("-inf"))
-    out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
+        acc, l_i, m_i = online_softmax_step(acc, l_i, m_i, qk, cv)
+    out, lse = finish(acc, l_i, m_i)
     base = (b * n_heads + heads) * n_splits + split
     tl.store(Part + base[:, None] * D_LAT + offs_v[None, :], out, mask=hmask[:, None])
     tl.store(Lse + base, lse, mask=hmask)  # every value slice writes the same lse

@@ -13,7 +13,7 @@ import torch
 import triton
 import triton.language as tl
 
-LOG2E = 1.4426950408889634
+from attn_dse.validate.kernels.softmax import finish, online_softmax_step
 
 
 @triton.jit
@@ -32,14 +32,8 @@ def _tile(acc, l_i, m_i, q, K, V, offs_m, start_n, seq_k, stride_kn, stride_vn, 
         if WINDOW:
             keep = keep & (pos - offs_n[None, :] < window)
         qk = tl.where(keep, qk, float("-inf"))
-    m_new = tl.maximum(m_i, tl.max(qk, 1))
-    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-    p = tl.math.exp2(qk - m_safe[:, None])
-    alpha = tl.math.exp2(m_i - m_safe)
-    l_i = l_i * alpha + tl.sum(p, 1)
     v = tl.load(V + offs_n[:, None] * stride_vn + offs_d[None, :], mask=offs_n[:, None] < seq_k, other=0.0)
-    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
-    return acc, l_i, m_new
+    return online_softmax_step(acc, l_i, m_i, qk, v)
 
 
 @triton.jit
@@ -90,8 +84,7 @@ def _prefill_fwd(Q, K, V, O, stride_qb, stride_qs, stride_qh, stride_kb, stride_
     for start_n in range(full_hi, hi, BLOCK_N):
         acc, l_i, m_i = _tile(acc, l_i, m_i, q, K, V, offs_m, start_n, seq_k, stride_ks, stride_vs, qk_scale,
                               HEAD_DIM, BLOCK_N, True, CAUSAL, WINDOW, window, q_offset)
-    l_i = tl.where(l_i == 0.0, 1.0, l_i)
-    out = acc / l_i[:, None]
+    out, _ = finish(acc, l_i, m_i)
     tl.store(O + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_os + offs_d[None, :],
              out.to(O.dtype.element_ty), mask=offs_m[:, None] < seq_q)
 

@@ -75,7 +75,7 @@ def workload_for(row: dict):
         wl = attention("gqa", n_heads=hq, n_kv_heads=hkv, head_dim=d)
     if row.get("phase", "prefill" if fam == "prefill" else "decode") == "decode":
         return wl, dict(phase="decode", batch=b, seq=sq, context=ctx, dtype=dtype, causal=causal,
-                        mapping={"n_split": n_split} if n_split and fam == "decode" else None)
+                        mapping={"n_split": n_split} if n_split else None)
     return wl, dict(phase="prefill", batch=b, seq=sq, dtype=dtype, causal=causal)
 
 

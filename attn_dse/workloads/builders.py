@@ -86,4 +86,4 @@ def all_reduce(s: Shape, tensor: str, width, tp) -> Op:
 
 def split_outputs(op: Op, *outs: Tensor) -> Op:
     """The same matmul writing its result as several tensors (e.g. K and V of one GEMM)."""
-    return Op(op.name, op.kind, flops=op.flops, reads=op.reads, writes=outs, group=op.group, grad=op.grad)
+    return dataclasses.replace(op, writes=outs)

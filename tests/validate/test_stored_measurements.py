@@ -1,8 +1,8 @@
 """The committed H100/H200 measurements against the committed (calibrated) presets.
 
 Stated bounds, measured on 2026-11-22 (see the issue notes): H100 held-out MAPE <= 10% for
-prefill, decode and block-sparse and <= 20% for MLA decode, worst held-out shape <= 40%; the
-H100 calibration carried to the H200 preset (only its ceilings differ) <= 16% overall.
+prefill and decode and <= 15% for block-sparse and MLA decode, worst held-out shape <= 40%;
+the H100 calibration carried to the H200 preset (only its ceilings differ) <= 15% overall.
 """
 import csv
 
@@ -41,9 +41,10 @@ def test_measurements_carry_provenance_and_cover_four_families():
 def test_h100_held_out_error_within_stated_bounds(h100):
     rows, c = h100
     s = c.summary(held_out_mask(len(rows)))
-    for fam in ("prefill", "decode", "block_sparse"):
+    for fam in ("prefill", "decode"):
         assert s[fam]["mape"] <= 0.10, (fam, s[fam])
-    assert s["mla_decode"]["mape"] <= 0.20
+    for fam in ("block_sparse", "mla_decode"):
+        assert s[fam]["mape"] <= 0.15, (fam, s[fam])
     assert s["all"]["worst"] <= 0.40
 
 
@@ -55,7 +56,7 @@ def test_h100_calibration_is_stored_with_provenance():
 
 def test_transfer_to_h200(h200):
     _, c = h200
-    assert c.summary()["all"]["mape"] <= 0.16
+    assert c.summary()["all"]["mape"] <= 0.15
 
 
 def test_decode_speeds_up_by_bandwidth_ratio_prefill_hardly(h100, h200):

@@ -7,6 +7,8 @@ plus the block centroids (sparsity 1 - k*B/S).
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from attn_dse.workloads import pairs as P
@@ -67,8 +69,7 @@ class BlockSparse(GQA):
         ]
         core = softmax_attention(s, h_q=h_q, h_kv=h_kv, d_qk=d, d_v=d, pairs=self.pairs(p, s),
                                  cache_tokens=self.cache_read_tokens(p, s))
-        core[0] = Op(core[0].name, core[0].kind, flops=core[0].flops, reads=core[0].reads + (selection,),
-                     writes=core[0].writes)
+        core[0] = dataclasses.replace(core[0], reads=core[0].reads + (selection,))  # QK^T reads the selection
         pre, post = qkv_out_projections(s, p["d_model"], h_q, h_kv, d, d)
         return pre + (gate if p["gate"] else []) + core + post
 

@@ -13,6 +13,8 @@ variants.md). kv_layout=flashmla_fp8 stores 656 bytes per token (FlashMLA README
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from attn_dse.workloads import pairs as P
@@ -137,8 +139,7 @@ def _as_cache_read(op: Op, s, latent_width) -> Op:
     """The recompute up-projection reads the persistent latent cache (with its RoPE part)."""
     b = s.bytes_per_element
     latent = Tensor("latent_cache", s.batch * s.past * latent_width * b, "kv_cache")
-    return Op(op.name, op.kind, flops=op.flops, reads=(latent,) + op.reads[1:], writes=op.writes,
-              group=op.group)
+    return dataclasses.replace(op, reads=(latent,) + op.reads[1:])
 
 
 def raise_layout():

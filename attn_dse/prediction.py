@@ -118,16 +118,13 @@ def _attention(hw, c: Ceilings, wl: Workload, s, scope, core_ops: list[Op], fuse
     forward = [op for op in kernel if not op.name.endswith(".bwd") and not op.fused_only]
     ratio = sum((op.flops for op in kernel), 0.0) / sum((op.flops for op in forward), 0.0) \
         if s.phase == "train" else 1.0
-    time = hbm = flops = 0.0
-    limiters, mapping = {}, {}
-    for i, (core, count) in enumerate(cores):
-        est = dataflow.estimate(core, hw, c, fixed=fixed)
-        time = time + count * ratio * est.time_s
-        hbm = hbm + count * ratio * est.hbm_bytes
-        flops = flops + count * ratio * est.flops
-        limiters[str(i)] = est.limiter
-        mapping = mapping or est.mapping
-    limiter = limiters["0"]
+    estimates = [(count * ratio, dataflow.estimate(core, hw, c, fixed=fixed)) for core, count in cores]
+    time = sum(n * e.time_s for n, e in estimates)
+    hbm = sum(n * e.hbm_bytes for n, e in estimates)
+    flops = sum(n * e.flops for n, e in estimates)
+    _, main = bound_time({str(i): n * e.time_s for i, (n, e) in enumerate(estimates)})
+    limiter = _select(main, {str(i): e.limiter for i, (_, e) in enumerate(estimates)})
+    mapping = estimates[0][1].mapping  # of the first layer group
     if side:
         t, lim, b, f = _roofline_ops(hw, c, side, fused, "gemm")
         _, which = bound_time({"kernel": time, "side": t})

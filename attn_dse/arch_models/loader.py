@@ -121,9 +121,9 @@ def _resolved_raw(path: Path, chain: tuple[str, ...]) -> dict:
     except AttnDseError as exc:
         raise AttnDseError(f"extends: {exc.problem}", where=str(path), fix=exc.fix) from None
     base = _resolved_raw(parent_path, chain + (key,))
+    base.pop("aliases", None)  # a child's names are its own
     merged = _merge(base, raw)
     merged.pop("extends", None)
-    merged.pop("aliases", None) if "aliases" not in raw else None
     return merged
 
 

@@ -13,7 +13,7 @@ import yaml
 from attn_dse.errors import AttnDseError, did_you_mean
 from attn_dse.workloads.registry import Workload, attention
 
-_FIELDS = {"name", "source", "d_model", "n_layers", "params", "active_params", "attention"}
+_FIELDS = {"name", "source", "d_model", "n_layers", "params", "active_params", "attention", "layers"}
 
 
 @dataclass(frozen=True)
@@ -54,5 +54,16 @@ def from_model(name: str, **overrides) -> Workload:
     info = ModelInfo(raw["name"], raw["source"], raw["d_model"], raw["n_layers"], float(raw["params"]),
                      float(raw.get("active_params", raw["params"])))
     wl = attention(variant, **spec)
-    return Workload(wl.variant, wl.params, label=name, model=info)
+    groups = tuple(_layer_group(g, variant, spec, path) for g in raw.get("layers") or ())
+    if groups and sum(c for c, _ in groups) != raw["n_layers"]:
+        raise AttnDseError(f"layers: counts add to {sum(c for c, _ in groups)}, not n_layers={raw['n_layers']}",
+                           where=str(path), fix="make the layer counts add up")
+    return Workload(wl.variant, wl.params, label=name, model=info, layer_groups=groups)
+
+
+def _layer_group(raw: dict, variant: str, spec: dict, path: Path) -> tuple:
+    """One run of identical layers: {count, variant?, params?} over the model's attention."""
+    if not isinstance(raw, dict) or "count" not in raw:
+        raise AttnDseError("layers: each entry needs a count", where=str(path), fix="e.g. {count: 21, variant: swa}")
+    return int(raw["count"]), attention(raw.get("variant", variant), **{**spec, **(raw.get("params") or {})})
 

@@ -35,3 +35,19 @@ def test_overrides_and_unknown_model():
     assert attention.from_model("llama-3-70b", n_kv_heads=4).params["n_kv_heads"] == 4
     with pytest.raises(AttnDseError, match="did you mean 'llama-3-70b'"):
         attention.from_model("llama-3-70")
+
+
+def test_interleaved_local_global_layers():
+    """Gemma-2: 21 sliding-window (4096) layers and 21 global ones."""
+    from attn_dse import load_hardware, predict
+    wl = attention.from_model("gemma-2-9b")
+    per_token_layer = 2 * 8 * 256 * 2
+    kv = wl.cost("decode", 1, context=32768, scope="model").kv_cache_bytes
+    assert kv == 21 * 4096 * per_token_layer + 21 * 32768 * per_token_layer
+    flops = wl.cost("prefill", 1, seq=8192, scope="model").flops
+    local = attention("swa", n_heads=16, n_kv_heads=8, head_dim=256, d_model=3584, window=4096)
+    glob = attention("gqa", n_heads=16, n_kv_heads=8, head_dim=256, d_model=3584)
+    assert flops == 21 * (local.cost("prefill", 1, seq=8192, scope="layer").flops
+                          + glob.cost("prefill", 1, seq=8192, scope="layer").flops)
+    p = predict(load_hardware("h100"), wl, "decode", batch=8, context=65536, scope="model")
+    assert p.latency_s > 0 and p.bound == "memory"

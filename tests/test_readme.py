@@ -32,7 +32,7 @@ def test_readme_command_runs(cmd, tmp_path, monkeypatch):
     monkeypatch.chdir(Path(__file__).resolve().parents[1])
     args = shlex.split(cmd.split("#")[0])[1:]
     args = [str(tmp_path / Path(a).name) if a.endswith((".png", ".svg", ".pdf")) else a for a in args]
-    if args[0] == "sweep":
+    if args[0] in ("sweep", "validate"):
         args += ["--out", str(tmp_path / "out")]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, (cmd, result.output, result.exception)

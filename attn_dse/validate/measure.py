@@ -202,7 +202,8 @@ def tune_mla(B=64, L=4096, H=128) -> tuple:
     qn, qp, kv = rnd(B, H, 512), rnd(B, H, 64), rnd(B, L, 576)
     lens = torch.full((B,), L, device=DEV, dtype=torch.int32)
     times = {}
-    for block_n, warps, stages, v_split in [(64, 8, 2, 1), (32, 8, 2, 1), (32, 4, 2, 2), (16, 4, 3, 2)]:
+    for block_n, warps, stages, v_split in [(64, 8, 2, 1), (32, 8, 2, 1), (64, 16, 2, 1), (32, 16, 3, 1),
+                                            (64, 16, 3, 1), (128, 16, 2, 1), (32, 4, 2, 2)]:
         cfg = (block_n, warps, stages, v_split)
         try:
             times[cfg] = timed(lambda: mla_decode(qn, qp, kv, lens, block_n=block_n, num_warps=warps,

@@ -89,7 +89,7 @@ def evaluate_rows(space: Space, block: Block, flat_index: np.ndarray) -> dict:
     else:
         kw = dict(seq=length)
     p = predict(block.hw, wl, block.phase, batch, dtype=block.dtype, scope=space.scope,
-                causal=space.causal, fused=space.fused, **kw)
+                causal=space.causal, fused=space.fused, mapping=space.mapping, **kw)
     n = len(flat_index)
     cols = {"hardware": np.full(n, block.hw_label, dtype=object), "label": np.full(n, block.entry.label, dtype=object),
             "variant": np.full(n, wl.variant.name, dtype=object), "phase": np.full(n, block.phase, dtype=object),

@@ -15,7 +15,8 @@ from attn_dse.errors import AttnDseError, did_you_mean
 STRATEGIES = ("grid", "random", "evolve")
 _TOP = {"name", "description", "hardware", "variants", "workload", "constraints", "objectives", "strategy",
         "samples", "deployment"}
-_WORKLOAD = {"phase", "batch", "context", "seq", "dtype", "scope", "causal", "fused"}
+_WORKLOAD = {"phase", "batch", "context", "seq", "dtype", "scope", "causal", "fused", "mapping"}
+MAPPING_KEYS = ("n_split", "block_m", "block_n", "stages")
 _DEPLOY = {"devices", "usable_memory", "weights", "weight_dtype"}
 _HW_UNITS = {"hbm_bandwidth": "bandwidth", "hbm_capacity": "bytes", "matmul": "flop_rate",
              "interconnect": "bandwidth", "exp": "op_rate", "vector": "flop_rate", "core_memory": "bytes"}
@@ -47,6 +48,7 @@ class Space:
     scope: str = "model"
     causal: bool = True
     fused: bool = True
+    mapping: dict | None = None  # pinned kernel choices, e.g. {n_split: 1}; searched when absent
     devices: int | str | None = None  # weights sharded over this many devices ("node": a node)
     usable_memory: float = 0.9  # share of HBM for weights + KV (the rest: activations, runtime)
     weights_bytes: float | None = None
@@ -124,6 +126,7 @@ def space_from_dict(raw: dict, where: str = "<space>") -> Space:
         seq=_numbers(wl.get("seq", 1), where, "workload.seq"),
         dtype=tuple(_listify(wl.get("dtype", "bf16"), where, "workload.dtype")),
         scope=wl.get("scope", "model"), causal=bool(wl.get("causal", True)), fused=bool(wl.get("fused", True)),
+        mapping=_mapping(wl.get("mapping"), where),
         devices=deploy.get("devices"), usable_memory=float(deploy.get("usable_memory", 0.9)),
         weights_bytes=_quantity(deploy["weights"], "bytes", where, "deployment.weights") if "weights" in deploy else None,
         weight_dtype=deploy.get("weight_dtype"),
@@ -138,6 +141,15 @@ def space_from_dict(raw: dict, where: str = "<space>") -> Space:
     from attn_dse.dse.constraints import check_spec
     check_spec(space, where)
     return space
+
+
+def _mapping(raw, where: str) -> dict | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise AttnDseError("workload.mapping: expected a mapping", where=where, fix="e.g. 'mapping: {n_split: 1}'")
+    _check_keys(raw, set(MAPPING_KEYS), where, "workload.mapping.")
+    return {k: float(v) for k, v in raw.items()}
 
 
 def _quantity(value, kind, where, name) -> float:

@@ -128,3 +128,15 @@ def test_interrupt_leaves_partial_result(monkeypatch, tmp_path):
     assert s["partial"] and 0 < s["points"] < 4320
     rows = (tmp_path / "points.csv").read_text().splitlines()
     assert len(rows) == s["points"] + 1
+
+
+def test_pinned_mapping_in_a_space():
+    base = {"variants": [{"variant": "gqa", "params": {"n_heads": 64, "n_kv_heads": 8, "n_layers": 80}}],
+            "workload": {"phase": "decode", "batch": [1], "context": [32768]}, "constraints": []}
+    free = evaluate(space_from_dict(base), ("h100",)).columns
+    pinned = evaluate(space_from_dict({**base, "workload": {**base["workload"], "mapping": {"n_split": 1}}}),
+                      ("h100",)).columns
+    assert pinned["n_split"][0] == 1 and free["n_split"][0] > 1
+    assert pinned["latency_s"][0] > 3 * free["latency_s"][0]  # one CTA per KV head leaves SMs idle
+    with pytest.raises(AttnDseError, match="workload.mapping.splits: unknown field"):
+        space_from_dict({**base, "workload": {**base["workload"], "mapping": {"splits": 1}}})

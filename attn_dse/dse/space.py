@@ -130,7 +130,7 @@ def space_from_dict(raw: dict, where: str = "<space>") -> Space:
         devices=deploy.get("devices"), usable_memory=float(deploy.get("usable_memory", 0.9)),
         weights_bytes=_quantity(deploy["weights"], "bytes", where, "deployment.weights") if "weights" in deploy else None,
         weight_dtype=deploy.get("weight_dtype"),
-        constraints=tuple(_listify(raw.get("constraints", [{"memory": True}]), where, "constraints")),
+        constraints=tuple(raw.get("constraints", [{"memory": True}]) or ()),  # [] = unconstrained
         objectives=tuple(_listify(raw.get("objectives", [{"minimize": "time_per_token_s"}]), where, "objectives")),
         strategy=strategy, samples=int(raw.get("samples", 10000)))
     for phase in space.phase:

@@ -132,7 +132,7 @@ def test_interrupt_leaves_partial_result(monkeypatch, tmp_path):
 
 def test_pinned_mapping_in_a_space():
     base = {"variants": [{"variant": "gqa", "params": {"n_heads": 64, "n_kv_heads": 8, "n_layers": 80}}],
-            "workload": {"phase": "decode", "batch": [1], "context": [32768]}, "constraints": []}
+            "workload": {"phase": "decode", "batch": [1], "context": [32768], "scope": "core"}, "constraints": []}
     free = evaluate(space_from_dict(base), ("h100",)).columns
     pinned = evaluate(space_from_dict({**base, "workload": {**base["workload"], "mapping": {"n_split": 1}}}),
                       ("h100",)).columns

@@ -31,7 +31,7 @@ def echo_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
         table.add_column(col, justify="right" if numeric else "left")
     for row in rows:
         table.add_row(*(fmt(v) for v in row))
-    Console(width=max(100, _terminal_width())).print(table)
+    Console(width=max(140, _terminal_width())).print(table)
 
 
 def _terminal_width() -> int:

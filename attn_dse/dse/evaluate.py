@@ -163,16 +163,11 @@ class _Front:
 
 
 def _concat(parts: list[dict]) -> dict:
-    keys = list(parts[0])
-    for p in parts[1:]:
-        keys += [k for k in p if k not in keys]
-    n = [len(next(iter(p.values()))) for p in parts]
-    out = {}
-    for k in keys:
-        pieces = [p[k] if k in p else np.full(m, np.nan if k not in ("hardware",) else "", dtype=object)
-                  for p, m in zip(parts, n)]
-        out[k] = np.concatenate(pieces)
-    return out
+    """Stack chunks column-wise; a parameter one variant lacks (n_kv_heads for MLA) is None there."""
+    keys = list(dict.fromkeys(k for p in parts for k in p))
+    sizes = [len(p["latency_s"]) for p in parts]
+    return {k: np.concatenate([p[k] if k in p else np.full(n, None, dtype=object) for p, n in zip(parts, sizes)])
+            for k in keys}
 
 
 def evaluate(space: Space, hw_names: tuple[str, ...] = (), *, on_chunk: Callable | None = None,

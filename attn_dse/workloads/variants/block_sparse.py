@@ -14,7 +14,7 @@ import numpy as np
 from attn_dse.workloads import pairs as P
 from attn_dse.workloads.builders import qkv_out_projections, softmax_attention
 from attn_dse.workloads.ops import Op, Tensor
-from attn_dse.workloads.registry import REQUIRED, Core, Param, register, require
+from attn_dse.workloads.registry import Core, Param, register, require
 from attn_dse.workloads.variants.gqa import GQA, TP
 
 
@@ -22,9 +22,7 @@ from attn_dse.workloads.variants.gqa import GQA, TP
 class BlockSparse(GQA):
     name = "block_sparse"
     summary = "MoBA-style top-k block selection with a mean-pooled gate"
-    params = (Param("n_heads", int, REQUIRED, "query heads"),
-              Param("n_kv_heads", int, REQUIRED, "K/V heads"),
-              Param("head_dim", int, 128, "per-head width"),
+    params = GQA.params[:3] + (  # n_heads, n_kv_heads, head_dim
               Param("block_size", int, 512, "keys per block"),
               Param("top_k", int, 3, "blocks each query attends (its own included)"),
               Param("gate", bool, True, "include the gate kernels (pooling, scoring, top-k); false: attention only"),

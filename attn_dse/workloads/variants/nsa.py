@@ -17,7 +17,7 @@ from attn_dse.errors import AttnDseError
 from attn_dse.workloads import pairs as P
 from attn_dse.workloads.builders import linear, softmax_attention
 from attn_dse.workloads.ops import Op, Tensor
-from attn_dse.workloads.registry import REQUIRED, Core, Param, register
+from attn_dse.workloads.registry import Core, Param, register
 from attn_dse.workloads.variants.gqa import GQA, TP
 
 
@@ -41,9 +41,7 @@ def compressed_pairs(seq, past, l, d):
 class NSA(GQA):
     name = "nsa"
     summary = "native sparse attention: compression + selection + window branches"
-    params = (Param("n_heads", int, REQUIRED, "query heads"),
-              Param("n_kv_heads", int, REQUIRED, "K/V heads"),
-              Param("head_dim", int, 128, "per-head width"),
+    params = GQA.params[:3] + (  # n_heads, n_kv_heads, head_dim
               Param("cmp_block", int, 32, "compression block l"),
               Param("cmp_stride", int, 16, "compression stride d"),
               Param("sel_block", int, 64, "selection block l'"),

@@ -38,7 +38,9 @@ def test_prefill(B, S, Sk, Hq, Hkv, D, causal, window):
 
 
 @pytest.mark.parametrize("B,Sq,Hq,Hkv,L,lens,splits", [
-    (2, 1, 8, 2, 100, [100, 37], 3), (1, 2, 4, 4, 70, [70], 2), (3, 3, 8, 1, 50, [50, 20, 33], 1)])
+    (2, 1, 8, 2, 100, [100, 37], 3), (1, 2, 4, 4, 70, [70], 2), (3, 3, 8, 1, 50, [50, 20, 33], 1),
+    (2, 1, 4, 2, 600, [600, 90], 40)])  # 40 splits: the combine walks them 16 at a time; most of
+                                        # the second sequence's splits are empty
 def test_split_kv_decode(B, Sq, Hq, Hkv, L, lens, splits):
     q, k, v = rnd(B, Sq, Hq, 64), rnd(B, L, Hkv, 64), rnd(B, L, Hkv, 64)
     sl = torch.tensor(lens, dtype=torch.int32, device=DEV)
@@ -47,20 +49,24 @@ def test_split_kv_decode(B, Sq, Hq, Hkv, L, lens, splits):
     assert err(out, attention_ref(q, k, v, True, seq_lens=sl)) < BOUND
 
 
-@pytest.mark.parametrize("v_split", [1, 2])
-def test_mla_decode(v_split):
+@pytest.mark.parametrize("layout,splits", [("tokens", 3), ("heads", 3), ("tokens", 1), ("heads", 1)])
+def test_mla_decode(layout, splits):
+    """Split partials merged by the combine kernel, or (one split) written straight to the output."""
     qn, qp, kv = rnd(2, 20, 64), rnd(2, 20, 16), rnd(2, 90, 80)
     sl = torch.tensor([90, 41], dtype=torch.int32, device=DEV)
-    out = mla_decode(qn, qp, kv, sl, n_splits=3, block_h=16, block_n=16, sm_scale=0.1, v_split=v_split)
+    out = mla_decode(qn, qp, kv, sl, n_splits=splits, block_h=16, block_n=16, sm_scale=0.1, layout=layout)
     assert err(out, mla_decode_ref(qn, qp, kv, sl, 64, 0.1)) < BOUND
 
 
-def test_block_sparse_prefill_and_decode():
-    B, S, Hq, Hkv, D, blk = 2, 70, 4, 2, 64, 16
+@pytest.mark.parametrize("heads,fraction", [(2, None), (1, None), (4, 0.5)])
+def test_block_sparse_prefill_and_decode(heads, fraction):
+    """Query heads of a group packed into one tile (heads > 1) share the selection; with a
+    fraction the selections have different lengths, padded with -1."""
+    B, S, Hq, Hkv, D, blk = 2, 70, 8, 2, 64, 16
     q, k, v = rnd(B, S, Hq, D), rnd(B, S, Hkv, D), rnd(B, S, Hkv, D)
-    idx = causal_topk(B, Hkv, S, blk, 3, torch.Generator().manual_seed(1), DEV)
+    idx = causal_topk(B, Hkv, S, blk, 3, torch.Generator().manual_seed(1), DEV, fraction=fraction)
     out = torch.full_like(q, float("nan"))
-    block_sparse_prefill(q, k, v, idx, block=blk, out=out)
+    block_sparse_prefill(q, k, v, idx, block=blk, heads=heads, out=out)
     assert err(out, block_sparse_ref(q, k, v, idx.long(), blk, True)) < BOUND
     qd, idx_d = rnd(B, 1, Hq, D), idx[:, :, -1].contiguous()
     sl = torch.tensor([S, S], dtype=torch.int32, device=DEV)

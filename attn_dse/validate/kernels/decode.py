@@ -34,10 +34,12 @@ def load_packed_queries(Q, b, kvh, group, seq_q, stride_qb, stride_qs, stride_qh
 
 @triton.jit
 def store_partial(Part, Lse, out, lse, b, tok, head, valid, group, seq_q, split, n_splits, HEAD_DIM: tl.constexpr):
-    """A split's fp32 output and log2-sum-exp, laid out [B, seq_q, Hq, n_splits, (D)]."""
+    """A split's output and log2-sum-exp, laid out [B, seq_q, Hq, n_splits, (D)]: fp32 partials,
+    or with one split the output itself (see run_splits)."""
     hq = group * tl.num_programs(1)
     base = ((b * seq_q + tok) * hq + head) * n_splits + split
-    tl.store(Part + base[:, None] * HEAD_DIM + tl.arange(0, HEAD_DIM)[None, :], out, mask=valid[:, None])
+    tl.store(Part + base[:, None] * HEAD_DIM + tl.arange(0, HEAD_DIM)[None, :], out.to(Part.dtype.element_ty),
+             mask=valid[:, None])
     tl.store(Lse + base, lse, mask=valid)
 
 
@@ -77,28 +79,49 @@ def _decode_split(Q, K, V, Lens, Part, Lse, stride_qb, stride_qs, stride_qh, str
 @triton.jit
 def _combine(Part, Lse, O, n_splits, stride_ob, stride_os, stride_oh, seq_q, n_heads,
              HEAD_DIM: tl.constexpr, BLOCK_S: tl.constexpr):
+    """One output row from its splits, BLOCK_S splits at a time (a [splits, D] fp32 tile in
+    registers spilled at 64+ splits and took longer than the attention itself)."""
     row = tl.program_id(0)  # (b, token, head)
     b = row // (seq_q * n_heads)
     t = (row // n_heads) % seq_q
     h = row % n_heads
     offs_s = tl.arange(0, BLOCK_S)
     offs_d = tl.arange(0, HEAD_DIM)
-    lse = tl.load(Lse + row * n_splits + offs_s, mask=offs_s < n_splits, other=float("-inf"))
-    m = tl.max(lse, 0)
-    w = tl.math.exp2(lse - m)
-    w = w / tl.sum(w, 0)
-    part = tl.load(Part + (row * n_splits + offs_s[:, None]) * HEAD_DIM + offs_d[None, :],
-                   mask=offs_s[:, None] < n_splits, other=0.0)
-    out = tl.sum(part * w[:, None], 0)
-    tl.store(O + b * stride_ob + t * stride_os + h * stride_oh + offs_d, out.to(O.dtype.element_ty))
+    m = tl.full([BLOCK_S], float("-inf"), tl.float32)
+    for s0 in range(0, n_splits, BLOCK_S):
+        m = tl.maximum(m, tl.load(Lse + row * n_splits + s0 + offs_s, mask=s0 + offs_s < n_splits,
+                                  other=float("-inf")))
+    m_all = tl.max(m, 0)
+    acc = tl.zeros([HEAD_DIM], tl.float32)
+    den = tl.zeros([BLOCK_S], tl.float32)
+    for s0 in range(0, n_splits, BLOCK_S):
+        in_range = s0 + offs_s < n_splits
+        w = tl.math.exp2(tl.load(Lse + row * n_splits + s0 + offs_s, mask=in_range, other=float("-inf")) - m_all)
+        den += w
+        part = tl.load(Part + (row * n_splits + s0 + offs_s[:, None]) * HEAD_DIM + offs_d[None, :],
+                       mask=in_range[:, None], other=0.0)
+        acc += tl.sum(part * w[:, None], 0)
+    tl.store(O + b * stride_ob + t * stride_os + h * stride_oh + offs_d, (acc / tl.sum(den, 0)).to(O.dtype.element_ty))
 
 
 def combine(part: torch.Tensor, lse: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """Merge split partials [B, Sq, H, S, D] (fp32) with their log2-sum-exps into out [B, Sq, H, D]."""
     B, Sq, H, S, D = part.shape
     _combine[(B * Sq * H,)](part, lse, out, S, out.stride(0), out.stride(1), out.stride(2), Sq, H,
-                            HEAD_DIM=D, BLOCK_S=max(triton.next_power_of_2(S), 2), num_warps=4)
+                            HEAD_DIM=D, BLOCK_S=min(16, max(triton.next_power_of_2(S), 2)), num_warps=4)
     return out
+
+
+def run_splits(launch, shape: tuple, n_splits: int, like: torch.Tensor, out: torch.Tensor | None = None):
+    """Allocate where split programs write, launch them (launch(part, lse)) and merge. With one
+    split the programs write the output [B, Sq, H, D] directly: no fp32 partials, no combine."""
+    B, Sq, H, D = shape
+    o = torch.empty(shape, device=like.device, dtype=like.dtype) if out is None else out
+    lse = torch.empty(B, Sq, H, n_splits, device=like.device, dtype=torch.float32)
+    direct = n_splits == 1 and o.is_contiguous()
+    part = o if direct else torch.empty(B, Sq, H, n_splits, D, device=like.device, dtype=torch.float32)
+    launch(part, lse)
+    return o if direct else combine(part, lse, o)
 
 
 def choose_splits(batch: int, kv_heads: int, max_len: int, sms: int = 132, block_n: int = 64) -> int:
@@ -116,12 +139,8 @@ def decode(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_lens: torch.Te
     n_splits = n_splits or choose_splits(B, Hkv, L, block_n=block_n)
     split_len = triton.cdiv(triton.cdiv(L, n_splits), block_n) * block_n
     block_h = max(16, triton.next_power_of_2(group * Sq))
-    part = torch.empty(B, Sq, Hq, n_splits, D, device=q.device, dtype=torch.float32)
-    lse = torch.empty(B, Sq, Hq, n_splits, device=q.device, dtype=torch.float32)
-    _decode_split[(B, Hkv, n_splits)](q, k, v, seq_lens, part, lse, q.stride(0), q.stride(1), q.stride(2),
-                                     k.stride(0), k.stride(1), k.stride(2), v.stride(0), v.stride(1), v.stride(2),
-                                     group, Sq, n_splits, split_len, 1.0 / math.sqrt(D),
-                                     HEAD_DIM=D, BLOCK_H=block_h, BLOCK_N=block_n, num_warps=num_warps,
-                                     num_stages=num_stages)
-    o = torch.empty_like(q) if out is None else out
-    return combine(part, lse, o)
+    return run_splits(lambda part, lse: _decode_split[(B, Hkv, n_splits)](
+        q, k, v, seq_lens, part, lse, q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
+        v.stride(0), v.stride(1), v.stride(2), group, Sq, n_splits, split_len, 1.0 / math.sqrt(D),
+        HEAD_DIM=D, BLOCK_H=block_h, BLOCK_N=block_n, num_warps=num_warps, num_stages=num_stages),
+        (B, Sq, Hq, D), n_splits, q, out)

@@ -3,6 +3,18 @@ token for all heads of a head block; V is the latent itself. Split-KV plus the s
 
 q_nope [B, H, 512] (already multiplied by W_UK), q_pe [B, H, 64], kv [B, L, 576] (bf16);
 output [B, H, 512] in the latent (W_UV is applied after). Score = q_nope.c + q_pe.k_pe.
+
+Two layouts of the same algorithm (`layout=`):
+- "tokens": scores as S^T [tokens, heads] = C Q^T and the output as O^T [latent, heads] = C^T P^T.
+  The heads are the N side of the tensor-core instruction, so 16 heads (a tensor-parallel
+  shard) need no padding to 64 rows: the default for few heads, which are memory-bound.
+- "heads": S [heads, tokens] and O [heads, latent], FlashAttention's orientation, the default
+  for 64 or more heads. With 8 warps Triton gives each warpgroup half of the output columns
+  and computes the whole score tile in both (seen in the SASS), which caps it near 280 TF/s.
+  The tokens layout avoids that duplication with 128-token tiles, but then only one stage fits
+  in shared memory (64 x 576 query + 128 x 576 keys) and it ran no faster.
+Tiles come in through tensor descriptors (TMA), straight into shared memory: loaded through
+registers, the 64 x 576 query and the key tiles spilled the 255-register budget.
 """
 from __future__ import annotations
 
@@ -11,75 +23,110 @@ import math
 import torch
 import triton
 import triton.language as tl
+from triton.tools.tensor_descriptor import TensorDescriptor
 
-from attn_dse.validate.kernels.softmax import finish, online_softmax_step
-
-from attn_dse.validate.kernels.decode import combine
+from attn_dse.validate.kernels.decode import run_splits
 
 
 @triton.jit
-def _mla_split(QN, QP, KV, Lens, Part, Lse, stride_qnb, stride_qnh, stride_qpb, stride_qph, stride_kvb, stride_kvn,
-               n_heads, n_splits, split_len, sm_scale,
-               D_LAT: tl.constexpr, D_ROPE: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr,
-               V_SPLIT: tl.constexpr):
-    b = tl.program_id(0).to(tl.int64)  # int64: batch offsets pass 2**31 elements
-    hb = tl.program_id(1) // V_SPLIT
-    vs = tl.program_id(1) % V_SPLIT  # which slice of the value (latent) columns this program owns
+def _mla_split(qn_desc, qp_desc, c_desc, kp_desc, Lens, Part, Lse, L, n_heads, n_splits, split_len, sm_scale,
+               D_LAT: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, TOKENS_MAJOR: tl.constexpr):
+    b = tl.program_id(0)
+    hb = tl.program_id(1)
     split = tl.program_id(2)
-    D_V: tl.constexpr = D_LAT // V_SPLIT
-    offs_v = vs * D_V + tl.arange(0, D_V)
     heads = hb * BLOCK_H + tl.arange(0, BLOCK_H)
     hmask = heads < n_heads
-    offs_c = tl.arange(0, D_LAT)
-    offs_r = tl.arange(0, D_ROPE)
-    qn = tl.load(QN + b * stride_qnb + heads[:, None] * stride_qnh + offs_c[None, :], mask=hmask[:, None], other=0.0)
-    qp = tl.load(QP + b * stride_qpb + heads[:, None] * stride_qph + offs_r[None, :], mask=hmask[:, None], other=0.0)
+    qn = qn_desc.load([b * n_heads + hb * BLOCK_H, 0])  # rows past the last head are masked at the store
+    qp = qp_desc.load([b * n_heads + hb * BLOCK_H, 0])
     length = tl.load(Lens + b)
     start = split * split_len
     end = tl.minimum(start + split_len, length)
-    KV += b * stride_kvb
     m_i = tl.full([BLOCK_H], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_H], tl.float32)
-    acc = tl.zeros([BLOCK_H, D_V], tl.float32)
     qk_scale = sm_scale * 1.4426950408889634
-    for n0 in range(start, end, BLOCK_N):
-        offs_n = n0 + tl.arange(0, BLOCK_N)
-        in_range = offs_n < end
-        c = tl.load(KV + offs_n[:, None] * stride_kvn + offs_c[None, :], mask=in_range[:, None], other=0.0)
-        kp = tl.load(KV + offs_n[:, None] * stride_kvn + D_LAT + offs_r[None, :], mask=in_range[:, None], other=0.0)
-        qk = (tl.dot(qn, tl.trans(c)) + tl.dot(qp, tl.trans(kp))) * qk_scale
-        qk = tl.where(in_range[None, :], qk, float("-inf"))
-        if V_SPLIT == 1:
-            cv = c  # the latent tile is V too
-        else:
-            cv = tl.load(KV + offs_n[:, None] * stride_kvn + offs_v[None, :], mask=in_range[:, None], other=0.0)
-        acc, l_i, m_i = online_softmax_step(acc, l_i, m_i, qk, cv)
-    out, lse = finish(acc, l_i, m_i)
+    # Every tile holds at least one visible token, so the running max is finite after the first.
+    if TOKENS_MAJOR:
+        acc = tl.zeros([D_LAT, BLOCK_H], tl.float32)
+        for n0 in tl.range(start, end, BLOCK_N):
+            c = c_desc.load([b * L + n0, 0])  # tokens past `end` belong to the next split or sequence:
+            kp = kp_desc.load([b * L + n0, 0])  # their scores are masked below
+            s = tl.dot(kp, tl.trans(qp), tl.dot(c, tl.trans(qn))) * qk_scale
+            s = tl.where((n0 + tl.arange(0, BLOCK_N) < end)[:, None], s, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(s, 0))
+            p = tl.math.exp2(s - m_new[None, :])
+            alpha = tl.math.exp2(m_i - m_new)
+            l_i = l_i * alpha + tl.sum(p, 0)
+            acc = tl.dot(tl.trans(c), p.to(c.dtype), acc * alpha[None, :])
+            m_i = m_new
+        out = tl.trans(acc)
+    else:
+        acc = tl.zeros([BLOCK_H, D_LAT], tl.float32)
+        for n0 in tl.range(start, end, BLOCK_N):
+            c = c_desc.load([b * L + n0, 0])
+            kp = kp_desc.load([b * L + n0, 0])
+            s = tl.dot(qp, tl.trans(kp), tl.dot(qn, tl.trans(c))) * qk_scale
+            s = tl.where((n0 + tl.arange(0, BLOCK_N) < end)[None, :], s, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(s, 1))
+            p = tl.math.exp2(s - m_new[:, None])
+            alpha = tl.math.exp2(m_i - m_new)
+            l_i = l_i * alpha + tl.sum(p, 1)
+            acc = tl.dot(p.to(c.dtype), c, acc * alpha[:, None])
+            m_i = m_new
+        out = acc
+    seen = l_i > 0  # a split past the end of a short sequence sees no token
+    l_safe = tl.where(seen, l_i, 1.0)
+    out = out / l_safe[:, None]
     base = (b * n_heads + heads) * n_splits + split
-    tl.store(Part + base[:, None] * D_LAT + offs_v[None, :], out, mask=hmask[:, None])
-    tl.store(Lse + base, lse, mask=hmask)  # every value slice writes the same lse
+    tl.store(Part + base[:, None] * D_LAT + tl.arange(0, D_LAT)[None, :], out.to(Part.dtype.element_ty),
+             mask=hmask[:, None])
+    tl.store(Lse + base, tl.where(seen, m_i + tl.math.log2(l_safe), float("-inf")), mask=hmask)
+
+
+def default_config(n_heads: int) -> dict:
+    """The configurations measured fastest on an H100 (docs/MEASUREMENTS.md): 128 heads are
+    compute-bound and run best in the heads layout; a 16-head shard is memory-bound, and the
+    tokens layout needs no padding of its heads."""
+    if n_heads > 32:
+        return {"layout": "heads", "block_h": 64, "block_n": 64, "num_warps": 8, "num_stages": 2}
+    return {"layout": "tokens", "block_h": 16 if n_heads <= 16 else 32, "block_n": 64, "num_warps": 4,
+            "num_stages": 2}
+
+
+def choose_splits(batch: int, head_blocks: int, max_len: int, block_n: int, sms: int = 132) -> int:
+    """As many splits as fill the SMs in one wave (a program fills an SM's shared memory), none
+    shorter than two key tiles, at most 64: a second, partial wave cost 15% at 64 x 8k tokens,
+    and 132 splits of one 32k sequence took 40 us against 35 us for 64 (H100, 16 heads)."""
+    return max(1, min(sms // (batch * head_blocks), max_len // (2 * block_n), 64))
 
 
 def mla_decode(q_nope: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor, seq_lens: torch.Tensor,
-               n_splits: int | None = None, block_h: int = 64, block_n: int = 32, num_warps: int = 8,
-               num_stages: int = 2, sm_scale: float | None = None, out: torch.Tensor | None = None,
-               v_split: int = 1) -> torch.Tensor:
-    """v_split = 2 gives each value half of the latent its own program (both compute the scores):
-    half the fp32 accumulator per program, at the cost of computing QK^T twice."""
+               n_splits: int | None = None, block_h: int | None = None, block_n: int | None = None,
+               num_warps: int | None = None, num_stages: int | None = None, layout: str | None = None,
+               sm_scale: float | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
     B, H, D = q_nope.shape
     R = q_pe.shape[-1]
     L = kv.shape[1]
+    cfg = default_config(H)
+    layout = layout or cfg["layout"]
+    block_h = block_h or cfg["block_h"]
+    block_n = block_n or cfg["block_n"]
+    num_warps = num_warps or cfg["num_warps"]
+    num_stages = num_stages or cfg["num_stages"]
+    if layout not in ("tokens", "heads"):
+        raise ValueError(f"layout must be 'tokens' or 'heads', not {layout!r}")
+    if num_warps == 4 and num_stages == 1:  # Triton 3.6 on an H100: wrong results, then an illegal address
+        raise ValueError("4 warps need num_stages >= 2 (with 1 stage Triton 3.6 miscompiles this kernel)")
     block_h = min(block_h, max(16, triton.next_power_of_2(H)))
     head_blocks = triton.cdiv(H, block_h)
-    if n_splits is None:
-        n_splits = max(1, min(math.ceil(2 * 132 / (B * head_blocks)), L // (4 * block_n), 64))
+    n_splits = n_splits or choose_splits(B, head_blocks, L, block_n)
     split_len = triton.cdiv(triton.cdiv(L, n_splits), block_n) * block_n
     scale = sm_scale or 1.0 / math.sqrt(192)  # DeepSeek's softmax scale uses d_nope + d_rope = 192
-    part = torch.empty(B, 1, H, n_splits, D, device=kv.device, dtype=torch.float32)
-    lse = torch.empty(B, 1, H, n_splits, device=kv.device, dtype=torch.float32)
-    _mla_split[(B, head_blocks * v_split, n_splits)](q_nope, q_pe, kv, seq_lens, part, lse, q_nope.stride(0), q_nope.stride(1),
-                                           q_pe.stride(0), q_pe.stride(1), kv.stride(0), kv.stride(1), H, n_splits,
-                                           split_len, scale, D_LAT=D, D_ROPE=R, BLOCK_H=block_h, BLOCK_N=block_n,
-                                           V_SPLIT=v_split, num_warps=num_warps, num_stages=num_stages)
-    o = torch.empty(B, 1, H, D, device=kv.device, dtype=kv.dtype) if out is None else out
-    return combine(part, lse, o)[:, 0]
+    qn2, qp2 = q_nope.reshape(B * H, D), q_pe.reshape(B * H, R)
+    kv2 = kv.reshape(B * L, D + R)
+    descs = (TensorDescriptor.from_tensor(qn2, [block_h, D]), TensorDescriptor.from_tensor(qp2, [block_h, R]),
+             TensorDescriptor(kv2, [B * L, D], [D + R, 1], [block_n, D]),
+             TensorDescriptor(kv2[:, D:], [B * L, R], [D + R, 1], [block_n, R]))
+    return run_splits(lambda part, lse: _mla_split[(B, head_blocks, n_splits)](
+        *descs, seq_lens, part, lse, L, H, n_splits, split_len, scale, D_LAT=D, BLOCK_H=block_h, BLOCK_N=block_n,
+        TOKENS_MAJOR=layout == "tokens", num_warps=num_warps, num_stages=num_stages),
+        (B, 1, H, D), n_splits, kv, out)[:, 0]

@@ -5,7 +5,7 @@
 Writes DIR/measurements.csv (one row per shape, with device, driver, torch/triton versions,
 date, config, median and spread), DIR/checks.csv (errors vs the float32 reference, outputs
 poisoned with NaN before each run) and DIR/ceilings.csv (copy bandwidth, matmul rates).
-Timings: triton.testing.do_bench (L2 flushed before each repetition), median of repetitions.
+Timings: CUDA-graph replays, each call after a write of twice the L2 (see timed()).
 """
 from __future__ import annotations
 
@@ -18,13 +18,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import triton
 from triton.testing import do_bench
 
 from attn_dse.validate.kernels import block_sparse as bs
 from attn_dse.validate.kernels.decode import choose_splits, decode
-from attn_dse.validate.kernels.mla_decode import mla_decode
+from attn_dse.validate.kernels.mla_decode import choose_splits as mla_splits, mla_decode
 from attn_dse.validate.kernels.prefill import prefill, prefill_flops
 from attn_dse.validate.kernels.reference import attention_ref, block_sparse_ref, mla_decode_ref
 
@@ -45,13 +46,54 @@ def provenance() -> dict:
             "date": datetime.date.today().isoformat()}
 
 
-def timed(fn, repeats: int = 3) -> tuple[float, float, float]:
-    """(median, p20, p80) in seconds of the repeat with the lowest median: each repeat is an
-    independent do_bench (L2 flushed before every call). Kernels of tens of microseconds were
-    seen to vary 2-4x between runs (clock ramps after idle gaps); the repeats guard against it."""
-    runs = [do_bench(fn, warmup=50, rep=100, quantiles=[0.2, 0.5, 0.8]) for _ in range(repeats)]
-    p20, p50, p80 = min(runs, key=lambda r: r[1])
-    return p50 / 1e3, p20 / 1e3, p80 / 1e3
+_FLUSH = {}
+
+
+def _flush_buffer() -> torch.Tensor:
+    """Twice the L2 (50 MB on an H100, 60 on an H200): zeroing it evicts every cached line."""
+    if "buf" not in _FLUSH:
+        l2 = torch.cuda.get_device_properties(0).L2_cache_size
+        _FLUSH["buf"] = torch.empty(2 * l2 // 4, device=DEV, dtype=torch.int32)
+    return _FLUSH["buf"]
+
+
+def timed(fn, replays: int = 15) -> tuple[float, float, float]:
+    """(median, p20, p80) in seconds of one call of fn, on a cold L2, without launch gaps.
+
+    fn is captured in a CUDA graph R times, each call after a write of twice the L2; a second
+    graph holds only the R writes. Each replay of the pair gives (T_both - T_writes) / R. The
+    host's launch cost stays out: timed with events around plain launches (do_bench), kernels of
+    tens of microseconds measured 2-4x apart between runs, the host's Python launch path being
+    slower than the GPU's work (docs/MEASUREMENTS.md)."""
+    flush = _flush_buffer()
+    est = do_bench(fn, warmup=5, rep=20, return_mode="median") / 1e3  # also compiles and warms up
+    calls = max(1, min(50, int(2e-3 / max(est, 1e-7))))
+    stream = torch.cuda.Stream()
+    graphs = []
+    for with_fn in (True, False):
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.stream(stream):
+            fn()  # allocations of the first call happen outside the capture
+            torch.cuda.synchronize()
+            with torch.cuda.graph(g, stream=stream):
+                for _ in range(calls):
+                    flush.zero_()
+                    if with_fn:
+                        fn()
+        graphs.append(g)
+    per_call = []
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    for _ in range(replays):
+        t = []
+        for g in graphs:
+            start.record()
+            g.replay()
+            end.record()
+            end.synchronize()
+            t.append(start.elapsed_time(end) / 1e3)
+        per_call.append((t[0] - t[1]) / calls)
+    p20, p50, p80 = np.quantile(per_call, [0.2, 0.5, 0.8])
+    return float(p50), float(p20), float(p80)
 
 
 def rel_err(out, ref) -> float:
@@ -68,7 +110,7 @@ def rnd(*shape, dtype=torch.bfloat16):
 class Recorder:
     def __init__(self, out: Path):
         self.prov = provenance()
-        self.rows, self.checks = [], []
+        self.rows, self.checks, self.scaling = [], [], []
         self.out = out
 
     def add(self, **row):
@@ -93,6 +135,11 @@ class Recorder:
             w = csv.DictWriter(f, fieldnames=FIELDS, extrasaction="ignore")
             w.writeheader()
             w.writerows(self.rows)
+        if self.scaling:  # block-sparse time against dense, by selected share
+            with open(self.out / "block_sparse_scaling.csv", "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=list(self.scaling[0]))
+                w.writeheader()
+                w.writerows(self.scaling)
         with open(self.out / "checks.csv", "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(self.checks[0]) if self.checks else ["kernel"])
             w.writeheader()
@@ -122,22 +169,24 @@ def check_all(rec: Recorder) -> None:
         decode(q, k, v, lens, n_splits=splits, out=out)
         rec.check(f"decode B{B} Sq{Sq} H{Hq}/{Hkv} d{D} L{L} splits={splits}",
                   rel_err(out, attention_ref(q, k, v, True, seq_lens=lens)), BF16_BOUND)
-    for (B, H, L) in [(2, 128, 3001), (3, 16, 700), (1, 128, 5000)]:
+    for (B, H, L) in [(2, 128, 3001), (3, 16, 700), (1, 128, 5000), (4, 16, 2049)]:
         qn, qp, kv = rnd(B, H, 512), rnd(B, H, 64), rnd(B, L, 576)
         lens = torch.randint(L // 2, L + 1, (B,), generator=g).to(DEV, torch.int32)
         out = torch.full((B, 1, H, 512), float("nan"), device=DEV, dtype=torch.bfloat16)
-        for v_split in (1, 2):
+        for cfg in MLA_CONFIGS[128 if H > 16 else 16]:  # every configuration the tuning may pick
             out.fill_(float("nan"))
-            mla_decode(qn, qp, kv, lens, out=out, v_split=v_split)
-            rec.check(f"mla_decode B{B} H{H} L{L} v_split={v_split}",
+            run_mla(qn, qp, kv, lens, cfg, out=out)
+            rec.check(f"mla_decode B{B} H{H} L{L} {cfg}",
                       rel_err(out[:, 0], mla_decode_ref(qn, qp, kv, lens, 512, 1 / math.sqrt(192))), BF16_BOUND)
     for (B, S, Hq, Hkv, D, topk) in [(2, 1000, 8, 2, 128, 4), (1, 2048, 4, 1, 64, 8)]:
         q, k, v = rnd(B, S, Hq, D), rnd(B, S, Hkv, D), rnd(B, S, Hkv, D)
         idx = bs.causal_topk(B, Hkv, S, 64, topk, g, DEV)
-        out = torch.full_like(q, float("nan"))
-        bs.block_sparse_prefill(q, k, v, idx, out=out)
-        rec.check(f"block_sparse prefill B{B} S{S} k{topk}", rel_err(out, block_sparse_ref(q, k, v, idx.long(), 64, True)),
-                  BF16_BOUND)
+        for heads, warps, fraction in ((1, 4, None), (2, 8, None), (2, 4, None), (2, 8, 0.25)):
+            sel = idx if fraction is None else bs.causal_topk(B, Hkv, S, 64, 0, g, DEV, fraction=fraction)
+            out = torch.full_like(q, float("nan"))
+            bs.block_sparse_prefill(q, k, v, sel, heads=heads, num_warps=warps, out=out)
+            rec.check(f"block_sparse prefill B{B} S{S} k{topk} heads={heads} warps={warps} fraction={fraction}",
+                      rel_err(out, block_sparse_ref(q, k, v, sel.long(), 64, True)), BF16_BOUND)
         qd = rnd(B, 1, Hq, D)
         idx_d = idx[:, :, -1].contiguous()
         lens = torch.full((B,), S, device=DEV, dtype=torch.int32)
@@ -199,23 +248,37 @@ def tune_decode(B=64, L=32768, Hq=64, Hkv=8, D=128) -> tuple:
                 times[cfg] = timed(lambda: decode(q, k, v, lens, block_n=block_n, num_warps=warps, num_stages=stages))[0]
     kv = 2 * B * L * Hkv * D * 2
     print("tune decode: " + ", ".join(f"{c}:{kv / t / 1e12:.2f}TB/s" for c, t in times.items()), flush=True)
-    return min(times, key=times.get)
+    # configurations within 2% stream equally with every SM busy; the deepest pipeline (K/V
+    # bytes in flight) streams most per SM when few programs run (no split-KV at batch 1)
+    best = min(times.values())
+    return max((c for c, t in times.items() if t <= 1.02 * best), key=lambda c: (c[0] * c[2], -times[c]))
 
 
-def tune_mla(B=64, L=4096, H=128) -> tuple:
+MLA_CONFIGS = {  # (layout, block_h, block_n, num_warps, num_stages); 4 warps need 2 stages (1 crashed)
+    128: [("heads", 64, 64, 8, 2), ("heads", 64, 32, 8, 3), ("tokens", 64, 128, 8, 1), ("tokens", 32, 64, 4, 2)],
+    16: [("tokens", 16, 64, 4, 2), ("tokens", 16, 32, 4, 4), ("tokens", 16, 128, 8, 1)]}
+
+
+def run_mla(qn, qp, kv, lens, cfg, **kw):
+    layout, block_h, block_n, warps, stages = cfg
+    return mla_decode(qn, qp, kv, lens, layout=layout, block_h=block_h, block_n=block_n, num_warps=warps,
+                      num_stages=stages, **kw)
+
+
+def tune_mla(H: int, B: int = 64, L: int = 8192) -> tuple:
+    """Fastest configuration for H heads: 128 is compute-bound,
+    16 (a tensor-parallel shard of DeepSeek-V3's heads) memory-bound."""
     qn, qp, kv = rnd(B, H, 512), rnd(B, H, 64), rnd(B, L, 576)
     lens = torch.full((B,), L, device=DEV, dtype=torch.int32)
     times = {}
-    for block_n, warps, stages, v_split in [(64, 8, 2, 1), (32, 8, 2, 1), (64, 16, 2, 1), (32, 16, 3, 1),
-                                            (64, 16, 3, 1), (128, 16, 2, 1), (32, 4, 2, 2)]:
-        cfg = (block_n, warps, stages, v_split)
+    for cfg in MLA_CONFIGS[H]:
         try:
-            times[cfg] = timed(lambda: mla_decode(qn, qp, kv, lens, block_n=block_n, num_warps=warps,
-                                                  num_stages=stages, v_split=v_split))[0]
+            times[cfg] = timed(lambda: run_mla(qn, qp, kv, lens, cfg))[0]
         except Exception as exc:  # noqa: BLE001 (a config may not fit in shared memory)
-            print(f"mla config {cfg} failed: {type(exc).__name__}", flush=True)
-    flops = 2 * B * H * L * (576 + 512)
-    print("tune mla: " + ", ".join(f"{c}:{flops / t / 1e12:.0f}TF/s" for c, t in times.items()), flush=True)
+            print(f"mla config {cfg} failed: {type(exc).__name__}: {str(exc)[:120]}", flush=True)
+    flops, kv_bytes = 2 * B * H * L * (576 + 512), B * L * 576 * 2
+    print(f"tune mla H={H}: " + ", ".join(f"{c}:{flops / t / 1e12:.0f}TF/s,{kv_bytes / t / 1e12:.2f}TB/s"
+                                          for c, t in times.items()), flush=True)
     return min(times, key=times.get)
 
 
@@ -263,20 +326,21 @@ def measure_decode(rec: Recorder, cfg: tuple) -> None:
         del q, k, v
 
 
-def measure_mla(rec: Recorder, cfg: tuple) -> None:
-    block_n, warps, stages, v_split = cfg
-    for B, L in [(1, 4096), (1, 32768), (8, 8192), (16, 32768), (32, 4096), (64, 1024), (64, 4096), (64, 16384),
-                 (128, 4096), (128, 8192), (4, 65536), (256, 2048)]:
-        qn, qp, kv = rnd(B, 128, 512), rnd(B, 128, 64), rnd(B, L, 576)
-        lens = torch.full((B,), L, device=DEV, dtype=torch.int32)
-        med, p20, p80 = timed(lambda: mla_decode(qn, qp, kv, lens, block_n=block_n, num_warps=warps, num_stages=stages,
-                                                 v_split=v_split))
-        n_split = max(1, min(math.ceil(2 * 132 / (B * 2)), L // (4 * block_n), 64))
-        rec.add(family="mla_decode", variant="mla", phase="decode", batch=B, seq=1, context=L - 1, n_heads=128,
-                n_kv_heads=1, head_dim=576, causal=True, window="", top_k="", block="", dtype="bf16",
-                config=str(cfg), n_split=n_split, median_s=med, p20_s=p20, p80_s=p80,
-                flops=2.0 * B * 128 * L * (576 + 512), kv_bytes=B * L * 576 * 2)
-        del kv
+def measure_mla(rec: Recorder) -> None:
+    shapes = {128: [(1, 4096), (1, 32768), (8, 8192), (16, 32768), (32, 4096), (64, 1024), (64, 4096), (64, 16384),
+                    (128, 4096), (128, 8192), (4, 65536), (256, 2048)],
+              16: [(1, 32768), (8, 8192), (16, 32768), (64, 4096), (64, 16384), (128, 8192)]}
+    for H, sizes in shapes.items():
+        cfg = tune_mla(H)
+        for B, L in sizes:
+            qn, qp, kv = rnd(B, H, 512), rnd(B, H, 64), rnd(B, L, 576)
+            lens = torch.full((B,), L, device=DEV, dtype=torch.int32)
+            med, p20, p80 = timed(lambda: run_mla(qn, qp, kv, lens, cfg))
+            rec.add(family="mla_decode", variant="mla", phase="decode", batch=B, seq=1, context=L - 1, n_heads=H,
+                    n_kv_heads=1, head_dim=576, causal=True, window="", top_k="", block="", dtype="bf16",
+                    config=str(cfg), n_split=mla_splits(B, triton.cdiv(H, cfg[1]), L, cfg[2]), median_s=med,
+                    p20_s=p20, p80_s=p80, flops=2.0 * B * H * L * (576 + 512), kv_bytes=B * L * 576 * 2)
+            del kv
 
 
 def measure_block_sparse(rec: Recorder) -> None:
@@ -285,32 +349,50 @@ def measure_block_sparse(rec: Recorder) -> None:
     q, k, v = rnd(B, S, Hq, D), rnd(B, S, Hkv, D), rnd(B, S, Hkv, D)
     nb = S // 64
     idx = bs.causal_topk(B, Hkv, S, 64, 64, g, DEV)
-    tune = {(w, st): timed(lambda: bs.block_sparse_prefill(q, k, v, idx, num_warps=w, num_stages=st))[0]
-            for w in (4, 8) for st in (2, 3)}
-    warps, stages = min(tune, key=tune.get)
-    print("tune block_sparse: " + ", ".join(f"{c}:{t * 1e6:.0f}us" for c, t in tune.items()), flush=True)
+    tune = {}
+    for heads, w, st in [(2, 8, 2), (2, 8, 3), (2, 4, 3), (1, 4, 2), (1, 4, 3)]:
+        tune[(heads, w, st)] = timed(lambda: bs.block_sparse_prefill(q, k, v, idx, heads=heads, num_warps=w,
+                                                                     num_stages=st))[0]
+    heads, warps, stages = cfg = min(tune, key=tune.get)
+    print("tune block_sparse (heads, warps, stages): " + ", ".join(f"{c}:{t * 1e6:.0f}us" for c, t in tune.items()),
+          flush=True)
+
+    def sparse(idx, causal=True):
+        return timed(lambda: bs.block_sparse_prefill(q, k, v, idx, causal=causal, heads=heads, num_warps=warps,
+                                                     num_stages=stages))
+
     for top_k in (16, 32, 64, 128, nb):
         idx = bs.causal_topk(B, Hkv, S, 64, top_k, g, DEV)
-        med, p20, p80 = timed(lambda: bs.block_sparse_prefill(q, k, v, idx, num_warps=warps, num_stages=stages))
+        med, p20, p80 = sparse(idx)
         pairs = sum(min(top_k - 1, qb) * 64 * 64 + 64 * 65 / 2 for qb in range(nb))
         rec.add(family="block_sparse", variant="moba", phase="prefill", batch=B, seq=S, context=S, n_heads=Hq,
                 n_kv_heads=Hkv, head_dim=D, causal=True, window="", top_k=top_k, block=64, dtype="bf16",
-                config=str((64, 64, warps, stages)), n_split=1, median_s=med, p20_s=p20, p80_s=p80,
+                config=str((64 * heads, 64, warps, stages)), n_split=1, median_s=med, p20_s=p20, p80_s=p80,
                 flops=4.0 * B * Hq * pairs * D, kv_bytes=2 * B * S * Hkv * D * 2)
-    med, _, _ = timed(lambda: prefill(q, k, v, True))
-    print(f"dense causal prefill for comparison: {med * 1e6:.1f} us", flush=True)
+    dense_c, _, _ = timed(lambda: prefill(q, k, v, True))
+    print(f"dense causal prefill for comparison: {dense_c * 1e6:.1f} us", flush=True)
+    # causal selection of a fixed share of the blocks each query block sees: time should follow the share
+    for fraction in (0.125, 0.25, 0.5):
+        idx = bs.causal_topk(B, Hkv, S, 64, 0, g, DEV, fraction=fraction)
+        med, p20, p80 = sparse(idx)
+        share = float((idx >= 0).sum()) / (B * Hkv * nb * (nb + 1) / 2)
+        rec.scaling.append({**rec.prov, "selection": "causal, share of visible blocks", "fraction": fraction,
+                            "block_share": share, "median_s": med, "dense_s": dense_c, "ratio": med / dense_c})
+        print(f"causal block-sparse {100 * share:.1f}% of visible blocks: {med * 1e6:.1f} us = "
+              f"{100 * med / dense_c:.1f}% of dense causal ({dense_c * 1e6:.1f} us)", flush=True)
     # non-causal selection (MoBA over a bidirectional context): top_k / nb is exactly the pair share
     dense_nc, _, _ = timed(lambda: prefill(q, k, v, False))
     for top_k in (32, 64, 128):
         idx = torch.stack([torch.randperm(nb, generator=g)[:top_k].sort().values for _ in range(B * Hkv * nb)])
         idx = idx.view(B, Hkv, nb, top_k).to(DEV, torch.int32)
-        med, p20, p80 = timed(lambda: bs.block_sparse_prefill(q, k, v, idx, causal=False, num_warps=warps,
-                                                              num_stages=stages))
+        med, p20, p80 = sparse(idx, causal=False)
+        rec.scaling.append({**rec.prov, "selection": "non-causal, top_k of all blocks", "fraction": top_k / nb,
+                            "block_share": top_k / nb, "median_s": med, "dense_s": dense_nc, "ratio": med / dense_nc})
         print(f"non-causal block-sparse {top_k}/{nb} blocks: {med * 1e6:.1f} us = {100 * med / dense_nc:.1f}% of "
               f"dense non-causal ({dense_nc * 1e6:.1f} us)", flush=True)
         rec.add(family="block_sparse", variant="moba", phase="prefill", batch=B, seq=S, context=S, n_heads=Hq,
                 n_kv_heads=Hkv, head_dim=D, causal=False, window="", top_k=top_k, block=64, dtype="bf16",
-                config=str((64, 64, warps, stages)), n_split=1, median_s=med, p20_s=p20, p80_s=p80,
+                config=str((64 * heads, 64, warps, stages)), n_split=1, median_s=med, p20_s=p20, p80_s=p80,
                 flops=4.0 * B * Hq * S * top_k * 64 * D, kv_bytes=2 * B * S * Hkv * D * 2)
     for Bd, L in ((1, 32768), (16, 32768)):
         kd, vd = rnd(Bd, L, Hkv, D), rnd(Bd, L, Hkv, D)
@@ -335,7 +417,7 @@ def main(out: Path, families: tuple[str, ...] = ("prefill", "decode", "mla_decod
     ceilings(out)
     steps = {"prefill": lambda: measure_prefill(rec, tune_prefill()),
              "decode": lambda: measure_decode(rec, tune_decode()),
-             "mla_decode": lambda: measure_mla(rec, tune_mla()),
+             "mla_decode": lambda: measure_mla(rec),
              "block_sparse": lambda: measure_block_sparse(rec)}
     for family in families:
         steps[family]()

@@ -56,16 +56,17 @@ def estimate(core: Core, hw: Hardware, c: Ceilings, family: str | None = None,
     params = hw.model
     eff_c = params.compute_efficiency.get(family, params.compute_efficiency["prefill"])
     eff_m = params.memory_efficiency.get(family, params.memory_efficiency["prefill"])
+    core_bw = params.core_bytes_per_s.get(family, params.core_bytes_per_s["prefill"])
     fixed = dict(fixed or {})
     if core.phase == "decode":
         key_tiles = GPU_DECODE_BC if hw.kind == "gpu" else TPU_DECODE_BC
         row_tiles = (hw.mma_rows, DECODE_MMA_ROWS) if hw.kind == "gpu" else (hw.mma_rows,)
         splits = (fixed.pop("n_split"),) if "n_split" in fixed else SPLITS  # any pinned count
-        cands = [_decode(core, hw, c, eff_c, eff_m, n, bc, st, rows) for n in splits for bc in key_tiles
+        cands = [_decode(core, hw, c, eff_c, eff_m, core_bw, n, bc, st, rows) for n in splits for bc in key_tiles
                  for st in STAGES for rows in row_tiles]
     else:
         tiles = GPU_PREFILL_TILES if hw.kind == "gpu" else TPU_PREFILL_TILES
-        cands = [_prefill(core, hw, c, eff_c, eff_m, br, bc, st) for br, bc in tiles for st in STAGES]
+        cands = [_prefill(core, hw, c, eff_c, eff_m, core_bw, br, bc, st) for br, bc in tiles for st in STAGES]
     for key, value in fixed.items():
         cands = [cand for cand in cands if cand["mapping"][key] == value] or _no_mapping(key, value)
     return _best(cands)
@@ -83,11 +84,15 @@ def _kv_width(core: Core):
     return core.d_qk if core.kv_shared else core.d_qk + core.d_v * (1 - core.skip * (core.phase == "decode"))
 
 
+def tile_bytes(core: Core, block_m, block_n, stages=2):
+    """On-chip operand bytes of one CTA: its Q tile and `stages` K/V tiles."""
+    width = core.d_qk if core.kv_shared else core.d_qk + core.d_v
+    return (block_m * core.d_qk + stages * block_n * width) * core.bytes_per_element
+
+
 def fits_on_chip(hw: Hardware, core: Core, block_m, block_n, stages=2) -> np.ndarray:
     """The tile set (Q tile, `stages` K/V tiles; fp32 accumulators and scores) fits a core."""
-    b = core.bytes_per_element
-    width = core.d_qk if core.kv_shared else core.d_qk + core.d_v
-    operands = (block_m * core.d_qk + stages * block_n * width) * b
+    operands = tile_bytes(core, block_m, block_n, stages)
     accum = block_m * (core.d_v + block_n) * 4
     cap = hw.core_memory.capacity_bytes
     if hw.kind == "gpu":
@@ -100,7 +105,7 @@ def _waves(ctas, cores):
     return np.minimum(ctas, cores), np.ceil(ctas / cores)
 
 
-def _prefill(core: Core, hw: Hardware, c: Ceilings, eff_c, eff_m, br, bc, stages) -> dict:
+def _prefill(core: Core, hw: Hardware, c: Ceilings, eff_c, eff_m, core_bw, br, bc, stages) -> dict:
     B, S, hq, hkv, b = core.batch, core.seq, core.h_q, core.h_kv, core.bytes_per_element
     keys = core.kv_read_tokens + S
     n_qt = np.ceil(S / br)
@@ -121,12 +126,12 @@ def _prefill(core: Core, hw: Hardware, c: Ceilings, eff_c, eff_m, br, bc, stages
     hbm_kv = unique_kv + np.maximum(raw_kv - unique_kv, 0) * (1 - hit)
     q_o = B * S * hq * (core.d_qk + core.d_v) * b
     iterations = B * hq * computed / (br * bc)  # K/V-tile steps over all CTAs
-    return _finish(hw, c, eff_c, eff_m, flops, exps, q_o + hbm_kv, raw_kv, q_o, ctas, iterations,
-                   fits_on_chip(hw, core, br, bc, stages),
+    return _finish(hw, c, eff_c, eff_m, core_bw, flops, exps, q_o + hbm_kv, raw_kv, q_o, ctas, iterations,
+                   tile_bytes(core, br, bc, stages), fits_on_chip(hw, core, br, bc, stages),
                    {"block_m": br, "block_n": bc, "n_split": 1.0, "stages": stages})
 
 
-def _decode(core: Core, hw: Hardware, c: Ceilings, eff_c, eff_m, n_split, bc, stages, rows) -> dict:
+def _decode(core: Core, hw: Hardware, c: Ceilings, eff_c, eff_m, core_bw, n_split, bc, stages, rows) -> dict:
     B, S, hq, hkv, b = core.batch, core.seq, core.h_q, core.h_kv, core.bytes_per_element
     keys = core.kv_read_tokens + S
     m_rows = hq / hkv * S  # GQA packing: a KV head's query rows share its K/V loads
@@ -145,8 +150,8 @@ def _decode(core: Core, hw: Hardware, c: Ceilings, eff_c, eff_m, n_split, bc, st
     partial = np.where(n_split > 1, 2 * B * hq * S * (core.d_v + 2) * PARTIAL_BYTES * n_split, 0.0)
     ctas = B * hkv * m_tiles * n_split
     iterations = B * hkv * m_tiles * np.ceil(keys / bc)
-    est = _finish(hw, c, eff_c, eff_m, flops, exps, q_o + hbm_kv, raw_kv, q_o, ctas, iterations,
-                  fits_on_chip(hw, core, rows, bc, stages), {"block_m": float(rows), "block_n": float(bc),
+    est = _finish(hw, c, eff_c, eff_m, core_bw, flops, exps, q_o + hbm_kv, raw_kv, q_o, ctas, iterations,
+                  tile_bytes(core, rows, bc, stages), fits_on_chip(hw, core, rows, bc, stages), {"block_m": float(rows), "block_n": float(bc),
                                                              "n_split": float(n_split), "stages": stages})
     combine = np.where(n_split > 1, partial / (c.hbm_bytes_per_s * eff_m) + hw.launch_overhead_s, 0.0)
     est["time"] = est["time"] + combine
@@ -163,8 +168,8 @@ def _l2_hit(hw: Hardware, kv_heads_in_flight, kv_bytes_per_head):
     return hw.model.l2_reuse * np.minimum(1.0, hw.cache.capacity_bytes / working_set)
 
 
-def _finish(hw, c: Ceilings, eff_c, eff_m, flops, exps, hbm, raw_kv, q_o, ctas, iterations, fits,
-            mapping) -> dict:
+def _finish(hw, c: Ceilings, eff_c, eff_m, core_bw, flops, exps, hbm, raw_kv, q_o, ctas, iterations, fill,
+            fits, mapping) -> dict:
     """Time of one candidate: each resource's time is the larger of its aggregate rate and the
     per-core rate times the waves (so idle cores only cost where one core is the limit)."""
     active, waves = _waves(ctas, hw.cores)
@@ -176,7 +181,7 @@ def _finish(hw, c: Ceilings, eff_c, eff_m, flops, exps, hbm, raw_kv, q_o, ctas, 
     overlap = hw.model.exp_overlap
     t_compute = np.maximum(t_mm, t_exp) + (1 - overlap) * np.minimum(t_mm, t_exp)
     t_bw = hbm / (c.hbm_bytes_per_s * eff_m)
-    t_core = hbm * per_core / hw.model.core_bytes_per_s  # one core streams at most this fast
+    t_core = hbm * per_core / core_bw  # one core streams at most this fast
     times = {"compute": t_compute, "hbm": np.maximum(t_bw, t_core),
              "smem": (raw_kv + q_o) * per_core / (c.core_memory_bytes_per_s / hw.cores)}
     if c.cache_bytes_per_s:
@@ -186,6 +191,9 @@ def _finish(hw, c: Ceilings, eff_c, eff_m, flops, exps, hbm, raw_kv, q_o, ctas, 
         t = t_compute + times["hbm"]
     limiter = np.where(limiter == "compute", np.where(t_exp > t_mm, "exp", "matmul"), limiter)
     limiter = np.where((limiter == "hbm") & (t_core > t_bw), "core_bw", limiter)
+    # each wave fills its pipeline before the math starts: a latency, then its first tiles
+    # arrive at one core's streaming rate (CTAs with few tiles cannot hide it)
+    t = t + waves * (hw.model.wave_latency_s + fill / core_bw)
     return {"time": np.where(fits, t + hw.launch_overhead_s, np.inf), "hbm": hbm, "cache": raw_kv,
             "flops": flops, "exps": exps, "limiter": limiter, "mapping": mapping,
             "compute": t_compute, "memory": times["hbm"], "fits": fits}

@@ -41,19 +41,23 @@ class ModelParams:
     """The explicit knobs that measurements refine (see `validate/calibrate.py`).
 
     compute_efficiency / memory_efficiency: fraction of the matmul / HBM ceiling a kernel
-    family reaches in its steady state. core_bytes_per_s: the most one core (SM/TensorCore)
-    streams on its own, which bounds kernels that occupy few cores. l2_reuse: fraction of K/V
+    family reaches in its steady state. core_bytes_per_s: per family, the most one core
+    (SM/TensorCore) streams on its own, which bounds kernels that occupy few cores (a kernel
+    whose program fills a core's shared memory streams less per core than one with several). l2_reuse: fraction of K/V
     re-reads across query tiles served by L2 when the working set fits. exp_overlap: fraction
     of softmax exp time hidden under matmuls. tile_overhead_cycles: per K/V-tile iteration
-    bookkeeping (barriers, rescaling) that small tiles cannot amortize.
+    bookkeeping (barriers, rescaling) that small tiles cannot amortize. wave_latency_s: what
+    each wave of CTAs pays before its pipeline streams and after it drains (first loads, the
+    output's write), which short splits cannot amortize.
     """
 
     compute_efficiency: Mapping[str, float]
     memory_efficiency: Mapping[str, float]
-    core_bytes_per_s: float
+    core_bytes_per_s: Mapping[str, float]
     l2_reuse: float = 0.9
     exp_overlap: float = 0.5
     tile_overhead_cycles: float = 200.0  # fixed cost per K/V-tile iteration of a CTA
+    wave_latency_s: float = 1e-6  # fill and drain of one wave of CTAs
     source: str = "defaults"
 
 

@@ -32,8 +32,8 @@ SCHEMA: dict[str, Any] = {
                    "source": "str"},
     "model": {"compute_efficiency": {f: "fraction" for f in FAMILIES},
               "memory_efficiency": {f: "fraction" for f in FAMILIES},
-              "core_bandwidth": "bandwidth", "l2_reuse": "fraction", "exp_overlap": "fraction",
-              "tile_overhead_cycles": "count", "source": "str"},
+              "core_bandwidth": {f: "bandwidth" for f in FAMILIES}, "l2_reuse": "fraction", "exp_overlap": "fraction",
+              "tile_overhead_cycles": "count", "wave_latency": "time", "source": "str"},
     "sources": "dict",
 }
 REQUIRED = ("name", "description", "kind", "compute.cores", "compute.clock", "compute.matmul.bf16",
@@ -241,11 +241,12 @@ def _build(raw: dict, where: str) -> Hardware:
                             for k, v in _DEFAULT_COMPUTE_EFF.items()},
         memory_efficiency={k: f.get(f"model.memory_efficiency.{k}", "fraction", v)
                            for k, v in _DEFAULT_MEMORY_EFF.items()},
-        core_bytes_per_s=f.get("model.core_bandwidth", "bandwidth",
-                               2.0 * (achievable.hbm_bytes_per_s or hbm_bw) / cores),
+        core_bytes_per_s={k: f.get(f"model.core_bandwidth.{k}", "bandwidth",
+                                   2.0 * (achievable.hbm_bytes_per_s or hbm_bw) / cores) for k in _DEFAULT_COMPUTE_EFF},
         l2_reuse=f.get("model.l2_reuse", "fraction", 0.9),
         exp_overlap=f.get("model.exp_overlap", "fraction", 0.5),
         tile_overhead_cycles=f.get("model.tile_overhead_cycles", "count", 200.0),
+        wave_latency_s=f.get("model.wave_latency", "time", 1e-6),
         source=f.get("model.source", "str", "defaults (uncalibrated)"))
     sources = raw.get("sources") or {}
     if not isinstance(sources, dict):

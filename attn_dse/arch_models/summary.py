@@ -50,9 +50,12 @@ def details(hw: Hardware) -> list[dict]:
         rows.append({"field": f"model.compute_efficiency.{fam}", "value": f"{eff:.3g}", "si": eff, "source": m.source})
     for fam, eff in m.memory_efficiency.items():
         rows.append({"field": f"model.memory_efficiency.{fam}", "value": f"{eff:.3g}", "si": eff, "source": m.source})
-    for name, val, unit in (("core_bandwidth", m.core_bytes_per_s, "B/s"), ("l2_reuse", m.l2_reuse, ""),
+    for fam, bw in m.core_bytes_per_s.items():
+        rows.append({"field": f"model.core_bandwidth.{fam}", "value": format_si(bw, "B/s"), "si": bw, "source": m.source})
+    for name, val, unit in (("l2_reuse", m.l2_reuse, ""),
                             ("exp_overlap", m.exp_overlap, ""),
-                            ("tile_overhead_cycles", m.tile_overhead_cycles, "")):
+                            ("tile_overhead_cycles", m.tile_overhead_cycles, ""),
+                            ("wave_latency", m.wave_latency_s, "s")):
         rows.append({"field": f"model.{name}", "value": format_si(val, unit) if unit else f"{val:.3g}",
                      "si": val, "source": m.source})
     return rows

@@ -7,6 +7,7 @@ block_sparse and the shape. No GPU needed.
 """
 from __future__ import annotations
 
+import ast
 import csv
 from dataclasses import dataclass
 from importlib import resources
@@ -55,6 +56,27 @@ def _num(row, key, default=None):
     return default if value in ("", None) else float(value)
 
 
+def _config(row: dict) -> tuple:
+    """The kernel configuration our measurements record (empty for other people's kernels)."""
+    try:
+        cfg = ast.literal_eval(row.get("config") or "")
+    except (ValueError, SyntaxError):
+        return ()
+    return cfg if isinstance(cfg, tuple) else ()
+
+
+def _pinned_tiles(row: dict) -> dict:
+    """The tiles the measured kernel ran with, where the record names them: the model is
+    checked on the mapping that ran (its own search picks the best one for predictions).
+    Prefill: (block_m, block_n, warps, stages); MLA: (layout, heads per program, block_n, ...)."""
+    cfg = _config(row)
+    if row["family"] == "prefill" and len(cfg) == 4:
+        return {"block_m": float(cfg[0]), "block_n": float(cfg[1])}
+    if row["family"] == "mla_decode" and len(cfg) == 5:
+        return {"block_m": float(cfg[1])}  # how many programs stream the latent
+    return {}
+
+
 def workload_for(row: dict):
     """The workload and predict() arguments that describe one measured kernel launch."""
     fam, b, sq, ctx = row["family"], _num(row, "batch"), _num(row, "seq"), _num(row, "context")
@@ -64,8 +86,8 @@ def workload_for(row: dict):
     n_split = _num(row, "n_split")
     if fam == "mla_decode":
         wl = attention("mla", n_heads=hq, scheme="absorbed")
-        return wl, dict(phase="decode", batch=b, seq=sq, context=ctx, dtype=dtype,
-                        mapping={"n_split": n_split} if n_split else None)
+        mapping = {**({"n_split": n_split} if n_split else {}), **_pinned_tiles(row)}
+        return wl, dict(phase="decode", batch=b, seq=sq, context=ctx, dtype=dtype, mapping=mapping or None)
     if fam == "block_sparse":
         wl = attention("block_sparse", n_heads=hq, n_kv_heads=hkv, head_dim=d, block_size=_num(row, "block", 64),
                        top_k=_num(row, "top_k"), gate=False)
@@ -76,7 +98,7 @@ def workload_for(row: dict):
     if row.get("phase", "prefill" if fam == "prefill" else "decode") == "decode":
         return wl, dict(phase="decode", batch=b, seq=sq, context=ctx, dtype=dtype, causal=causal,
                         mapping={"n_split": n_split} if n_split else None)
-    return wl, dict(phase="prefill", batch=b, seq=sq, dtype=dtype, causal=causal)
+    return wl, dict(phase="prefill", batch=b, seq=sq, dtype=dtype, causal=causal, mapping=_pinned_tiles(row) or None)
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """The committed H100/H200 measurements against the committed (calibrated) presets.
 
 Stated bounds, measured on 2026-11-22 (see the issue notes): H100 held-out MAPE <= 10% for
-prefill and decode and <= 15% for block-sparse and MLA decode, worst held-out shape <= 40%;
-the H100 calibration carried to the H200 preset (only its ceilings differ) <= 15% overall.
+each kernel family (measured 5.0-7.8%), worst held-out shape <= 30% (measured 28%); the H100
+calibration carried to the H200 preset (only its ceilings differ) <= 15% overall.
 """
 import csv
 
@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from attn_dse import load_hardware
+from attn_dse.validate.calibrate import PARAMS, current
 from attn_dse.validate.compare import (compare, data_dir, default_measurements, held_out_mask,
                                        load_measurements)
 
@@ -41,17 +42,19 @@ def test_measurements_carry_provenance_and_cover_four_families():
 def test_h100_held_out_error_within_stated_bounds(h100):
     rows, c = h100
     s = c.summary(held_out_mask(len(rows)))
-    for fam in ("prefill", "decode"):
+    for fam in ("prefill", "decode", "block_sparse", "mla_decode"):
         assert s[fam]["mape"] <= 0.10, (fam, s[fam])
-    for fam in ("block_sparse", "mla_decode"):
-        assert s[fam]["mape"] <= 0.15, (fam, s[fam])
-    assert s["all"]["worst"] <= 0.40
+    assert s["all"]["worst"] <= 0.30
 
 
 def test_h100_calibration_is_stored_with_provenance():
     hw = load_hardware("h100")
     assert "calibrated" in hw.model.source and "h100-measurements.csv" in hw.model.source
-    assert load_hardware("h200").model == hw.model  # the H200 preset inherits it unchanged
+    h200 = load_hardware("h200").model  # the H200 preset inherits every calibrated value
+    fitted = {name for name, *_ in PARAMS}
+    assert {k: v for k, v in current(load_hardware("h200")).items() if k in fitted} == \
+        {k: v for k, v in current(hw).items() if k in fitted}
+    assert h200.source == hw.model.source
 
 
 def test_transfer_to_h200(h200):

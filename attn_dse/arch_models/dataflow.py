@@ -191,9 +191,9 @@ def _finish(hw, c: Ceilings, eff_c, eff_m, core_bw, flops, exps, hbm, raw_kv, q_
         t = t_compute + times["hbm"]
     limiter = np.where(limiter == "compute", np.where(t_exp > t_mm, "exp", "matmul"), limiter)
     limiter = np.where((limiter == "hbm") & (t_core > t_bw), "core_bw", limiter)
-    # each wave fills its pipeline before the math starts: a latency, then its first tiles
-    # arrive at one core's streaming rate (CTAs with few tiles cannot hide it)
-    t = t + waves * (hw.model.wave_latency_s + fill / core_bw)
+    # each wave fills its pipeline before the math starts: a latency, then the first tiles of all
+    # its CTAs come through HBM together (CTAs with few tiles cannot hide it)
+    t = t + waves * (hw.model.wave_latency_s + active * fill / (c.hbm_bytes_per_s * eff_m))
     return {"time": np.where(fits, t + hw.launch_overhead_s, np.inf), "hbm": hbm, "cache": raw_kv,
             "flops": flops, "exps": exps, "limiter": limiter, "mapping": mapping,
             "compute": t_compute, "memory": times["hbm"], "fits": fits}

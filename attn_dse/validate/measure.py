@@ -203,15 +203,26 @@ def ceilings(out: Path) -> dict:
     t = do_bench(lambda: y.copy_(x), warmup=20, rep=200, return_mode="median") / 1e3
     copy_bw = 2 * n * 2 / t
     del x, y
-    a, b = rnd(8192, 8192), rnd(8192, 8192)
-    t = do_bench(lambda: a @ b, warmup=20, rep=200, return_mode="median") / 1e3
-    mm = 2 * 8192**3 / t
-    res = {**provenance(), "copy_bytes_per_s": copy_bw, "matmul_bf16_flop_per_s": mm}
+    n = 8192
+    rates = {}
+    for name, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
+        a, b = rnd(n, n, dtype=dtype), rnd(n, n, dtype=dtype)
+        rates[name] = 2 * n**3 / (do_bench(lambda: a @ b, warmup=20, rep=200, return_mode="median") / 1e3)
+    try:  # fp8 (e4m3) through the scaled matmul, B column-major as cuBLASLt wants it
+        a = rnd(n, n).to(torch.float8_e4m3fn)
+        b = rnd(n, n).to(torch.float8_e4m3fn).t().contiguous().t()
+        one = torch.ones((), device=DEV)
+        fp8 = lambda: torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=torch.bfloat16)  # noqa: E731
+        rates["fp8"] = 2 * n**3 / (do_bench(fp8, warmup=20, rep=200, return_mode="median") / 1e3)
+    except (RuntimeError, AttributeError) as exc:  # no fp8 matmul on this GPU or build
+        print(f"fp8 matmul not measured: {exc}", flush=True)
+    res = {**provenance(), "copy_bytes_per_s": copy_bw, **{f"matmul_{k}_flop_per_s": v for k, v in rates.items()}}
     with open(out / "ceilings.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(res))
         w.writeheader()
         w.writerow(res)
-    print(f"ceilings: copy {copy_bw / 1e12:.2f} TB/s (read+write), bf16 matmul {mm / 1e12:.0f} TFLOP/s", flush=True)
+    print(f"ceilings: copy {copy_bw / 1e12:.2f} TB/s (read+write), matmul " +
+          ", ".join(f"{k} {v / 1e12:.0f}" for k, v in rates.items()) + " TFLOP/s", flush=True)
     return res
 
 

@@ -10,6 +10,8 @@ Decode (flash-decoding): the g*s_q query rows of one KV head are packed into MMA
 (GQA packing; all h_q rows for MLA), the keys are split across n_split CTAs to fill the cores,
 and each split writes an fp32 partial output plus its log-sum-exp for a combine kernel.
 Few CTAs leave cores idle: bandwidth is capped at active cores x one core's streaming rate.
+Each wave of CTAs first fills its pipeline (a latency, then every CTA's first tiles through
+HBM), which CTAs with few tiles (short splits, short windows) cannot hide.
 
 Everything broadcasts: the candidate mappings form a leading axis and the search is an argmin.
 """

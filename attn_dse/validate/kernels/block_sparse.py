@@ -14,7 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
-from attn_dse.validate.kernels.softmax import finish, online_softmax_step
+from attn_dse.validate.kernels.softmax import finish, online_softmax_step, start_state
 
 from attn_dse.validate.kernels.decode import load_packed_queries, run_splits, store_partial
 
@@ -43,9 +43,7 @@ def _sparse_prefill(Q, K, V, O, Idx, stride_qb, stride_qs, stride_qh, stride_kb,
     Idx += b * stride_ib + kvh * stride_ih + qb * stride_iq
     sel = tl.load(Idx + tl.arange(0, TOPK_P2), mask=tl.arange(0, TOPK_P2) < top_k, other=-1)
     count = tl.sum((sel >= 0).to(tl.int32), 0)  # selected blocks come first, -1 fills the rest
-    m_i = tl.full([HEADS * BLOCK], float("-inf"), tl.float32)
-    l_i = tl.zeros([HEADS * BLOCK], tl.float32)
-    acc = tl.zeros([HEADS * BLOCK, HEAD_DIM], tl.float32)
+    acc, l_i, m_i = start_state(HEADS * BLOCK, HEAD_DIM)
     qk_scale = sm_scale * 1.4426950408889634
     for j in range(count):
         offs_n = tl.load(Idx + j) * BLOCK + tl.arange(0, BLOCK)
@@ -77,9 +75,7 @@ def _sparse_decode(Q, K, V, Lens, Idx, Part, Lse, stride_qb, stride_qs, stride_q
     K += b * stride_kb + kvh * stride_kh
     V += b * stride_vb + kvh * stride_vh
     Idx += b * stride_ib + kvh * stride_ih
-    m_i = tl.full([BLOCK_H], float("-inf"), tl.float32)
-    l_i = tl.zeros([BLOCK_H], tl.float32)
-    acc = tl.zeros([BLOCK_H, HEAD_DIM], tl.float32)
+    acc, l_i, m_i = start_state(BLOCK_H, HEAD_DIM)
     qk_scale = sm_scale * 1.4426950408889634
     for j in range(split * per_split, tl.minimum((split + 1) * per_split, top_k)):
         kb = tl.load(Idx + j)

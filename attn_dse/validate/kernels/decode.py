@@ -15,7 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
-from attn_dse.validate.kernels.softmax import finish, online_softmax_step
+from attn_dse.validate.kernels.softmax import finish, online_softmax_step, start_state
 
 
 @triton.jit
@@ -59,9 +59,7 @@ def _decode_split(Q, K, V, Lens, Part, Lse, stride_qb, stride_qs, stride_qh, str
     K += b * stride_kb + kvh * stride_kh
     V += b * stride_vb + kvh * stride_vh
     last_visible = length - seq_q + tok  # causal among the new tokens
-    m_i = tl.full([BLOCK_H], float("-inf"), tl.float32)
-    l_i = tl.zeros([BLOCK_H], tl.float32)
-    acc = tl.zeros([BLOCK_H, HEAD_DIM], tl.float32)
+    acc, l_i, m_i = start_state(BLOCK_H, HEAD_DIM)
     qk_scale = sm_scale * 1.4426950408889634
     for n0 in range(start, end, BLOCK_N):
         offs_n = n0 + tl.arange(0, BLOCK_N)

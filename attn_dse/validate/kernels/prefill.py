@@ -13,7 +13,7 @@ import torch
 import triton
 import triton.language as tl
 
-from attn_dse.validate.kernels.softmax import finish, online_softmax_step
+from attn_dse.validate.kernels.softmax import finish, online_softmax_step, start_state
 
 
 @triton.jit
@@ -54,9 +54,7 @@ def _prefill_fwd(Q, K, V, O, stride_qb, stride_qs, stride_qh, stride_kb, stride_
                 mask=offs_m[:, None] < seq_q, other=0.0)
     K += b * stride_kb + kvh * stride_kh
     V += b * stride_vb + kvh * stride_vh
-    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
-    l_i = tl.zeros([BLOCK_M], tl.float32)
-    acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
+    acc, l_i, m_i = start_state(BLOCK_M, HEAD_DIM)
     qk_scale = sm_scale * 1.4426950408889634
     first_q = pid_m * BLOCK_M + q_offset
     last_q = first_q + BLOCK_M - 1

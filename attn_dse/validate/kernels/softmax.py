@@ -5,6 +5,13 @@ import triton.language as tl
 
 
 @triton.jit
+def start_state(ROWS: tl.constexpr, D: tl.constexpr):
+    """The running (acc, l, m) before the first key tile: nothing summed, every max at -inf."""
+    return (tl.zeros([ROWS, D], tl.float32), tl.zeros([ROWS], tl.float32),
+            tl.full([ROWS], float("-inf"), tl.float32))
+
+
+@triton.jit
 def online_softmax_step(acc, l_i, m_i, qk, v):
     """Fold one tile of scores qk [M, N] and values v [N, D] into the running (acc, l, m)."""
     m_new = tl.maximum(m_i, tl.max(qk, 1))

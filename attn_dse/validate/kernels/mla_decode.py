@@ -9,10 +9,12 @@ Two layouts of the same algorithm (`layout=`):
   The heads are the N side of the tensor-core instruction, so 16 heads (a tensor-parallel
   shard) need no padding to 64 rows: the default for few heads, which are memory-bound.
 - "heads": S [heads, tokens] and O [heads, latent], FlashAttention's orientation, the default
-  for 64 or more heads. With 8 warps Triton gives each warpgroup half of the output columns
-  and computes the whole score tile in both (seen in the SASS), which caps it near 280 TF/s.
-  The tokens layout avoids that duplication with 128-token tiles, but then only one stage fits
-  in shared memory (64 x 576 query + 128 x 576 keys) and it ran no faster.
+  for 64 or more heads off Hopper. With 8 warps Triton gives each warpgroup half of the output
+  columns and computes the whole score tile in both (seen in the SASS), which caps it near
+  280 TF/s. The tokens layout avoids that duplication with 128-token tiles, but then only one
+  stage fits in shared memory (64 x 576 query + 128 x 576 keys) and it ran no faster.
+- "wgmma": the same orientation written in Gluon with the split across warpgroups stated
+  (`mla_decode_wgmma.py`), 440 TF/s on an H100: the default for 64 or more heads on Hopper.
 Tiles come in through tensor descriptors (TMA), straight into shared memory: loaded through
 registers, the 64 x 576 query and the key tiles spilled the 255-register budget.
 """
@@ -82,14 +84,19 @@ def _mla_split(qn_desc, qp_desc, c_desc, kp_desc, Lens, Part, Lse, L, n_heads, n
     tl.store(Lse + base, tl.where(seen, m_i + tl.math.log2(l_safe), float("-inf")), mask=hmask)
 
 
-def default_config(n_heads: int) -> dict:
+def default_config(n_heads: int, hopper: bool = False) -> dict:
     """The configurations measured fastest on an H100 (docs/MEASUREMENTS.md): 128 heads are
-    compute-bound and run best in the heads layout; a 16-head shard is memory-bound, and the
-    tokens layout needs no padding of its heads."""
+    compute-bound and run best in the Gluon kernel (Hopper only), else in the heads layout; a
+    16-head shard is memory-bound, and the tokens layout needs no padding of its heads."""
     if n_heads > 32:
-        return {"layout": "heads", "block_h": 64, "block_n": 64, "num_warps": 8, "num_stages": 2}
+        return {"layout": "wgmma" if hopper else "heads", "block_h": 64, "block_n": 64, "num_warps": 8,
+                "num_stages": 2}
     return {"layout": "tokens", "block_h": 16 if n_heads <= 16 else 32, "block_n": 64, "num_warps": 4,
             "num_stages": 2}
+
+
+def is_hopper(t: torch.Tensor) -> bool:
+    return t.is_cuda and torch.cuda.get_device_capability(t.device) == (9, 0)
 
 
 def choose_splits(batch: int, head_blocks: int, max_len: int, block_n: int, sms: int = 132) -> int:
@@ -106,21 +113,27 @@ def mla_decode(q_nope: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor, seq_l
     B, H, D = q_nope.shape
     R = q_pe.shape[-1]
     L = kv.shape[1]
-    cfg = default_config(H)
+    cfg = default_config(H, is_hopper(kv))
     layout = layout or cfg["layout"]
     block_h = block_h or cfg["block_h"]
     block_n = block_n or cfg["block_n"]
     num_warps = num_warps or cfg["num_warps"]
     num_stages = num_stages or cfg["num_stages"]
-    if layout not in ("tokens", "heads"):
-        raise ValueError(f"layout must be 'tokens' or 'heads', not {layout!r}")
+    if layout not in ("tokens", "heads", "wgmma"):
+        raise ValueError(f"layout must be 'tokens', 'heads' or 'wgmma', not {layout!r}")
+    scale = sm_scale or 1.0 / math.sqrt(192)  # DeepSeek's softmax scale uses d_nope + d_rope = 192
+    if layout == "wgmma":  # Gluon, Hopper's instructions: its tiles are fixed (64 heads x 64 tokens, 8 warps)
+        if not is_hopper(kv):
+            raise ValueError("layout 'wgmma' runs on Hopper GPUs (sm_90) only; use 'heads' or 'tokens'")
+        from attn_dse.validate.kernels.mla_decode_wgmma import BLOCK_H, BLOCK_N, mla_decode_wgmma
+        n_splits = n_splits or choose_splits(B, triton.cdiv(H, BLOCK_H), L, BLOCK_N)
+        return mla_decode_wgmma(q_nope, q_pe, kv, seq_lens, n_splits, scale, out)
     if num_warps == 4 and num_stages == 1:  # Triton 3.6 on an H100: wrong results, then an illegal address
         raise ValueError("4 warps need num_stages >= 2 (with 1 stage Triton 3.6 miscompiles this kernel)")
     block_h = min(block_h, max(16, triton.next_power_of_2(H)))
     head_blocks = triton.cdiv(H, block_h)
     n_splits = n_splits or choose_splits(B, head_blocks, L, block_n)
     split_len = triton.cdiv(triton.cdiv(L, n_splits), block_n) * block_n
-    scale = sm_scale or 1.0 / math.sqrt(192)  # DeepSeek's softmax scale uses d_nope + d_rope = 192
     qn2, qp2 = q_nope.reshape(B * H, D), q_pe.reshape(B * H, R)
     kv2 = kv.reshape(B * L, D + R)
     descs = (TensorDescriptor.from_tensor(qn2, [block_h, D]), TensorDescriptor.from_tensor(qp2, [block_h, R]),

@@ -115,19 +115,22 @@ def mla_decode(q_nope: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor, seq_l
     L = kv.shape[1]
     cfg = default_config(H, is_hopper(kv))
     layout = layout or cfg["layout"]
+    if layout not in ("tokens", "heads", "wgmma"):
+        raise ValueError(f"layout must be 'tokens', 'heads' or 'wgmma', not {layout!r}")
+    scale = sm_scale or 1.0 / math.sqrt(192)  # DeepSeek's softmax scale uses d_nope + d_rope = 192
+    if layout == "wgmma":
+        if not is_hopper(kv):
+            raise ValueError("layout 'wgmma' runs on Hopper GPUs (sm_90) only; use 'heads' or 'tokens'")
+        from attn_dse.validate.kernels.mla_decode_wgmma import FIXED, mla_decode_wgmma
+        asked = {"block_h": block_h, "block_n": block_n, "num_warps": num_warps, "num_stages": num_stages}
+        if any(v is not None and v != FIXED[k] for k, v in asked.items()):
+            raise ValueError(f"the wgmma layout's tiles are fixed at {FIXED}, not {asked}")
+        n_splits = n_splits or choose_splits(B, triton.cdiv(H, FIXED["block_h"]), L, FIXED["block_n"])
+        return mla_decode_wgmma(q_nope, q_pe, kv, seq_lens, n_splits, scale, out)
     block_h = block_h or cfg["block_h"]
     block_n = block_n or cfg["block_n"]
     num_warps = num_warps or cfg["num_warps"]
     num_stages = num_stages or cfg["num_stages"]
-    if layout not in ("tokens", "heads", "wgmma"):
-        raise ValueError(f"layout must be 'tokens', 'heads' or 'wgmma', not {layout!r}")
-    scale = sm_scale or 1.0 / math.sqrt(192)  # DeepSeek's softmax scale uses d_nope + d_rope = 192
-    if layout == "wgmma":  # Gluon, Hopper's instructions: its tiles are fixed (64 heads x 64 tokens, 8 warps)
-        if not is_hopper(kv):
-            raise ValueError("layout 'wgmma' runs on Hopper GPUs (sm_90) only; use 'heads' or 'tokens'")
-        from attn_dse.validate.kernels.mla_decode_wgmma import BLOCK_H, BLOCK_N, mla_decode_wgmma
-        n_splits = n_splits or choose_splits(B, triton.cdiv(H, BLOCK_H), L, BLOCK_N)
-        return mla_decode_wgmma(q_nope, q_pe, kv, seq_lens, n_splits, scale, out)
     if num_warps == 4 and num_stages == 1:  # Triton 3.6 on an H100: wrong results, then an illegal address
         raise ValueError("4 warps need num_stages >= 2 (with 1 stage Triton 3.6 miscompiles this kernel)")
     block_h = min(block_h, max(16, triton.next_power_of_2(H)))

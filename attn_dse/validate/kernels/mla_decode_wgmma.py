@@ -32,6 +32,7 @@ _cta_barrier = gl.barrier if hasattr(gl, "barrier") else gl.thread_barrier
 
 BLOCK_H = 64  # one warpgroup's MMA rows
 BLOCK_N = 64  # two stages of 64 x 576 keys and the query fill shared memory
+FIXED = {"block_h": BLOCK_H, "block_n": BLOCK_N, "num_warps": 8, "num_stages": 2}  # the loop holds two stages
 
 
 @gluon.jit
@@ -147,4 +148,4 @@ def mla_decode_wgmma(q_nope: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor,
     grid = (triton.cdiv(H, BLOCK_H), B, n_splits)
     return run_splits(lambda part, lse: _mla_split[grid](
         *descs, seq_lens, part, lse, L, H, n_splits, split_len, sm_scale * 1.4426950408889634, P_LAYOUT=p_layout,
-        num_warps=8), (B, 1, H, D), n_splits, kv, out)[:, 0]
+        num_warps=FIXED["num_warps"]), (B, 1, H, D), n_splits, kv, out)[:, 0]

@@ -149,3 +149,32 @@ def mla_decode_wgmma(q_nope: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor,
     return run_splits(lambda part, lse: _mla_split[grid](
         *descs, seq_lens, part, lse, L, H, n_splits, split_len, sm_scale * 1.4426950408889634, P_LAYOUT=p_layout,
         num_warps=FIXED["num_warps"]), (B, 1, H, D), n_splits, kv, out)[:, 0]
+
+
+def compile_sm90(workdir: str) -> tuple[str, int]:
+    """Compile the split kernel for sm_90 without a GPU (Triton's bundled ptxas and cuobjdump):
+    its SASS and the shared memory it asks for, to inspect its MMAs, registers and spills. Run
+    with TRITON_INTERPRET unset: the interpreter replaces Triton's library functions (gl.max)."""
+    import subprocess
+    from pathlib import Path
+
+    from triton.backends.compiler import GPUTarget
+    from triton.experimental.gluon._runtime import GluonASTSource
+
+    def desc(rows, cols):
+        return f"tensordesc<bf16[{rows},{cols}],{gl.NVMMASharedLayout.get_default_for([rows, cols], gl.bfloat16)!r}>"
+
+    D, R = 512, 64
+    sig = {"qn_desc": desc(BLOCK_H, D), "qp_desc": desc(BLOCK_H, R), "c_desc": desc(BLOCK_N, D),
+           "kp_desc": desc(BLOCK_N, R), "Lens": "*i32", "Part": "*fp32", "Lse": "*fp32", "L": "i32", "n_heads": "i32",
+           "n_splits": "i32", "split_len": "i32", "qk_scale": "fp32", "P_LAYOUT": "constexpr", "num_warps": "constexpr"}
+    src = GluonASTSource(fn=_mla_split, signature=sig, constexprs={
+        "P_LAYOUT": gl.NVMMASharedLayout.get_default_for([BLOCK_H, BLOCK_N], gl.bfloat16),
+        "num_warps": FIXED["num_warps"]})
+    compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": FIXED["num_warps"]})
+    cubin = Path(workdir) / "mla_split.cubin"
+    cubin.write_bytes(compiled.asm["cubin"])
+    cuobjdump = Path(triton.__file__).parent / "backends/nvidia/bin/cuobjdump"
+    sass = subprocess.run([str(cuobjdump), "-sass", str(cubin)], capture_output=True, text=True, check=True).stdout
+    return sass, compiled.metadata.shared
+

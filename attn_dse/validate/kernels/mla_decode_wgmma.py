@@ -9,7 +9,7 @@ and 256 latent columns, nothing twice. The row max and sum cross warpgroups (the
 reduction through shared memory); the probabilities go to shared memory, where both warpgroups
 read all of them as the left operand of P V.
 
-Shared memory, all of an SM's 227 KB but 2 KB: the query (64 x 576 bf16, 72 KB), two stages of
+Shared memory, all of an SM's 227 KB but 2.5 KB: the query (64 x 576 bf16, 72 KB), two stages of
 64-token key tiles (2 x 72 KB, loaded by TMA one tile ahead) and P (8 KB).
 q_nope [B, H, 512], q_pe [B, H, 64], kv [B, L, 576] (bf16), output [B, H, 512] in the latent.
 """

@@ -127,9 +127,13 @@ def _load_tile(c_desc, kp_desc, row, bar, c_dst, kp_dst, nbytes: gl.constexpr, p
     _tma_load(kp_desc, [row, 0], bar, kp_dst, pred=pred)
 
 
+def _smem_layout(block: list) -> gl.NVMMASharedLayout:
+    """The swizzled shared-memory layout of a bf16 tile, as TMA writes it and the MMAs read it."""
+    return gl.NVMMASharedLayout.get_default_for(block, gl.bfloat16)
+
+
 def _desc(base: torch.Tensor, rows: int, cols: int, row_stride: int, block: list) -> TensorDescriptor:
-    layout = gl.NVMMASharedLayout.get_default_for(block, gl.bfloat16)
-    return TensorDescriptor(base, [rows, cols], [row_stride, 1], block, layout)
+    return TensorDescriptor(base, [rows, cols], [row_stride, 1], block, _smem_layout(block))
 
 
 def mla_decode_wgmma(q_nope: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor, seq_lens: torch.Tensor,
@@ -144,7 +148,7 @@ def mla_decode_wgmma(q_nope: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor,
     descs = (_desc(q_nope.reshape(B * H, D), B * H, D, D, [BLOCK_H, D]),
              _desc(q_pe.reshape(B * H, R), B * H, R, R, [BLOCK_H, R]),
              _desc(kv2, B * L, D, D + R, [BLOCK_N, D]), _desc(kv2[:, D:], B * L, R, D + R, [BLOCK_N, R]))
-    p_layout = gl.NVMMASharedLayout.get_default_for([BLOCK_H, BLOCK_N], gl.bfloat16)
+    p_layout = _smem_layout([BLOCK_H, BLOCK_N])
     grid = (triton.cdiv(H, BLOCK_H), B, n_splits)
     return run_splits(lambda part, lse: _mla_split[grid](
         *descs, seq_lens, part, lse, L, H, n_splits, split_len, sm_scale * 1.4426950408889634, P_LAYOUT=p_layout,
@@ -162,14 +166,14 @@ def compile_sm90(workdir: str) -> tuple[str, int]:
     from triton.experimental.gluon._runtime import GluonASTSource
 
     def desc(rows, cols):
-        return f"tensordesc<bf16[{rows},{cols}],{gl.NVMMASharedLayout.get_default_for([rows, cols], gl.bfloat16)!r}>"
+        return f"tensordesc<bf16[{rows},{cols}],{_smem_layout([rows, cols])!r}>"
 
     D, R = 512, 64
     sig = {"qn_desc": desc(BLOCK_H, D), "qp_desc": desc(BLOCK_H, R), "c_desc": desc(BLOCK_N, D),
            "kp_desc": desc(BLOCK_N, R), "Lens": "*i32", "Part": "*fp32", "Lse": "*fp32", "L": "i32", "n_heads": "i32",
            "n_splits": "i32", "split_len": "i32", "qk_scale": "fp32", "P_LAYOUT": "constexpr", "num_warps": "constexpr"}
     src = GluonASTSource(fn=_mla_split, signature=sig, constexprs={
-        "P_LAYOUT": gl.NVMMASharedLayout.get_default_for([BLOCK_H, BLOCK_N], gl.bfloat16),
+        "P_LAYOUT": _smem_layout([BLOCK_H, BLOCK_N]),
         "num_warps": FIXED["num_warps"]})
     compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": FIXED["num_warps"]})
     cubin = Path(workdir) / "mla_split.cubin"

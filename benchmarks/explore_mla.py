@@ -8,9 +8,9 @@ import sys
 
 def one(H, B, L, cfg):
     import torch
-    from attn_dse.validate.measure import rel_err, rnd, timed
-    from attn_dse.validate.kernels.mla_decode import mla_decode
-    from attn_dse.validate.kernels.reference import mla_decode_ref
+    from attn_dse.gpu.measure import rel_err, rnd, timed
+    from attn_dse.gpu.mla_decode import mla_decode
+    from attn_dse.gpu.reference import mla_decode_ref
     layout, bh, bn, w, st, *sp = cfg.split(",")
     kw = dict(layout=layout, block_h=int(bh), block_n=int(bn), num_warps=int(w), num_stages=int(st),
               n_splits=int(sp[0]) if sp else None)

@@ -23,9 +23,11 @@ from attn_dse.cli.output import echo_json, echo_table
 @click.option("--unfused", is_flag=True, help="Scores and probabilities through HBM (no FlashAttention).")
 @click.option("--datasheet", is_flag=True, help="Use datasheet peaks instead of measured ceilings.")
 @click.option("--split", type=int, default=None, help="Pin split-KV splits for decode (1 = no split).")
+@click.option("--kernel", default="triton", show_default=True,
+              help="Kernel implementation whose calibrated knobs time the attention kernel.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def predict(hw, variant, params, model, phase, batch, seq, context, no_causal, dtype, scope, unfused,
-            datasheet, split, as_json):
+            datasheet, split, kernel, as_json):
     """Predict latency, traffic and the bound of one attention workload on HW.
 
     \b
@@ -35,12 +37,12 @@ def predict(hw, variant, params, model, phase, batch, seq, context, no_causal, d
       attn-dse predict h20 --model deepseek-v3 --phase decode --batch 64 --context 4096
       attn-dse predict h100 --model llama-3-70b --phase prefill --seq 8192 --scope model
     """
-    from attn_dse.prediction import predict as run_predict
+    from attn_dse.cost.predict import predict as run_predict
 
     wl = build_workload(variant, params, model)
     p = run_predict(hw, wl, phase=phase, batch=batch, seq=seq, context=context, dtype=dtype, scope=scope,
                     causal=not no_causal, fused=not unfused, achievable=not datasheet,
-                    mapping={"n_split": float(split)} if split else None)
+                    mapping={"n_split": float(split)} if split else None, kernel=kernel)
     if as_json:
         echo_json(p.to_dict())
         return
@@ -117,8 +119,15 @@ def sweep(hw, space, out_dir, strategy, samples, no_points, as_json):
 
     if hw and space is None and Path(hw).suffix in (".yaml", ".yml") and _is_space(hw):
         hw, space = None, hw
-    summary = run_sweep(hw, space, out_dir, strategy=strategy, samples=samples,
-                        progress=sys.stderr.isatty(), write_points=not no_points)
+    from attn_dse.cli.figures import sweep_figures
+    from attn_dse.cli.progress import progress_bar
+
+    with progress_bar("evaluating design points", enabled=sys.stderr.isatty()) as on_progress:
+        summary, res = run_sweep(hw, space, out_dir, strategy=strategy, samples=samples,
+                                 on_progress=on_progress, write_points=not no_points)
+    if res.columns:
+        summary["figures"] = sweep_figures(res, summary, Path(out_dir))
+    summary["files"] = [str(p) for p in sorted(Path(out_dir).iterdir())]
     if as_json:
         echo_json(summary)
         return
@@ -153,9 +162,10 @@ def roofline(hws, variants, models, phase, context, batch, output, as_json):
       attn-dse roofline h100 h20 --variants gqa,mla,mha -o roofline.png
       attn-dse roofline h200 --model deepseek-v3 --model llama-3-70b --phase decode -o r.svg
     """
-    from attn_dse.arch_models.loader import load_hardware
-    from attn_dse.plots.roofline import roofline_plot, roofline_points
-    from attn_dse.plots.workloads import named_workloads
+    from attn_dse.hardware.loader import load_hardware
+    from attn_dse.cost.placement import roofline_points
+    from attn_dse.plots.roofline import roofline_plot
+    from attn_dse.workloads.study import named_workloads
 
     workloads = named_workloads(variants, models)
     specs = [load_hardware(h) for h in hws]
@@ -176,29 +186,41 @@ def roofline(hws, variants, models, phase, context, batch, output, as_json):
               help="CSV of measured kernels (default: the stored measurements for HW). Any attention "
                    "kernel's timings work: columns family, batch, seq, context, n_heads, n_kv_heads, head_dim, median_s.")
 @click.option("--calibrate", is_flag=True, help="Fit the model's parameters on 3/4 of the rows; report the held-out 1/4.")
-@click.option("--write", is_flag=True, help="With --calibrate: store the fitted parameters in HW's preset YAML.")
+@click.option("--write", is_flag=True, help="With --calibrate: store the fitted knobs as calibration/knobs/HW/IMPLEMENTATION.yaml.")
+@click.option("--implementation", default="triton", show_default=True,
+              help="Whose kernels the measurements time: the knobs compared, fitted and stored are this implementation's.")
 @click.option("--out", "out_dir", default="validate-out", show_default=True, type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True)
-def validate(hw, measure, measurements, calibrate, write, out_dir, as_json):
+def validate(hw, measure, measurements, calibrate, write, implementation, out_dir, as_json):
     """Compare predictions with measured kernels: MAPE per kernel family, worst shapes, figure.
 
     \b
     Examples:
       attn-dse validate h100                       # stored H100 measurements, no GPU needed
-      attn-dse validate h200 --measurements attn_dse/validate/data/h200-measurements.csv
-      attn-dse validate h100 --calibrate --write   # refit the model's parameters into hw/h100.yaml
+      attn-dse validate h200 --measurements attn_dse/validation/data/h200-measurements.csv
+      attn-dse validate h100 --calibrate --write   # refit the knobs into calibration/knobs/h100/triton.yaml
+      attn-dse validate h100 --measurements mine.csv --implementation flashinfer --calibrate --write
       attn-dse validate h100 --measure             # on a GPU: check + time the kernels, then compare
     """
     from pathlib import Path
 
-    from attn_dse.arch_models.loader import load_hardware
-    from attn_dse.validate.report import run_validation
+    from attn_dse.hardware.loader import load_hardware
+    from attn_dse.validation.report import run_validation
 
     if measure:
-        from attn_dse.validate.measure import main as run_measure
+        from attn_dse.gpu.measure import main as run_measure
         run_measure(Path(out_dir))
         measurements = str(Path(out_dir) / "measurements.csv")
-    result = run_validation(load_hardware(hw), measurements, Path(out_dir), calibrate=calibrate, write=write)
+    spec = load_hardware(hw)
+    result, comparison = run_validation(spec, measurements, calibrate=calibrate, write=write,
+                                        implementation=implementation)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    from attn_dse.plots.validation import predicted_vs_measured
+    fig = predicted_vs_measured(comparison.measured, comparison.predicted, comparison.families,
+                                out / f"predicted-vs-measured-{spec.name}.png",
+                                title=f"{spec.name}: model vs {result['device']} ({result['date']})")
+    result["figure"] = fig["path"]
     if as_json:
         echo_json(result)
         return

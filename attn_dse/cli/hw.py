@@ -15,8 +15,8 @@ def hw_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def hw_list(as_json: bool) -> None:
     """One line per preset: dense bf16 peak, HBM bandwidth and capacity, ridge point."""
-    from attn_dse.arch_models.loader import load_hardware, preset_names
-    from attn_dse.arch_models.summary import summary
+    from attn_dse.hardware.loader import load_hardware, preset_names
+    from attn_dse.hardware.summary import summary
 
     rows = [summary(load_hardware(name)) for name in preset_names()]
     if as_json:
@@ -31,14 +31,19 @@ def hw_list(as_json: bool) -> None:
 
 @hw_group.command("show")
 @click.argument("hw")
+@click.option("--kernel", default="triton", show_default=True,
+              help="Implementation whose calibration knobs are listed after the spec.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def hw_show(hw: str, as_json: bool) -> None:
-    """Every field of one preset (name or YAML path), in SI units, with its source."""
-    from attn_dse.arch_models.loader import load_hardware
-    from attn_dse.arch_models.summary import details
+def hw_show(hw: str, kernel: str, as_json: bool) -> None:
+    """Every field of one preset (name or YAML path), in SI units, with its source, then the
+    time model's knobs for one kernel implementation (calibrated, inherited or default)."""
+    from attn_dse.hardware.loader import load_hardware
+    from attn_dse.hardware.summary import details
+
+    from attn_dse.cost.knobs import knobs_for
 
     spec = load_hardware(hw)
-    rows = details(spec)
+    rows = details(spec) + knobs_for(spec, kernel).rows()
     if as_json:
         echo_json({"name": spec.name, "description": spec.description, "kind": spec.kind,
                    "fields": rows, "achievable_source": spec.achievable.source})

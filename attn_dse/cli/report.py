@@ -1,7 +1,7 @@
 """Human-readable renderings of library results (tables only; no modelling here)."""
 from __future__ import annotations
 
-from attn_dse.arch_models.units import format_si
+from attn_dse.hardware.units import format_si
 from attn_dse.cli.output import echo_table
 
 

@@ -18,10 +18,10 @@ import numpy as np
 from attn_dse.dse.constraints import apply_constraints, objective_matrix
 from attn_dse.dse.pareto import pareto_mask
 from attn_dse.dse.space import Space, VariantAxis, hardware_variants
-from attn_dse.errors import AttnDseError
-from attn_dse.prediction import predict
-from attn_dse.workloads.registry import Workload, attention
-from attn_dse.workloads.shape import DTYPE_BYTES, make_shape
+from attn_dse.cost.capacity import capacity
+from attn_dse.cost.predict import predict
+from attn_dse.workloads import attention
+from attn_dse.workloads.registry import Workload
 
 CHUNK = 50_000
 
@@ -101,7 +101,8 @@ def evaluate_rows(space: Space, block: Block, flat_index: np.ndarray) -> dict:
     tokens = p.batch * p.seq
     devices = np.asarray(wl.params.get("tp", 1.0), dtype=np.float64)  # devices one replica spans
     numeric = {"latency_s": p.latency_s, "tokens_per_s": tokens / p.latency_s,
-               "time_per_token_s": p.latency_s * devices / tokens,  # device-seconds per token "flops": p.flops, "executed_flops": p.executed_flops,
+               "time_per_token_s": p.latency_s * devices / tokens,  # device-seconds per token
+               "flops": p.flops, "executed_flops": p.executed_flops,
                "hbm_bytes": p.hbm_bytes, "min_hbm_bytes": p.min_hbm_bytes,
                "arithmetic_intensity": p.arithmetic_intensity, "kv_cache_bytes": p.kv_cache_bytes,
                "achieved_flop_per_s": p.flops / p.latency_s, "achieved_bytes_per_s": p.min_hbm_bytes / p.latency_s}
@@ -121,29 +122,11 @@ def evaluate_rows(space: Space, block: Block, flat_index: np.ndarray) -> dict:
 def _memory(space: Space, block: Block, wl: Workload, vals: dict) -> dict:
     """Capacity per device: weights sharded over `devices`, plus this device's KV cache."""
     devices = block.hw.interconnect.devices_per_node if space.devices == "node" else (space.devices or 1)
-    b = DTYPE_BYTES[space.weight_dtype or block.dtype]
-    try:
-        one = make_shape(block.phase, 1, vals.get("seq") if block.phase == "decode" else vals["context"],
-                         vals["context"] if block.phase == "decode" else None, space.causal, block.dtype)
-        kv_seq = wl.kv_cache_bytes(one, "model")
-    except AttnDseError as exc:
-        raise AttnDseError(f"{block.entry.label}: the memory constraint needs the model's depth ({exc.problem})",
-                           fix="add n_layers to the variant's params, use a model preset, or drop 'memory'") from None
-    if space.weights_bytes is not None:
-        weights = space.weights_bytes
-    elif block.entry.weight_params:
-        weights = block.entry.weight_params * b
-    elif wl.model is not None:
-        weights = wl.model.weight_bytes(b)
-    else:
-        from attn_dse.workloads.ops import total_cost
-        weights = total_cost(wl.ops(one, "model")).weight_bytes
-    weights = weights / devices
-    usable = space.usable_memory * block.hw.hbm.capacity_bytes
-    memory = weights + vals["batch"] * kv_seq
-    return {"kv_bytes_per_token": kv_seq / one.context if np.all(one.context > 0) else kv_seq,
-            "weight_bytes": weights + 0 * kv_seq, "memory_bytes": memory, "fits": memory <= usable,
-            "max_batch": np.floor(np.maximum(usable - weights, 0) / kv_seq)}
+    cap = capacity(block.hw, wl, block.phase, vals["batch"], vals["context"], vals.get("seq", 1), block.dtype,
+                   space.causal, devices, space.usable_memory, space.weight_dtype, space.weights_bytes,
+                   block.entry.weight_params, block.entry.label)
+    return {"kv_bytes_per_token": cap.kv_bytes_per_token, "weight_bytes": cap.weight_bytes,
+            "memory_bytes": cap.memory_bytes, "fits": cap.fits, "max_batch": cap.max_batch}
 
 
 class _Front:
@@ -171,8 +154,9 @@ def _concat(parts: list[dict]) -> dict:
 
 
 def evaluate(space: Space, hw_names: tuple[str, ...] = (), *, on_chunk: Callable | None = None,
-             progress: bool = False, keep_limit: int = 2_000_000, seed: int = 0) -> Results:
-    """Run the space's strategy. on_chunk(cols) receives every evaluated chunk (for writers)."""
+             on_progress: Callable | None = None, keep_limit: int = 2_000_000, seed: int = 0) -> Results:
+    """Run the space's strategy. on_chunk(cols) receives every evaluated chunk (for writers);
+    on_progress(done, total) follows the evaluation (total is None for evolve)."""
     start = time.perf_counter()
     bl = blocks(space, hw_names)
     plan = _plan(space, bl, seed)
@@ -181,19 +165,17 @@ def evaluate(space: Space, hw_names: tuple[str, ...] = (), *, on_chunk: Callable
     front = _Front(space.objectives)
     kept: list[dict] = []
     keep = total is None or total <= keep_limit
-    bar = _progress(progress and (total or 0) > 50_000, total)
+    done = 0
     try:
         for block, indices in (plan if space.strategy != "evolve" else _evolve_plan(space, bl, seed)):
             for lo in range(0, len(indices), CHUNK):
                 cols = evaluate_rows(space, block, indices[lo:lo + CHUNK])
                 _record(res, front, kept if keep else None, cols, on_chunk)
-                if bar:
-                    bar[0].advance(bar[1], len(cols["latency_s"]))
+                done += len(cols["latency_s"])
+                if on_progress:
+                    on_progress(done, total)
     except KeyboardInterrupt:
         res.partial = True
-    finally:
-        if bar:
-            bar[0].stop()
     res.front = front.rows or {}
     res.columns = _concat(kept) if keep and kept else ({} if keep else None)
     res.elapsed_s = time.perf_counter() - start
@@ -246,13 +228,3 @@ def _evolve_plan(space: Space, bl: list[Block], seed: int):
                                popsize=popsize, maxiter=maxiter, polish=False, vectorized=True,
                                updating="deferred", tol=0)
         yield block, np.unique(np.concatenate(evaluated))
-
-
-def _progress(enabled: bool, total):
-    if not enabled:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-    bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                   TimeRemainingColumn(), transient=True)
-    bar.start()
-    return bar, bar.add_task("evaluating design points", total=total)

@@ -8,8 +8,8 @@ from typing import Any
 
 import yaml
 
-from attn_dse.arch_models.hardware import SCALABLE
-from attn_dse.arch_models.units import UnitError, parse_quantity
+from attn_dse.hardware.spec import SCALABLE
+from attn_dse.hardware.units import UnitError, parse_quantity
 from attn_dse.errors import AttnDseError, did_you_mean
 
 STRATEGIES = ("grid", "random", "evolve")
@@ -238,7 +238,7 @@ def hardware_variants(space: Space, base_names: tuple[str, ...]):
 
     import dataclasses
 
-    from attn_dse.arch_models.loader import load_hardware
+    from attn_dse.hardware.loader import load_hardware
     names = base_names or space.hardware  # HW on the command line overrides the space's list
     if not names:
         raise AttnDseError("no hardware given", fix="pass HW on the command line or list it under 'hardware:'")

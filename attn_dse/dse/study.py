@@ -7,42 +7,17 @@ from __future__ import annotations
 import numpy as np
 
 from attn_dse.dse.space import Space, VariantAxis
+from attn_dse.workloads.study import ISO_MODELS, iso_variants
 
 CONTEXTS = tuple(1024 * 2**i for i in range(8))  # 1k .. 128k
 BATCHES = tuple(2**i for i in range(9))  # 1 .. 256
 BASELINE = "gqa-8"
 
-# (label, variant, params) at iso-model width/depth/heads; the shape's own keys fill in.
-_70B = dict(d_model=8192, n_layers=80, heads=64, params=70.6e9, mla=dict(kv_lora_rank=512, qk_rope_dim=64,
-            qk_nope_dim=128, v_head_dim=128, q_lora_rank=1536))
-_V3 = dict(d_model=7168, n_layers=61, heads=128, params=671e9, mla=dict(kv_lora_rank=512, qk_rope_dim=64,
-           qk_nope_dim=128, v_head_dim=128, q_lora_rank=1536))
-
-
-def _variants(shape: dict, tag: str) -> list[VariantAxis]:
-    E, L, H = shape["d_model"], shape["n_layers"], shape["heads"]
-    common = dict(d_model=E, n_layers=L)
-    gqa8 = dict(n_heads=H, n_kv_heads=8, head_dim=128)
-    table = [
-        ("mha", "mha", dict(n_heads=H, head_dim=128)),
-        ("gqa-8", "gqa", gqa8),
-        ("mqa", "mqa", dict(n_heads=H, head_dim=128)),
-        ("mla", "mla", dict(n_heads=H, **shape["mla"])),
-        ("tpla-2", "tpla", dict(n_heads=H, tp=2, **shape["mla"])),
-        ("sqa-sym", "sqa", dict(n_heads=H, form="symmetric", head_dim=128)),
-        ("cla2-gqa-8", "cla", dict(base="gqa", share=2, **gqa8)),
-        ("swa-4k", "swa", dict(window=4096, **gqa8)),
-        ("moba-4x256", "block_sparse", dict(block_size=256, top_k=4, **gqa8)),
-        ("nsa", "nsa", dict(n_heads=H, n_kv_heads=8, head_dim=128)),
-        ("linear", "linear", dict(n_heads=H, head_dim=128)),
-        ("ccgqa-2-8", "ccgqa", dict(n_heads=H, q_compression=2, kv_compression=8)),
-        ("cca-4", "cca", dict(n_heads=H // 2, compression=4)),
-        ("mfa-256", "mfa", dict(n_heads=H, latent=256)),
-        ("mfa_kr-256", "mfa_kr", dict(n_heads=H, latent=256)),
-    ]
-    return [VariantAxis(f"{tag}/{label}", variant=variant, params={k: [v] for k, v in {**common, **p}.items()},
+def _variants(tag: str) -> list[VariantAxis]:
+    shape = ISO_MODELS[tag]
+    return [VariantAxis(f"{tag}/{label}", variant=variant, params={k: [v] for k, v in p.items()},
                         weight_params=shape["params"])
-            for label, variant, p in table]
+            for label, variant, p in iso_variants(tag)]
 
 
 def builtin_space() -> Space:
@@ -50,7 +25,7 @@ def builtin_space() -> Space:
         name="builtin-study",
         description="all variants at iso-model settings (70B-class, DeepSeek-V3-class), prefill and decode, "
                     "context 1k-128k, batch 1-256, weights (fp8) sharded over one node, attention data-parallel",
-        variants=tuple(_variants(_70B, "70b") + _variants(_V3, "v3")),
+        variants=tuple(_variants("70b") + _variants("v3")),
         phase=("prefill", "decode"), batch=BATCHES, context=CONTEXTS, scope="model",
         devices="node", weight_dtype="fp8", weights_bytes=None,
         constraints=({"memory": True},), objectives=({"minimize": "time_per_token_s"}, {"minimize": "kv_bytes_per_token"}))
@@ -129,7 +104,7 @@ def _conclude(c: str, phase: str, rows: list, hw: str) -> str:
 
 def bound_contrast(cols: dict, hw, c: str, context: int = 32768, batch: int = 4) -> str:
     """GQA-8 vs MLA decode at one point: time, bound and intensity against the ridge point."""
-    from attn_dse.arch_models.units import format_si
+    from attn_dse.hardware.units import format_si
     parts = []
     for v in ("gqa-8", "mla"):
         m = (cols["label"] == f"{c}/{v}") & (cols["phase"] == "decode") & (cols["context"] == context) & \

@@ -1,13 +1,14 @@
 """The sweep job: evaluate a space (or the built-in study), write every point, summarize.
 
-`run_sweep` is what `attn-dse sweep` calls; it returns a summary dict for the CLI to print."""
+`run_sweep` is what `attn-dse sweep` calls; it returns the summary and the results, from which
+the CLI prints tables and draws figures."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-from attn_dse.arch_models.loader import load_hardware
+from attn_dse.hardware.loader import load_hardware
 from attn_dse.dse import study
 from attn_dse.dse.constraints import objective_matrix
 from attn_dse.dse.evaluate import evaluate
@@ -16,26 +17,23 @@ from attn_dse.dse.space import Space, load_space
 
 
 def run_sweep(hw: str | None, space_path: str | None, out_dir: str | Path, *, strategy: str | None = None,
-              samples: int | None = None, progress: bool = True, write_points: bool = True,
-              figures: bool = True) -> dict:
+              samples: int | None = None, on_progress=None, write_points: bool = True):
     space = load_space(space_path) if space_path else study.builtin_space()
     if strategy or samples:
         import dataclasses
         space = dataclasses.replace(space, strategy=strategy or space.strategy, samples=samples or space.samples)
     hw_names = (hw,) if hw else ()
     out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     writer = PointWriter(out) if write_points else None
     try:
-        res = evaluate(space, hw_names, on_chunk=writer, progress=progress)
+        res = evaluate(space, hw_names, on_chunk=writer, on_progress=on_progress)
     finally:
         if writer:
             writer.close()
     summary = _summary(space, res, hw)
-    if figures and res.columns:
-        summary["figures"] = _figures(space, res, summary, out)
     write_summary(out / "summary.json", summary)
-    summary["files"] = [str(p) for p in sorted(out.iterdir())]
-    return summary
+    return summary, res
 
 
 def _summary(space: Space, res, hw: str | None) -> dict:
@@ -55,18 +53,3 @@ def _summary(space: Space, res, hw: str | None) -> dict:
         if space.name == "builtin-study":
             s["study"] = study.analyze(cols, load_hardware(hw or space.hardware[0]))
     return s
-
-
-def _figures(space: Space, res, summary: dict, out: Path) -> list[str]:
-    from attn_dse.plots import heatmap, pareto
-    made = []
-    objectives = [next(iter(o.values())) for o in space.objectives]
-    if len(objectives) >= 2:
-        path = out / "pareto.png"
-        pareto.pareto_plot(res.columns, objectives[0], objectives[1], path, title=f"{space.name}: Pareto front")
-        made.append(str(path))
-    for key, grid in summary.get("study", {}).get("heatmaps", {}).items():
-        path = out / f"winners-{key.replace('/', '-')}.png"
-        heatmap.winner_heatmap(grid, path, title=f"{summary['study']['hardware']}: fastest variant, {key}")
-        made.append(str(path))
-    return made

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from attn_dse.arch_models.hardware import Hardware
+from attn_dse.hardware.spec import Hardware
 from attn_dse.plots.style import COLORS, drawn, pyplot, save
 
 EXP_HEAD_DIM = 128  # the exp ceiling is drawn for attention with d_qk = d_v = 128
@@ -21,25 +21,6 @@ def ceiling_lines(hw: Hardware, dtypes=("bf16",)) -> dict:
     memory = {lv.name: lv.bytes_per_s for lv in hw.memory}
     return {"compute": compute, "memory": memory,
             "ridge": {name: hw.peak_flop_per_s["bf16"] / bw for name, bw in memory.items()}}
-
-
-def roofline_points(hw: Hardware, workloads: dict, phases=("decode",), contexts=(4096,), batch=16,
-                    dtype="bf16", scope="core") -> list[dict]:
-    """Each (workload, phase, context) placed by the model: intensity = FLOPs / min bytes,
-    attained = FLOPs / predicted latency."""
-    from attn_dse.prediction import predict
-    pts = []
-    for label, wl in workloads.items():
-        for phase in phases:
-            ctx = np.asarray(contexts, dtype=float)
-            kw = dict(context=ctx) if phase == "decode" else dict(seq=ctx)
-            p = predict(hw, wl, phase, batch, dtype=dtype, scope=scope, **kw)
-            for i, c in enumerate(ctx):
-                pts.append({"hardware": hw.name, "label": label, "phase": phase, "context": int(c),
-                            "intensity": float(np.broadcast_to(p.arithmetic_intensity, ctx.shape)[i]),
-                            "flop_per_s": float(np.broadcast_to(p.flops / p.latency_s, ctx.shape)[i]),
-                            "bound": str(np.broadcast_to(np.asarray(p.bound, dtype=object), ctx.shape)[i])})
-    return pts
 
 
 def roofline_plot(hws: list[Hardware], points: list[dict], path: str | Path, title: str | None = None) -> dict:

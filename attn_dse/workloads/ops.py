@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
 import numpy as np
+
+if TYPE_CHECKING:  # networkx is imported when a graph is built, not with every predict
+    import networkx as nx
 
 TENSOR_KINDS = ("activation", "weight", "kv_cache", "scratch")
 OP_KINDS = ("matmul", "softmax", "elementwise", "gather", "comm")
@@ -113,10 +115,11 @@ def group_traffic(ops: list[Op], fused: bool) -> dict[str, Any]:
     return out
 
 
-def build_graph(ops: list[Op], fused: bool = True) -> nx.MultiDiGraph:
+def build_graph(ops: list[Op], fused: bool = True) -> "nx.MultiDiGraph":
     """The op DAG: an edge per tensor from its producer (or its HBM source) to each consumer.
     Edge attribute `on_chip` says whether fusion keeps it out of HBM."""
     ops = active_ops(ops, fused)
+    import networkx as nx
     g = nx.MultiDiGraph()  # one edge per tensor: two ops may pass several
     producer: dict[str, str] = {}
     for op in ops:
@@ -142,12 +145,12 @@ def build_graph(ops: list[Op], fused: bool = True) -> nx.MultiDiGraph:
     return g
 
 
-def _add_tensor_edge(g: nx.MultiDiGraph, a: str, b: str, t: Tensor, fused: bool) -> None:
+def _add_tensor_edge(g: "nx.MultiDiGraph", a: str, b: str, t: Tensor, fused: bool) -> None:
     g.add_edge(a, b, tensor=t.name, bytes=t.bytes, kind=t.kind,
                on_chip=fused and t.kind == "scratch")
 
 
-def graph_cost(g: nx.MultiDiGraph) -> dict[str, Any]:
+def graph_cost(g: "nx.MultiDiGraph") -> dict[str, Any]:
     """FLOPs and minimum HBM bytes read off the graph (checks `total_cost` independently)."""
     ops = [n for n, d in g.nodes(data=True) if d["kind"] not in ("source", "sink")]
     flops = sum((g.nodes[n]["flops"] for n in ops), 0.0)

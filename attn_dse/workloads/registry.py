@@ -14,6 +14,7 @@ import numpy as np
 
 from attn_dse.errors import AttnDseError, did_you_mean
 from attn_dse.workloads import ops as O
+from attn_dse.workloads.kernel_spec import KernelSpec
 from attn_dse.workloads.shape import SCOPES, Shape, make_shape
 
 REQUIRED = object()
@@ -28,35 +29,6 @@ class Param:
     doc: str = ""
     choices: tuple = ()
     minimum: float | None = 1  # for numbers
-
-
-@dataclass(frozen=True)
-class Core:
-    """What the dataflow model needs to tile the attention kernel (per device).
-
-    Queries: batch x h_q heads x seq tokens at positions past..past+seq-1. Keys: K/V of
-    h_kv heads, d_qk/d_v wide (kv_shared: one latent serves as K and V, read once).
-    `pairs` is the exact attended count per query head and sequence; `kv_read_tokens` the
-    cached tokens one KV head streams per sequence (window/top-k bound it).
-    """
-
-    family: str  # prefill | decode | mla_decode | block_sparse | linear
-    batch: Any
-    seq: Any
-    past: Any
-    h_q: Any
-    h_kv: Any
-    d_qk: Any
-    d_v: Any
-    pairs: Any
-    kv_read_tokens: Any
-    causal: bool
-    bytes_per_element: int
-    kv_shared: bool = False
-    window: Any = np.inf
-    block: Any = None  # key-block granularity of a sparse selection
-    skip: Any = 0.0  # fraction of KV tiles skipped (BLASST)
-    phase: str = "prefill"  # decode runs split-KV (flash-decoding) kernels
 
 
 class Variant:
@@ -92,8 +64,9 @@ class Variant:
     def kv_cache_tokens(self, p: Mapping[str, Any], s: Shape) -> Any:
         return s.context
 
-    def core(self, p: Mapping[str, Any], s: Shape) -> Core:
-        raise NotImplementedError
+    def kernel_spec(self, p: Mapping[str, Any], s: Shape) -> KernelSpec | None:
+        """The fused softmax-attention kernel's work, or None (linear attention has none)."""
+        return None
 
     def model_layer_factor(self, p: Mapping[str, Any], group: str) -> Any:
         """How many of n_layers carry ops of this group (CLA: K/V projections in 1/k)."""
@@ -106,19 +79,15 @@ def register(cls: type[Variant]) -> type[Variant]:
 
 
 def variants() -> dict[str, type[Variant]]:
-    _load_all()
+    """Every registered variant (the `workloads.variants` package registers them on import)."""
     return dict(_REGISTRY)
 
 
 def get_variant(name: str) -> Variant:
-    _load_all()
     if name not in _REGISTRY:
         raise AttnDseError(f"unknown variant '{name}'", fix=did_you_mean(name, _REGISTRY))
     return _REGISTRY[name]()
 
-
-def _load_all() -> None:
-    from attn_dse.workloads import variants as _  # noqa: F401  (imports every variant module)
 
 
 @dataclass(frozen=True)
@@ -190,25 +159,21 @@ class Workload:
         s = self.shape(phase, batch, seq, context, causal, dtype)
         return O.build_graph(self.ops(s, scope), fused)
 
-    def core(self, s: Shape, scope: str = "core") -> list[tuple[Core, Any]]:
-        """The attention kernels to tile, with how many times each runs (layers at model scope)."""
+    def kernel_specs(self, s: Shape, scope: str = "core") -> list[tuple[KernelSpec | None, Any]]:
+        """The attention kernels to time, with how many times each runs (layers at model scope)."""
         groups = self._groups() if scope == "model" else ((1, self),)
-        return [(dataclasses.replace(wl.variant.core(wl.params, s), phase=s.phase), count)
-                for count, wl in groups]
+        out = []
+        for count, wl in groups:
+            spec = wl.variant.kernel_spec(wl.params, s)
+            out.append((spec and dataclasses.replace(spec, phase=s.phase), count))
+        return out
 
 
 def attention(name: str, **params: Any) -> Workload:
-    """Build a workload: attention("mla", scheme="absorbed") or attention.from_model(...)."""
+    """Build a workload: attention("mla", scheme="absorbed"); `attention.from_model("llama-3-70b")`
+    (attached by the `workloads` package, which also registers the variants)."""
     variant = get_variant(name)
     return Workload(variant, check_params(variant, params))
-
-
-def _from_model(name: str, **overrides: Any) -> Workload:
-    from attn_dse.workloads.models import from_model
-    return from_model(name, **overrides)
-
-
-attention.from_model = _from_model  # type: ignore[attr-defined]
 
 
 def check_params(variant: Variant, params: Mapping[str, Any]) -> dict:

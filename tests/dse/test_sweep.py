@@ -7,6 +7,7 @@ import pytest
 from attn_dse.dse.evaluate import evaluate
 from attn_dse.dse.space import load_space, space_from_dict
 from attn_dse.dse.study import builtin_space
+from attn_dse.cli.figures import sweep_figures
 from attn_dse.dse.sweep import run_sweep
 from attn_dse.errors import AttnDseError
 
@@ -98,7 +99,8 @@ def test_example_spaces_load_and_run(tmp_path):
 
 
 def test_builtin_study_answers_the_questions(tmp_path):
-    s = run_sweep("h20", None, tmp_path, progress=False)
+    s, res = run_sweep("h20", None, tmp_path)
+    sweep_figures(res, s, tmp_path)  # what `attn-dse sweep` draws after the library's job
     st = s["study"]
     assert s["points"] == len(builtin_space().variants) * 2 * 8 * 9
     assert len(st["conclusions"]) >= 5 and any("fastest" in c for c in st["conclusions"])
@@ -124,7 +126,7 @@ def test_interrupt_leaves_partial_result(monkeypatch, tmp_path):
             raise KeyboardInterrupt
         return real(*a, **k)
     monkeypatch.setattr(ev, "evaluate_rows", flaky)
-    s = run_sweep("h100", None, tmp_path, progress=False)
+    s, _ = run_sweep("h100", None, tmp_path)
     assert s["partial"] and 0 < s["points"] < 4320
     rows = (tmp_path / "points.csv").read_text().splitlines()
     assert len(rows) == s["points"] + 1

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from attn_dse import attention, load_hardware, predict
+from attn_dse.cost import placement
 from attn_dse.plots import heatmap, pareto, roofline, validation
 
 
@@ -18,7 +19,7 @@ def _is_svg(path):
 def test_roofline_plots_model_points_and_preset_ceilings(tmp_path, ext):
     h100, h20 = load_hardware("h100"), load_hardware("h20")
     wls = {"gqa-8": attention("gqa", n_heads=64, n_kv_heads=8), "mla": attention("mla")}
-    pts = [p for hw in (h100, h20) for p in roofline.roofline_points(hw, wls, ("decode", "prefill"), (1024, 32768))]
+    pts = [p for hw in (h100, h20) for p in placement.roofline_points(hw, wls, ("decode", "prefill"), (1024, 32768))]
     data = roofline.roofline_plot([h100, h20], pts, tmp_path / f"r.{ext}")
     assert (_is_png if ext == "png" else _is_svg)(data["path"])
     lines = {l["label"]: l for l in data["drawn"]["lines"]}

@@ -14,7 +14,8 @@ import numpy as np
 from attn_dse.workloads import pairs as P
 from attn_dse.workloads.builders import qkv_out_projections, softmax_attention
 from attn_dse.workloads.ops import Op, Tensor
-from attn_dse.workloads.registry import Core, Param, register, require
+from attn_dse.workloads.kernel_spec import KernelSpec
+from attn_dse.workloads.registry import Param, register, require
 from attn_dse.workloads.variants.gqa import GQA, TP
 
 
@@ -71,8 +72,8 @@ class BlockSparse(GQA):
         pre, post = qkv_out_projections(s, p["d_model"], h_q, h_kv, d, d)
         return pre + (gate if p["gate"] else []) + core + post
 
-    def core(self, p, s):
+    def kernel_spec(self, p, s):
         h_q, h_kv = self.heads(p)
-        return Core("block_sparse", s.batch, s.seq, s.past, h_q, h_kv, p["head_dim"], p["head_dim"],
+        return KernelSpec(s.batch, s.seq, s.past, h_q, h_kv, p["head_dim"], p["head_dim"],
                     self.pairs(p, s), self.cache_read_tokens(p, s), s.causal, s.bytes_per_element,
                     block=p["block_size"])

@@ -47,5 +47,5 @@ class CLA(Variant):
     def kv_cache_tokens(self, p, s):
         return self._base(p).kv_cache_tokens(self._base_params(p), s)
 
-    def core(self, p, s):
-        return self._base(p).core(self._base_params(p), s)
+    def kernel_spec(self, p, s):
+        return self._base(p).kernel_spec(self._base_params(p), s)

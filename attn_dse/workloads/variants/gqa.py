@@ -10,7 +10,8 @@ import numpy as np
 
 from attn_dse.workloads import pairs as P
 from attn_dse.workloads.builders import all_reduce, qkv_out_projections, softmax_attention
-from attn_dse.workloads.registry import REQUIRED, Core, Param, Variant, register, require, show
+from attn_dse.workloads.kernel_spec import KernelSpec
+from attn_dse.workloads.registry import REQUIRED, Param, Variant, register, require, show
 
 SKIP = Param("skip_fraction", float, 0.0, "BLASST threshold skipping: fraction of KV tiles skipped (0-1)", minimum=0)
 TP = Param("tp", int, 1, "tensor-parallel degree (heads sharded across devices)")
@@ -68,10 +69,10 @@ class GQA(Variant):
         d_qk, d_v = self.dims(p)
         return h_kv * (d_qk + d_v) * s.bytes_per_element
 
-    def core(self, p, s):
+    def kernel_spec(self, p, s):
         h_q, h_kv = self.heads(p)
         d_qk, d_v = self.dims(p)
-        return Core("decode" if s.phase == "decode" else "prefill", s.batch, s.seq, s.past, h_q, h_kv,
+        return KernelSpec(s.batch, s.seq, s.past, h_q, h_kv,
                     d_qk, d_v, self.pairs(p, s), self.cache_read_tokens(p, s), s.causal,
                     s.bytes_per_element, skip=p["skip_fraction"], window=self.window(p))
 

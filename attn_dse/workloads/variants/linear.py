@@ -12,7 +12,7 @@ import numpy as np
 
 from attn_dse.workloads.builders import linear
 from attn_dse.workloads.ops import Op, Tensor
-from attn_dse.workloads.registry import REQUIRED, Core, Param, Variant, register
+from attn_dse.workloads.registry import REQUIRED, Param, Variant, register
 
 STATE_BYTES = 4  # fp32 recurrent state
 
@@ -70,7 +70,3 @@ class LinearAttention(Variant):
     def kv_cache_tokens(self, p, s):
         return 1.0  # the state does not grow with the context
 
-    def core(self, p, s):
-        h = p["n_heads"]
-        return Core("linear", s.batch, s.seq, s.past, h, h, p["head_dim"], p["head_dim_v"], 0.0, 0.0,
-                    s.causal, s.bytes_per_element)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from attn_dse.workloads import pairs as P
 from attn_dse.workloads.builders import linear, softmax_attention
-from attn_dse.workloads.registry import REQUIRED, Core, Param, Variant, register
+from attn_dse.workloads.kernel_spec import KernelSpec
+from attn_dse.workloads.registry import REQUIRED, Param, Variant, register
 
 
 @register
@@ -35,10 +36,8 @@ class MFA(Variant):
     def kv_bytes_per_token(self, p, s):
         return (1 if self.key_reuse else 2) * p["latent"] * s.bytes_per_element
 
-    def core(self, p, s):
-        family = "mla_decode" if (s.phase == "decode" and self.key_reuse) else (
-            "decode" if s.phase == "decode" else "prefill")
-        return Core(family, s.batch, s.seq, s.past, p["n_heads"], 1.0, p["latent"], p["latent"],
+    def kernel_spec(self, p, s):
+        return KernelSpec(s.batch, s.seq, s.past, p["n_heads"], 1.0, p["latent"], p["latent"],
                     P.dense(s.seq, s.past, s.causal), s.past, s.causal, s.bytes_per_element,
                     kv_shared=self.key_reuse)
 

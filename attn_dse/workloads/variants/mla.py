@@ -20,7 +20,8 @@ import numpy as np
 from attn_dse.workloads import pairs as P
 from attn_dse.workloads.builders import all_reduce, linear, softmax_attention, split_outputs
 from attn_dse.workloads.ops import Op, Tensor
-from attn_dse.workloads.registry import Core, Param, Variant, register, require, show
+from attn_dse.workloads.kernel_spec import KernelSpec
+from attn_dse.workloads.registry import Param, Variant, register, require, show
 from attn_dse.workloads.variants.gqa import SKIP, TP
 
 FLASHMLA_FP8_BYTES = 656  # 512 fp8 latent + 4 fp32 scales + 64 bf16 rope (FlashMLA README)
@@ -122,16 +123,15 @@ class MLA(Variant):
             return FLASHMLA_FP8_BYTES + 0.0 * p["kv_lora_rank"]
         return self.latent_dims(p)[0] * s.bytes_per_element
 
-    def core(self, p, s):
+    def kernel_spec(self, p, s):
         h, scheme = self.heads(p), self.scheme(p, s)
         pairs = P.dense(s.seq, s.past, s.causal)
         if scheme == "absorbed":
             lat_qk, lat_v = self.latent_dims(p)
-            family = "mla_decode" if s.phase == "decode" else "prefill"
-            return Core(family, s.batch, s.seq, s.past, h, 1.0, lat_qk, lat_v, pairs, s.past, s.causal,
+            return KernelSpec(s.batch, s.seq, s.past, h, 1.0, lat_qk, lat_v, pairs, s.past, s.causal,
                         s.bytes_per_element, kv_shared=True, skip=p["skip_fraction"])
         d_qk, d_v = p["qk_nope_dim"] + p["qk_rope_dim"], p["v_head_dim"]
-        return Core("decode" if s.phase == "decode" else "prefill", s.batch, s.seq, s.past, h, h,
+        return KernelSpec(s.batch, s.seq, s.past, h, h,
                     d_qk, d_v, pairs, s.past, s.causal, s.bytes_per_element, skip=p["skip_fraction"])
 
 

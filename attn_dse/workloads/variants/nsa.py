@@ -17,7 +17,8 @@ from attn_dse.errors import AttnDseError
 from attn_dse.workloads import pairs as P
 from attn_dse.workloads.builders import linear, softmax_attention
 from attn_dse.workloads.ops import Op, Tensor
-from attn_dse.workloads.registry import Core, Param, register
+from attn_dse.workloads.kernel_spec import KernelSpec
+from attn_dse.workloads.registry import Param, register
 from attn_dse.workloads.variants.gqa import GQA, TP
 
 
@@ -102,8 +103,8 @@ class NSA(GQA):
         per = 2 * self.heads(p)[1] * p["head_dim"] * s.bytes_per_element
         return per * (1 + 1 / p["cmp_stride"] + np.minimum(ctx, p["window"]) / ctx)
 
-    def core(self, p, s):
+    def kernel_spec(self, p, s):
         h_q, h_kv = self.heads(p)
-        return Core("block_sparse", s.batch, s.seq, s.past, h_q, h_kv, p["head_dim"], p["head_dim"],
+        return KernelSpec(s.batch, s.seq, s.past, h_q, h_kv, p["head_dim"], p["head_dim"],
                     self.pairs(p, s), self.cache_read_tokens(p, s), True, s.bytes_per_element,
                     block=p["sel_block"])

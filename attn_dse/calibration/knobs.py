@@ -1,0 +1,162 @@
+"""The knobs of the time model for one (hardware, implementation), and their YAML store.
+
+Per kernel family: the share of the matmul and HBM ceilings its kernels reach in steady state,
+and the most one core streams on its own. Shared by the families of one implementation: the L2's
+share of K/V re-reads, the exp/matmul overlap, a per-tile overhead, a wave's pipeline-fill
+latency and the launch overhead.
+
+Lookup (`stored`): the first file `HW/IMPLEMENTATION.yaml` found for the hardware's own name, then
+for each preset it `extends:` (an H200 uses the H100's knobs until it has its own), in the
+directories of $ATTN_DSE_KNOBS (searched first) and the package's `calibration/knobs/`. What no
+file gives keeps the kernel family's physically motivated default (`cost/families/*`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from attn_dse import strict_yaml
+from attn_dse.errors import AttnDseError, did_you_mean
+
+FAMILY_FIELDS = ("compute_efficiency", "memory_efficiency", "core_bytes_per_s")
+SHARED_FIELDS = ("l2_reuse", "exp_overlap", "tile_overhead_cycles", "wave_latency_s", "launch_overhead_s")
+
+
+@dataclass(frozen=True, slots=True)
+class FamilyKnobs:
+    compute_efficiency: float  # share of the matmul ceiling in steady state
+    memory_efficiency: float  # share of the HBM ceiling
+    core_bytes_per_s: float  # the most one core (SM/TensorCore) streams on its own
+
+
+@dataclass(frozen=True, slots=True)
+class Knobs:
+    """l2_reuse: share of K/V re-reads across query tiles served by L2 while the working set
+    fits. exp_overlap: share of the softmax's exp time hidden under the matmuls.
+    tile_overhead_cycles: bookkeeping per K/V-tile iteration (barriers, rescaling).
+    wave_latency_s: what each wave of CTAs pays before its pipeline streams."""
+
+    families: Mapping[str, FamilyKnobs] = field(default_factory=dict)
+    l2_reuse: float = 0.9
+    exp_overlap: float = 0.5
+    tile_overhead_cycles: float = 200.0
+    wave_latency_s: float = 1e-6
+    launch_overhead_s: float = 4e-6
+    implementation: str = "triton"
+    source: str = "defaults (uncalibrated)"
+
+    def family(self, name: str) -> FamilyKnobs:
+        return self.families[name]
+
+    def flat(self) -> dict[str, float]:
+        """{'compute_efficiency.prefill': ..., 'l2_reuse': ...}: the names the fit varies."""
+        out = {f"{f}.{fam}": getattr(k, f) for fam, k in self.families.items() for f in FAMILY_FIELDS}
+        out.update({f: getattr(self, f) for f in SHARED_FIELDS})
+        return out
+
+    def rows(self) -> list[dict]:
+        """(field, value with unit, SI value, source) of every knob, for `hw show`."""
+        from attn_dse.hardware.units import format_si
+        units = {"core_bytes_per_s": "B/s", "wave_latency_s": "s", "launch_overhead_s": "s"}
+        out = []
+        for key, value in self.flat().items():
+            unit = units.get(key.partition(".")[0], "")
+            out.append({"field": f"knobs[{self.implementation}].{key}",
+                        "value": format_si(value, unit) if unit else f"{value:.3g}", "si": value,
+                        "source": self.source})
+        return out
+
+    def with_values(self, values: Mapping[str, float], source: str | None = None) -> "Knobs":
+        """A copy with some knobs replaced, named as in flat()."""
+        fams = {name: dict(dataclasses.asdict(k)) for name, k in self.families.items()}
+        shared = {}
+        for key, value in values.items():
+            head, _, fam = key.partition(".")
+            if fam:
+                fams[fam][head] = float(value)
+            else:
+                shared[head] = float(value)
+        return dataclasses.replace(self, families={n: FamilyKnobs(**v) for n, v in fams.items()}, **shared,
+                                   source=self.source if source is None else source)
+
+
+def knob_dirs() -> list[Path]:
+    extra = [Path(p) for p in os.environ.get("ATTN_DSE_KNOBS", "").split(os.pathsep) if p]
+    return extra + [package_dir()]
+
+
+def package_dir() -> Path:
+    return Path(str(resources.files("attn_dse") / "calibration" / "knobs"))
+
+
+def stored(lineage: tuple[str, ...], implementation: str) -> tuple[dict, Path] | None:
+    """The raw knobs of the first stored file along the hardware's lineage, and its path."""
+    for name in lineage:
+        for directory in knob_dirs():
+            path = directory / name / f"{implementation}.yaml"
+            if path.is_file():
+                raw = _parsed(str(path), path.stat().st_mtime_ns)
+                if not isinstance(raw, dict):
+                    raise AttnDseError("is not a mapping of knobs", where=str(path),
+                                       fix="rewrite it with attn-dse validate HW --calibrate --write")
+                return raw, path
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(path: str, mtime_ns: int):
+    """Each knob file parsed once per version."""
+    return strict_yaml.read(path)
+
+
+def implementations_stored() -> set[str]:
+    """Every implementation some hardware has knobs for."""
+    return {p.stem for d in knob_dirs() if d.is_dir() for p in d.glob("*/*.yaml")}
+
+
+def merge(defaults: Knobs, raw: dict, where: str) -> Knobs:
+    """Stored values over the defaults; unknown names are refused."""
+    known = {"hardware", "implementation", "source", "fitted_on", "families", *SHARED_FIELDS}
+    for key in raw:
+        if key not in known:
+            raise AttnDseError(f"{key}: unknown knob", where=where, fix=did_you_mean(str(key), known))
+    values: dict[str, float] = {}
+    for fam, entry in (raw.get("families") or {}).items():
+        if fam not in defaults.families:
+            raise AttnDseError(f"families.{fam}: unknown kernel family", where=where,
+                               fix=did_you_mean(str(fam), defaults.families))
+        for key, value in (entry or {}).items():
+            if key not in FAMILY_FIELDS:
+                raise AttnDseError(f"families.{fam}.{key}: unknown knob", where=where,
+                                   fix=did_you_mean(str(key), FAMILY_FIELDS))
+            values[f"{key}.{fam}"] = _number(value, where, f"families.{fam}.{key}")
+    for key in SHARED_FIELDS:
+        if key in raw:
+            values[key] = _number(raw[key], where, key)
+    return defaults.with_values(values, source=str(raw.get("source", where)))
+
+
+def _number(value, where: str, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise AttnDseError(f"{name}: {value!r} is not a non-negative number", where=where,
+                           fix="rewrite the file with attn-dse validate HW --calibrate --write")
+    return float(value)
+
+
+def write(path: Path, knobs: Knobs, hardware: str, fitted_on: str) -> Path:
+    """Store the knobs through the YAML dumper (SI units, full precision)."""
+    data = {"hardware": hardware, "implementation": knobs.implementation, "source": knobs.source,
+            "fitted_on": fitted_on,
+            **{f: getattr(knobs, f) for f in SHARED_FIELDS},
+            "families": {name: dataclasses.asdict(k) for name, k in knobs.families.items()}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("# Written by `attn-dse validate --calibrate --write`; SI units.\n"
+                    + yaml.safe_dump(data, sort_keys=False, width=1000))
+    return path

@@ -1,0 +1,101 @@
+"""Split-KV decode (flash-decoding): the g*s_q query rows of one KV head are packed into MMA row
+tiles (GQA packing), the keys are split across n_split CTAs to fill the cores, and each split
+writes an fp32 partial output plus its log-sum-exp for a combine kernel. Few CTAs leave cores
+idle: bandwidth is capped at active cores x one core's streaming rate.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from attn_dse.cost import tiled
+from attn_dse.cost.family import Family, register_family
+from attn_dse.cost.measured import num
+
+SPLITS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+GPU_BC, TPU_BC = (32, 64), (256, 512)
+MMA_ROWS = 16  # mma.sync m16n8k16: the row granularity of small-M decode on GPUs
+PARTIAL_BYTES = 4  # fp32 partial outputs of split-KV
+
+
+def kv_width(spec):
+    """Elements per key token per KV head streamed from memory (K = V for a shared latent)."""
+    return spec.d_qk if spec.kv_shared else spec.d_qk + spec.d_v * (1 - spec.skip * (spec.phase == "decode"))
+
+
+def candidates(spec, hw, c, knobs, fam, fixed: dict):
+    """Every (splits, Bc, stages, row tile) mapping; a pinned n_split may be any count."""
+    key_tiles = GPU_BC if hw.kind == "gpu" else TPU_BC
+    row_tiles = (hw.mma_rows, MMA_ROWS) if hw.kind == "gpu" else (hw.mma_rows,)
+    splits = (fixed.pop("n_split"),) if "n_split" in fixed else SPLITS
+    for n in splits:
+        for bc in key_tiles:
+            for stages in tiled.STAGES:
+                for rows in row_tiles:
+                    yield decode_candidate(spec, hw, c, knobs, fam, n, bc, stages, rows)
+
+
+def decode_candidate(spec, hw, c, knobs, fam, n_split, bc, stages, rows) -> dict:
+    B, S, hq, hkv, b = spec.batch, spec.seq, spec.h_q, spec.h_kv, spec.bytes_per_element
+    keys = spec.kv_read_tokens + S
+    m_rows = hq / hkv * S  # GQA packing: a KV head's query rows share its K/V loads
+    m_tiles = np.ceil(m_rows / rows)
+    # small-M decode uses the narrowest MMA (mma.sync m16 on GPUs); TPU MXUs pad to full rows
+    pad = MMA_ROWS if hw.kind == "gpu" else rows
+    kept = 1 - spec.skip
+    padded = B * hkv * np.ceil(m_rows / pad) * pad * keys  # padded rows are wasted work
+    flops = 2 * padded * (spec.d_qk + spec.d_v * kept)
+    exps = padded * kept
+    kv_token = kv_width(spec) * b
+    unique_kv = B * hkv * keys * kv_token
+    raw_kv = unique_kv * m_tiles
+    hbm_kv = unique_kv + (raw_kv - unique_kv) * (1 - knobs.l2_reuse)
+    q_o = B * S * hq * (spec.d_qk + spec.d_v) * b
+    partial = np.where(n_split > 1, 2 * B * hq * S * (spec.d_v + 2) * PARTIAL_BYTES * n_split, 0.0)
+    ctas = B * hkv * m_tiles * n_split
+    iterations = B * hkv * m_tiles * np.ceil(keys / bc)
+    est = tiled.finish(hw, c, knobs, fam, flops, exps, q_o + hbm_kv, raw_kv, q_o, ctas, iterations,
+                       tiled.tile_bytes(spec, rows, bc, stages), tiled.fits_on_chip(hw, spec, rows, bc, stages),
+                       {"block_m": float(rows), "block_n": float(bc), "n_split": float(n_split), "stages": stages})
+    combine = np.where(n_split > 1, partial / (c.hbm_bytes_per_s * fam.memory_efficiency)
+                       + knobs.launch_overhead_s, 0.0)
+    est["time"] = est["time"] + combine
+    est["hbm"] = est["hbm"] + partial
+    return est
+
+
+def estimate_decode(name: str, spec, hw, c, knobs, fixed=None):
+    """The decode model with the knobs of family `name` (MLA and sparse decode share it)."""
+    fixed = dict(fixed or {})
+    cands = candidates(spec, hw, c, knobs, knobs.family(name), fixed)
+    return tiled.search(cands, fixed, {"n_split": SPLITS, "block_n": GPU_BC})
+
+
+@register_family
+class Decode(Family):
+    name = "decode"
+    order = 80
+    compute_efficiency, memory_efficiency = 0.5, 0.9
+
+    def claims(self, spec):
+        return spec.phase == "decode"
+
+    def estimate(self, spec, hw, c, knobs, fixed=None):
+        return estimate_decode(self.name, spec, hw, c, knobs, fixed)
+
+    def workload_for(self, row):
+        """A measured GQA/MHA/MQA decode step (sliding-window where the row has a window)."""
+        from attn_dse.workloads import attention
+        hq, hkv, d = int(num(row, "n_heads")), int(num(row, "n_kv_heads")), int(num(row, "head_dim"))
+        window = num(row, "window")
+        wl = attention("swa", n_heads=hq, n_kv_heads=hkv, head_dim=d, window=window) if window \
+            else attention("gqa", n_heads=hq, n_kv_heads=hkv, head_dim=d)
+        return wl, decode_args(row)
+
+
+def decode_args(row: dict) -> dict:
+    """predict() arguments of a measured decode row; a recorded split count is pinned."""
+    from attn_dse.cost.measured import flag
+    n_split = num(row, "n_split")
+    return dict(phase="decode", batch=num(row, "batch"), seq=num(row, "seq"), context=num(row, "context"),
+                dtype=row.get("dtype") or "bf16", causal=flag(row, "causal"),
+                mapping={"n_split": n_split} if n_split else None)

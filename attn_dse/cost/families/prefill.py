@@ -1,0 +1,81 @@
+"""Fused prefill (FlashAttention-style): each CTA owns Br query rows of one head and streams the
+key/value tiles it needs (Bc keys each) through on-chip memory.
+
+Modelled: tile fit (SMEM or VMEM, and the register file for the fp32 accumulators),
+diagonal-tile waste of causal and window masks, K/V re-reads across query tiles and the share L2
+absorbs, wave quantization of CTAs over cores, the exp unit beside the matmul units.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from attn_dse.cost import tiled
+from attn_dse.cost.family import Family, register_family
+from attn_dse.cost.measured import config, flag, num
+
+GPU_TILES = ((32, 32), (64, 32), (64, 64), (64, 128), (128, 64), (128, 128), (128, 176), (192, 128))
+TPU_TILES = ((128, 128), (256, 256), (256, 512), (512, 512), (512, 1024), (1024, 1024))
+
+
+def candidates(spec, hw, c, knobs, fam):
+    """Every (Br, Bc, stages) tile mapping of a prefill kernel, timed."""
+    for br, bc in (GPU_TILES if hw.kind == "gpu" else TPU_TILES):
+        for stages in tiled.STAGES:
+            yield prefill_candidate(spec, hw, c, knobs, fam, br, bc, stages)
+
+
+def prefill_candidate(spec, hw, c, knobs, fam, br, bc, stages) -> dict:
+    B, S, hq, hkv, b = spec.batch, spec.seq, spec.h_q, spec.h_kv, spec.bytes_per_element
+    keys = spec.kv_read_tokens + S
+    n_qt = np.ceil(S / br)
+    dense = n_qt * br * np.ceil(keys / bc) * bc  # every tile of a full score matrix
+    masked = np.asarray(spec.pairs) < S * keys
+    # masked tiles on the diagonal (and the window's far edge) are computed whole
+    edges = 1 + np.isfinite(spec.window)
+    waste = np.where(masked, edges * S * np.maximum(br, bc) / 2, 0.0)
+    computed = np.minimum(spec.pairs * n_qt * br / S + waste, dense)
+    kept = 1 - spec.skip
+    flops = 2 * B * hq * computed * (spec.d_qk + spec.d_v * kept)
+    exps = B * hq * computed * kept
+    kv_token = (spec.d_qk if spec.kv_shared else spec.d_qk + spec.d_v) * b
+    raw_kv = B * hq * computed / br * kv_token  # each query tile streams its key tiles
+    unique_kv = B * hkv * keys * kv_token
+    ctas = B * hq * n_qt
+    hit = tiled.l2_hit(hw, knobs, np.minimum(ctas, hw.cores) / n_qt / (hq / hkv), keys * kv_token)
+    hbm_kv = unique_kv + np.maximum(raw_kv - unique_kv, 0) * (1 - hit)
+    q_o = B * S * hq * (spec.d_qk + spec.d_v) * b
+    iterations = B * hq * computed / (br * bc)  # K/V-tile steps over all CTAs
+    return tiled.finish(hw, c, knobs, fam, flops, exps, q_o + hbm_kv, raw_kv, q_o, ctas, iterations,
+                        tiled.tile_bytes(spec, br, bc, stages), tiled.fits_on_chip(hw, spec, br, bc, stages),
+                        {"block_m": br, "block_n": bc, "n_split": 1.0, "stages": stages})
+
+
+def choices():
+    return {"block_m": sorted({t[0] for t in GPU_TILES}), "block_n": sorted({t[1] for t in GPU_TILES})}
+
+
+@register_family
+class Prefill(Family):
+    name = "prefill"
+    order = 90
+    compute_efficiency, memory_efficiency = 0.75, 0.9
+
+    def claims(self, spec):
+        return spec.phase != "decode"
+
+    def estimate(self, spec, hw, c, knobs, fixed=None):
+        return tiled.search(candidates(spec, hw, c, knobs, knobs.family(self.name)), fixed, choices())
+
+    def workload_for(self, row):
+        """A measured prefill: GQA, or sliding-window GQA where the row has a window. The tiles
+        the kernel ran with, where the record names them ((block_m, block_n, warps, stages)),
+        are pinned: the model is checked on the mapping that ran."""
+        from attn_dse.workloads import attention
+        hq, hkv, d = int(num(row, "n_heads")), int(num(row, "n_kv_heads")), int(num(row, "head_dim"))
+        window = num(row, "window")
+        wl = attention("swa", n_heads=hq, n_kv_heads=hkv, head_dim=d, window=window) if window \
+            else attention("gqa", n_heads=hq, n_kv_heads=hkv, head_dim=d)
+        cfg = config(row)
+        mapping = {"block_m": float(cfg[0]), "block_n": float(cfg[1])} if len(cfg) == 4 else None
+        return wl, dict(phase="prefill", batch=num(row, "batch"), seq=num(row, "seq"),
+                        dtype=row.get("dtype") or "bf16", causal=flag(row, "causal"), mapping=mapping)

@@ -1,0 +1,94 @@
+"""Kernel families: how one kind of attention kernel spends its time.
+
+A family (one file under `cost/families/`, registered once) holds its candidate mappings and
+time model, its default knobs, which kernel specs it times, and how a measured row of its
+kernels maps back to a workload. Everything else looks families up by name here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from attn_dse.errors import AttnDseError, did_you_mean
+
+if TYPE_CHECKING:
+    from attn_dse.calibration.knobs import FamilyKnobs, Knobs
+    from attn_dse.cost.roofline import Ceilings
+    from attn_dse.hardware.spec import Hardware
+    from attn_dse.workloads.kernel_spec import KernelSpec
+
+_FAMILIES: dict[str, "Family"] = {}
+
+
+@dataclass(frozen=True)
+class KernelEstimate:
+    """The chosen mapping of one kernel, its time and its traffic (fields broadcast)."""
+
+    time_s: Any
+    hbm_bytes: Any
+    cache_bytes: Any  # K/V tile traffic served through L2 (before hits)
+    flops: Any  # matmul FLOPs executed, masked/padded waste included
+    exps: Any
+    limiter: Any
+    mapping: dict  # block_m, block_n, n_split, stages (arrays)
+    compute_s: Any
+    memory_s: Any
+
+
+class Family:
+    """One kernel family. Subclasses set `name`, the default knobs, and implement `claims`,
+    `estimate` and `workload_for` (the last two only where the family is tiled/measured)."""
+
+    name: ClassVar[str]
+    order: ClassVar[int] = 100  # lower claims first (block_sparse before decode before prefill)
+    tiled: ClassVar[bool] = True  # timed by its own dataflow model (else: the plain roofline)
+    compute_efficiency: ClassVar[float] = 0.75
+    memory_efficiency: ClassVar[float] = 0.9
+
+    def claims(self, spec: "KernelSpec") -> bool:
+        return False
+
+    def default_knobs(self, hw: "Hardware") -> "FamilyKnobs":
+        """Physically motivated starting points: a kernel's share of the ceilings, and one core
+        streaming twice its fair share of HBM (a lone core is not starved by its neighbours)."""
+        from attn_dse.calibration.knobs import FamilyKnobs
+        hbm = hw.achievable.hbm_bytes_per_s or hw.hbm.bytes_per_s
+        return FamilyKnobs(self.compute_efficiency, self.memory_efficiency, 2.0 * hbm / hw.cores)
+
+    def estimate(self, spec: "KernelSpec", hw: "Hardware", c: "Ceilings", knobs: "Knobs",
+                 fixed: dict | None = None) -> KernelEstimate:
+        raise NotImplementedError(f"{self.name} has no tiled time model")
+
+    def workload_for(self, row: dict):
+        """(Workload, predict() keyword arguments) of one measured kernel launch of this family."""
+        raise AttnDseError(f"family '{self.name}' has no measured kernels", fix="use a measured family")
+
+
+def register_family(cls: type[Family]) -> type[Family]:
+    _FAMILIES[cls.name] = cls()
+    return cls
+
+
+def families() -> dict[str, Family]:
+    """Every registered family (the `cost.families` package registers them on import)."""
+    return dict(_FAMILIES)
+
+
+def get_family(name: str) -> Family:
+    if name not in _FAMILIES:
+        raise AttnDseError(f"unknown kernel family '{name}'", fix=did_you_mean(name, _FAMILIES))
+    return _FAMILIES[name]
+
+
+def tiled_families() -> tuple[str, ...]:
+    return tuple(name for name, f in _FAMILIES.items() if f.tiled)
+
+
+def family_for(spec: "KernelSpec | None") -> Family | None:
+    """The tiled family that times this kernel, or None (then it is rooflined)."""
+    if spec is None:
+        return None
+    for fam in sorted(_FAMILIES.values(), key=lambda f: f.order):
+        if fam.tiled and fam.claims(spec):
+            return fam
+    return None

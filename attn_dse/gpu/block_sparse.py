@@ -1,0 +1,147 @@
+"""Block-sparse attention over given top-k key blocks (MoBA/NSA selection style), in Triton.
+
+Selections come as block_idx [B, Hkv, n_query_blocks, top_k] (key-block ids, -1 = unused),
+shared by the query heads of a KV group. Blocks are BLOCK keys wide, and in prefill query
+blocks are BLOCK rows too; only the selected tiles are loaded and computed, so time scales with
+top_k. Decode: one query block; the selected list is split across programs and merged by the
+split-KV combine kernel.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+from attn_dse.gpu.softmax import finish, online_softmax_step, start_state
+
+from attn_dse.gpu.decode import load_packed_queries, run_splits, store_partial
+
+
+@triton.jit
+def _sparse_prefill(Q, K, V, O, Idx, stride_qb, stride_qs, stride_qh, stride_kb, stride_ks, stride_kh,
+                    stride_vb, stride_vs, stride_vh, stride_ob, stride_os, stride_oh,
+                    stride_ib, stride_ih, stride_iq, n_kv_heads, group, seq, top_k, sm_scale,
+                    HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr, HEADS: tl.constexpr, TOPK_P2: tl.constexpr,
+                    CAUSAL: tl.constexpr):
+    """One program: query block qb of HEADS query heads of one KV group, which share the
+    selection, stacked into HEADS * BLOCK rows (row r is head r // BLOCK, position r % BLOCK)."""
+    qb = tl.program_id(0)
+    pid = tl.program_id(1)
+    heads_per_group = group // HEADS
+    b = (pid // (n_kv_heads * heads_per_group)).to(tl.int64)  # int64: batch offsets pass 2**31 elements
+    kvh = (pid // heads_per_group) % n_kv_heads
+    rows = tl.arange(0, HEADS * BLOCK)
+    head = kvh * group + (pid % heads_per_group) * HEADS + rows // BLOCK
+    pos = qb * BLOCK + rows % BLOCK
+    offs_d = tl.arange(0, HEAD_DIM)
+    q = tl.load(Q + b * stride_qb + head[:, None] * stride_qh + pos[:, None] * stride_qs + offs_d[None, :],
+                mask=pos[:, None] < seq, other=0.0)
+    K += b * stride_kb + kvh * stride_kh
+    V += b * stride_vb + kvh * stride_vh
+    Idx += b * stride_ib + kvh * stride_ih + qb * stride_iq
+    sel = tl.load(Idx + tl.arange(0, TOPK_P2), mask=tl.arange(0, TOPK_P2) < top_k, other=-1)
+    count = tl.sum((sel >= 0).to(tl.int32), 0)  # selected blocks come first, -1 fills the rest
+    acc, l_i, m_i = start_state(HEADS * BLOCK, HEAD_DIM)
+    qk_scale = sm_scale * 1.4426950408889634
+    for j in range(count):
+        offs_n = tl.load(Idx + j) * BLOCK + tl.arange(0, BLOCK)
+        k = tl.load(K + offs_n[None, :] * stride_ks + offs_d[:, None], mask=offs_n[None, :] < seq, other=0.0)
+        qk = tl.dot(q, k) * qk_scale
+        keep = offs_n[None, :] < seq
+        if CAUSAL:
+            keep = keep & (offs_n[None, :] <= pos[:, None])
+        qk = tl.where(keep, qk, float("-inf"))
+        v = tl.load(V + offs_n[:, None] * stride_vs + offs_d[None, :], mask=offs_n[:, None] < seq, other=0.0)
+        acc, l_i, m_i = online_softmax_step(acc, l_i, m_i, qk, v)
+    out, _ = finish(acc, l_i, m_i)
+    tl.store(O + b * stride_ob + head[:, None] * stride_oh + pos[:, None] * stride_os + offs_d[None, :],
+             out.to(O.dtype.element_ty), mask=pos[:, None] < seq)
+
+
+@triton.jit
+def _sparse_decode(Q, K, V, Lens, Idx, Part, Lse, stride_qb, stride_qs, stride_qh, stride_kb, stride_kn, stride_kh,
+                   stride_vb, stride_vn, stride_vh, stride_ib, stride_ih, group, seq_q, top_k, n_splits, per_split,
+                   sm_scale, HEAD_DIM: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK: tl.constexpr):
+    b = tl.program_id(0).to(tl.int64)  # int64: batch offsets pass 2**31 elements
+    kvh = tl.program_id(1)
+    split = tl.program_id(2)
+    q, tok, head, valid = load_packed_queries(Q, b, kvh, group, seq_q, stride_qb, stride_qs, stride_qh,
+                                              HEAD_DIM, BLOCK_H)
+    offs_d = tl.arange(0, HEAD_DIM)
+    length = tl.load(Lens + b)
+    last_visible = length - seq_q + tok
+    K += b * stride_kb + kvh * stride_kh
+    V += b * stride_vb + kvh * stride_vh
+    Idx += b * stride_ib + kvh * stride_ih
+    acc, l_i, m_i = start_state(BLOCK_H, HEAD_DIM)
+    qk_scale = sm_scale * 1.4426950408889634
+    for j in range(split * per_split, tl.minimum((split + 1) * per_split, top_k)):
+        kb = tl.load(Idx + j)
+        if kb >= 0:
+            offs_n = kb * BLOCK + tl.arange(0, BLOCK)
+            k = tl.load(K + offs_n[None, :] * stride_kn + offs_d[:, None], mask=offs_n[None, :] < length, other=0.0)
+            qk = tl.dot(q, k) * qk_scale
+            qk = tl.where((offs_n[None, :] < length) & (offs_n[None, :] <= last_visible[:, None]), qk, float("-inf"))
+            v = tl.load(V + offs_n[:, None] * stride_vn + offs_d[None, :], mask=offs_n[:, None] < length, other=0.0)
+            acc, l_i, m_i = online_softmax_step(acc, l_i, m_i, qk, v)
+    out, lse = finish(acc, l_i, m_i)
+    store_partial(Part, Lse, out, lse, b, tok, head, valid, group, seq_q, split, n_splits, HEAD_DIM)
+
+
+def block_sparse_prefill(q, k, v, block_idx, block: int = 64, causal: bool = True, heads: int | None = None,
+                         num_warps: int | None = None, num_stages: int = 2, out=None):
+    """block_idx [B, Hkv, n_query_blocks, top_k]: each query block's selected key blocks first,
+    then -1. `heads` query heads of a group share one program (default: 2 where the group
+    allows, giving 128-row tiles)."""
+    B, S, Hq, D = q.shape
+    Hkv = k.shape[2]
+    group = Hq // Hkv
+    heads = heads or (2 if group % 2 == 0 else 1)
+    if group % heads:
+        raise ValueError(f"heads={heads} must divide the group of {group} query heads per KV head")
+    num_warps = num_warps or (8 if heads * block >= 128 else 4)
+    o = torch.empty_like(q) if out is None else out
+    top_k = block_idx.shape[3]
+    _sparse_prefill[(triton.cdiv(S, block), B * Hkv * (group // heads))](
+        q, k, v, o, block_idx, q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
+        v.stride(0), v.stride(1), v.stride(2), o.stride(0), o.stride(1), o.stride(2),
+        block_idx.stride(0), block_idx.stride(1), block_idx.stride(2), Hkv, group, S, top_k,
+        1.0 / math.sqrt(D), HEAD_DIM=D, BLOCK=block, HEADS=heads, TOPK_P2=triton.next_power_of_2(top_k),
+        CAUSAL=causal, num_warps=num_warps, num_stages=num_stages)
+    return o
+
+
+def block_sparse_decode(q, k, v, seq_lens, block_idx, block: int = 64, n_splits: int | None = None,
+                        num_warps: int = 4, out=None):
+    """block_idx [B, Hkv, top_k] selected key blocks for the new tokens of each KV group."""
+    B, Sq, Hq, D = q.shape
+    Hkv = k.shape[2]
+    top_k = block_idx.shape[-1]
+    n_splits = n_splits or max(1, min(top_k, math.ceil(2 * 132 / (B * Hkv))))
+    per_split = triton.cdiv(top_k, n_splits)
+    group = Hq // Hkv
+    return run_splits(lambda part, lse: _sparse_decode[(B, Hkv, n_splits)](
+        q, k, v, seq_lens, block_idx, part, lse, q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1),
+        k.stride(2), v.stride(0), v.stride(1), v.stride(2), block_idx.stride(0), block_idx.stride(1), group, Sq, top_k,
+        n_splits, per_split, 1.0 / math.sqrt(D), HEAD_DIM=D, BLOCK_H=max(16, triton.next_power_of_2(group * Sq)),
+        BLOCK=block, num_warps=num_warps), (B, Sq, Hq, D), n_splits, q, out)
+
+
+def causal_topk(B: int, Hkv: int, seq: int, block: int, top_k: int, generator=None, device="cpu",
+                fraction: float | None = None) -> torch.Tensor:
+    """A random MoBA-style causal selection: each query block takes its own block plus top_k - 1
+    random earlier ones (sorted; -1 where fewer exist). With `fraction`, query block qb takes
+    round(fraction * (qb + 1)) blocks instead (at least its own): that share of the pairs it sees."""
+    nb = triton.cdiv(seq, block)
+    width = top_k if fraction is None else max(1, round(fraction * nb))
+    idx = torch.full((B, Hkv, nb, width), -1, dtype=torch.int32)
+    for qb in range(nb):
+        want = top_k if fraction is None else max(1, round(fraction * (qb + 1)))
+        for bb in range(B):
+            for h in range(Hkv):
+                earlier = torch.randperm(qb, generator=generator)[: want - 1] if qb else torch.empty(0, dtype=torch.long)
+                chosen = torch.cat([earlier.sort().values, torch.tensor([qb])])
+                idx[bb, h, qb, : len(chosen)] = chosen.to(torch.int32)
+    return idx.to(device)

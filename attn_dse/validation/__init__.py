@@ -1,0 +1,1 @@
+"""Predictions against measurements: compare, fit the calibration knobs, report errors."""

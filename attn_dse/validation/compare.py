@@ -1,0 +1,118 @@
+"""Predictions against measurements: per-family MAPE, worst case, worst shapes.
+
+Measurements are CSV rows with at least: family, batch, seq, context, n_heads, n_kv_heads,
+head_dim, median_s (optional: variant, phase, causal, dtype, window, top_k, block, n_split,
+config, implementation). Rows from kernels attn-dse did not write work too: give a measured
+family (`attn-dse validate --help` lists them) and the shape. Each family's file in
+`cost/families/` says how its rows map to a workload. No GPU needed.
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from attn_dse.calibration.knobs import Knobs
+from attn_dse.cost.family import get_family, tiled_families
+from attn_dse.cost.measured import num
+from attn_dse.cost.predict import predict
+from attn_dse.errors import AttnDseError
+from attn_dse.hardware.spec import Hardware
+
+REQUIRED = ("family", "batch", "seq", "context", "n_heads", "n_kv_heads", "head_dim", "median_s")
+
+
+def data_dir() -> Path:
+    return Path(str(resources.files("attn_dse") / "validation" / "data"))
+
+
+def default_measurements(hw_name: str) -> Path:
+    path = data_dir() / f"{hw_name}-measurements.csv"
+    if not path.is_file():
+        raise AttnDseError(f"no stored measurements for '{hw_name}'",
+                           fix="pass --measurements CSV, or --measure on a machine with that GPU "
+                               f"(stored: {', '.join(p.name for p in data_dir().glob('*-measurements.csv'))})")
+    return path
+
+
+def load_measurements(path: str | Path) -> list[dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise AttnDseError(f"no such measurements file '{path}'", fix="give a CSV written by --measure")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise AttnDseError("no rows", where=str(path), fix="the CSV needs a header and measurements")
+    missing = [c for c in REQUIRED if c not in rows[0]]
+    if missing:
+        raise AttnDseError(f"missing column(s) {', '.join(missing)}", where=str(path),
+                           fix="columns: " + ", ".join(REQUIRED) + " (see attn_dse/validation/compare.py)")
+    return rows
+
+
+def workload_for(row: dict):
+    """The workload and predict() arguments that describe one measured kernel launch."""
+    return get_family(row["family"]).workload_for(row)
+
+
+@dataclass
+class Comparison:
+    hardware: str
+    rows: list[dict]
+    measured: np.ndarray
+    predicted: np.ndarray
+    families: np.ndarray
+
+    @property
+    def errors(self) -> np.ndarray:
+        return np.abs(self.predicted - self.measured) / self.measured
+
+    def summary(self, mask: np.ndarray | None = None) -> dict:
+        """Per family and overall: count, MAPE and worst absolute percentage error."""
+        mask = np.ones(len(self.measured), bool) if mask is None else mask
+        out = {}
+        for fam in sorted(set(self.families[mask])) + ["all"]:
+            sel = mask & ((self.families == fam) if fam != "all" else True)
+            if not np.any(sel):
+                continue
+            e = self.errors[sel]
+            out[fam] = {"n": int(sel.sum()), "mape": float(e.mean()), "worst": float(e.max()),
+                        "bias": float(np.mean(np.log(self.predicted[sel] / self.measured[sel])))}
+        return out
+
+    def worst(self, n: int = 10) -> list[dict]:
+        order = np.argsort(-self.errors)[:n]
+        return [{**{k: self.rows[i].get(k) for k in ("family", "variant", "phase", "batch", "seq", "context",
+                                                       "n_heads", "n_kv_heads", "head_dim", "causal", "window",
+                                                       "top_k", "n_split")},
+                 "measured_s": float(self.measured[i]), "predicted_s": float(self.predicted[i]),
+                 "error": float(self.errors[i])} for i in order]
+
+
+def compare(hw: Hardware, rows: list[dict], knobs: Knobs | str = "triton") -> Comparison:
+    """Each row predicted with the knobs of one implementation (a name, or trial knobs)."""
+    measured, predicted, fams = [], [], []
+    for i, row in enumerate(rows):
+        try:
+            wl, kw = workload_for(row)
+            time = num(row, "median_s")
+        except AttnDseError as exc:
+            raise AttnDseError(f"row {i + 2}: {exc.problem}", fix=exc.fix) from None
+        p = predict(hw, wl, scope="core", kernel=knobs, **kw)
+        measured.append(time)
+        predicted.append(float(p.latency_s))
+        fams.append(row["family"])
+    return Comparison(hw.name, rows, np.array(measured), np.array(predicted), np.array(fams, dtype=object))
+
+
+def measured_families() -> tuple[str, ...]:
+    """The families a measured row may name, dense before sparse (the fit's parameter order)."""
+    return tuple(sorted(tiled_families(), key=lambda f: -get_family(f).order))
+
+
+def held_out_mask(n: int, every: int = 4) -> np.ndarray:
+    """Deterministic split: every 4th measurement is held out of calibration."""
+    return np.arange(n) % every == every - 1

@@ -1,0 +1,31 @@
+"""The validation job behind `attn-dse validate`: compare, optionally calibrate and store."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from attn_dse.cost.knobs import DEFAULT_IMPLEMENTATION, knobs_for
+from attn_dse.hardware.spec import Hardware
+from attn_dse.validation import fit
+from attn_dse.validation.compare import Comparison, compare, default_measurements, held_out_mask, load_measurements
+
+
+def run_validation(hw: Hardware, measurements: str | None, calibrate: bool = False, write: bool = False,
+                   implementation: str = DEFAULT_IMPLEMENTATION) -> tuple[dict, Comparison]:
+    """The error report (per family, held-out, worst shapes) and the comparison behind it."""
+    path = Path(measurements) if measurements else default_measurements(hw.name)
+    rows = load_measurements(path)
+    knobs = knobs_for(hw, implementation)
+    result = {"hardware": hw.name, "implementation": implementation, "measurements": str(path), "rows": len(rows),
+              "model_source": knobs.source, "device": rows[0].get("device", "unknown"),
+              "date": rows[0].get("date", "unknown")}
+    if calibrate:
+        knobs, report = fit.calibrate(hw, rows, implementation)
+        result["calibration"] = report
+        if write:
+            result["written_to"] = str(fit.write_knobs(hw, knobs, str(path), report))
+    comparison = compare(hw, rows, knobs)
+    test = held_out_mask(len(rows))
+    result["all"] = comparison.summary()
+    result["held_out"] = comparison.summary(test)
+    result["worst"] = comparison.worst(10)
+    return result, comparison

@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from attn_dse.cli.main import _register_optional, cli
+from attn_dse.cli.main import cli
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-_register_optional()
 
 
 def _blocks(lang):

@@ -1,15 +1,14 @@
-"""Commands beyond `hw`: registered on the group by import. Each parses, calls the library,
+"""Commands beyond `hw` (added to the group in `main.py`). Each parses, calls the library,
 and formats."""
 from __future__ import annotations
 
 import click
 
 from attn_dse.cli.common import build_workload, workload_options
-from attn_dse.cli.main import cli
 from attn_dse.cli.output import echo_json, echo_table
 
 
-@cli.command()
+@click.command()
 @click.argument("hw")
 @workload_options
 @click.option("--phase", type=click.Choice(["prefill", "decode", "train"]), default="decode", show_default=True)
@@ -50,7 +49,7 @@ def predict(hw, variant, params, model, phase, batch, seq, context, no_causal, d
     prediction_table(p, wl)
 
 
-@cli.command("variants")
+@click.command("variants")
 @click.option("--json", "as_json", is_flag=True)
 def list_variants(as_json):
     """The registered attention variants and their parameters."""
@@ -69,7 +68,7 @@ def list_variants(as_json):
                [[r["name"], r["summary"], r["params"]] for r in rows])
 
 
-@cli.command("models")
+@click.command("models")
 @click.option("--json", "as_json", is_flag=True)
 def list_models(as_json):
     """The model presets (attention shape, width, depth, parameters, source)."""
@@ -87,7 +86,7 @@ def list_models(as_json):
                [[r["name"], r["variant"], r["d_model"], r["n_layers"], r["params_b"], r["source"]] for r in rows])
 
 
-@cli.command()
+@click.command()
 @click.argument("hw", required=False)
 @click.argument("space", required=False, type=click.Path(dir_okay=False))
 @click.option("--out", "out_dir", default="sweep-out", show_default=True, type=click.Path(file_okay=False),
@@ -144,7 +143,7 @@ def _is_space(path: str) -> bool:
     return isinstance(data, dict) and "variants" in data
 
 
-@cli.command()
+@click.command()
 @click.argument("hws", nargs=-1, required=True)
 @click.option("--variants", default=None, help="Comma list of variants at 70B-class settings, e.g. gqa,mla,mha.")
 @click.option("--model", "models", multiple=True, help="Model preset, repeatable (instead of --variants).")
@@ -179,7 +178,7 @@ def roofline(hws, variants, models, phase, context, batch, output, as_json):
         click.echo(f"wrote {data['path']} ({len(points)} points on {', '.join(h.name for h in specs)})")
 
 
-@cli.command()
+@click.command()
 @click.argument("hw")
 @click.option("--measure", is_flag=True, help="Run the kernels on this machine's GPU first (needs the gpu extra).")
 @click.option("--measurements", type=click.Path(dir_okay=False), default=None,

@@ -6,6 +6,7 @@ import sys
 import click
 
 from attn_dse import __version__
+from attn_dse.cli import commands
 from attn_dse.cli.hw import hw_group
 
 
@@ -37,12 +38,10 @@ def cli() -> None:
 
 
 cli.add_command(hw_group)
-
-
-def _register_optional() -> None:
-    from attn_dse.cli import commands  # noqa: F401  (registers predict, sweep, roofline, validate)
+for _command in (commands.predict, commands.list_variants, commands.list_models, commands.sweep, commands.roofline,
+                 commands.validate):
+    cli.add_command(_command)
 
 
 def main() -> None:
-    _register_optional()
     cli(prog_name="attn-dse")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from attn_dse.calibration import knobs as store
 from attn_dse.calibration.knobs import Knobs
-from attn_dse.cost import families as _families  # noqa: F401  (registers every family)
 from attn_dse.cost.family import families
 from attn_dse.hardware.spec import Hardware
 

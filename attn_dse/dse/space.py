@@ -6,8 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from attn_dse import strict_yaml
 from attn_dse.hardware.spec import SCALABLE
 from attn_dse.hardware.units import UnitError, parse_quantity
 from attn_dse.errors import AttnDseError, did_you_mean
@@ -63,12 +62,10 @@ def load_space(path: str | Path) -> Space:
     path = Path(path)
     if not path.is_file():
         raise AttnDseError(f"no such space file '{path}'", fix="give a YAML file (see spaces/)")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise AttnDseError(f"malformed YAML at line {mark.line + 1 if mark else '?'}", where=str(path),
-                           fix="check indentation and quoting there") from None
+    raw = strict_yaml.read(path)
+    if raw is not None and not isinstance(raw, dict):
+        raise AttnDseError("is not a YAML mapping of fields", where=str(path),
+                           fix="start with 'variants:' and 'workload:' (see spaces/gqa-vs-mla.yaml)")
     return space_from_dict(raw or {}, where=str(path))
 
 

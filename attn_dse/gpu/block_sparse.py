@@ -18,6 +18,10 @@ from attn_dse.gpu.softmax import finish, online_softmax_step, start_state
 
 from attn_dse.gpu.decode import load_packed_queries, run_splits, store_partial
 
+from attn_dse.gpu.harness import BF16_BOUND, DEV, Recorder, rel_err, rnd, sm_count, timed
+from attn_dse.gpu.prefill import prefill
+from attn_dse.gpu.reference import block_sparse_ref
+
 
 @triton.jit
 def _sparse_prefill(Q, K, V, O, Idx, stride_qb, stride_qs, stride_qh, stride_kb, stride_ks, stride_kh,
@@ -113,13 +117,18 @@ def block_sparse_prefill(q, k, v, block_idx, block: int = 64, causal: bool = Tru
     return o
 
 
+def decode_splits(batch: int, kv_heads: int, top_k: int, sms: int) -> int:
+    """Splits of the selected blocks that give every SM about two programs."""
+    return max(1, min(top_k, math.ceil(2 * sms / (batch * kv_heads))))
+
+
 def block_sparse_decode(q, k, v, seq_lens, block_idx, block: int = 64, n_splits: int | None = None,
                         num_warps: int = 4, out=None):
     """block_idx [B, Hkv, top_k] selected key blocks for the new tokens of each KV group."""
     B, Sq, Hq, D = q.shape
     Hkv = k.shape[2]
     top_k = block_idx.shape[-1]
-    n_splits = n_splits or max(1, min(top_k, math.ceil(2 * 132 / (B * Hkv))))
+    n_splits = n_splits or decode_splits(B, Hkv, top_k, sm_count(q.device))
     per_split = triton.cdiv(top_k, n_splits)
     group = Hq // Hkv
     return run_splits(lambda part, lse: _sparse_decode[(B, Hkv, n_splits)](
@@ -145,3 +154,91 @@ def causal_topk(B: int, Hkv: int, seq: int, block: int, top_k: int, generator=No
                 chosen = torch.cat([earlier.sort().values, torch.tensor([qb])])
                 idx[bb, h, qb, : len(chosen)] = chosen.to(torch.int32)
     return idx.to(device)
+
+
+# ---------------------------------------------------------------- check and bench
+FAMILY = "block_sparse"  # the cost model's family these measurements calibrate
+
+
+def check(rec: Recorder, g: torch.Generator) -> None:
+    """Outputs poisoned with NaN, then compared with the float32 reference over ragged shapes."""
+    for (B, S, Hq, Hkv, D, topk) in [(2, 1000, 8, 2, 128, 4), (1, 2048, 4, 1, 64, 8)]:
+        q, k, v = rnd(B, S, Hq, D), rnd(B, S, Hkv, D), rnd(B, S, Hkv, D)
+        idx = causal_topk(B, Hkv, S, 64, topk, g, DEV)
+        for heads, warps, fraction in ((1, 4, None), (2, 8, None), (2, 4, None), (2, 8, 0.25)):
+            sel = idx if fraction is None else causal_topk(B, Hkv, S, 64, 0, g, DEV, fraction=fraction)
+            out = torch.full_like(q, float("nan"))
+            block_sparse_prefill(q, k, v, sel, heads=heads, num_warps=warps, out=out)
+            rec.check(f"block_sparse prefill B{B} S{S} k{topk} heads={heads} warps={warps} fraction={fraction}",
+                      rel_err(out, block_sparse_ref(q, k, v, sel.long(), 64, True)), BF16_BOUND)
+        qd = rnd(B, 1, Hq, D)
+        idx_d = idx[:, :, -1].contiguous()
+        lens = torch.full((B,), S, device=DEV, dtype=torch.int32)
+        out = torch.full_like(qd, float("nan"))
+        block_sparse_decode(qd, k, v, lens, idx_d, out=out)
+        rec.check(f"block_sparse decode B{B} S{S} k{topk}",
+                  rel_err(out, block_sparse_ref(qd, k, v, idx_d[:, :, None].long(), 64, True)), BF16_BOUND)
+
+
+def bench(rec: Recorder) -> None:
+    g = torch.Generator().manual_seed(0)
+    S, B, Hq, Hkv, D = 16384, 1, 32, 8, 128
+    q, k, v = rnd(B, S, Hq, D), rnd(B, S, Hkv, D), rnd(B, S, Hkv, D)
+    nb = S // 64
+    idx = causal_topk(B, Hkv, S, 64, 64, g, DEV)
+    tune = {}
+    for heads, w, st in [(2, 8, 2), (2, 8, 3), (2, 4, 3), (1, 4, 2), (1, 4, 3)]:
+        tune[(heads, w, st)] = timed(lambda: block_sparse_prefill(q, k, v, idx, heads=heads, num_warps=w,
+                                                                     num_stages=st))[0]
+    heads, warps, stages = cfg = min(tune, key=tune.get)
+    print("tune block_sparse (heads, warps, stages): " + ", ".join(f"{c}:{t * 1e6:.0f}us" for c, t in tune.items()),
+          flush=True)
+
+    def sparse(idx, causal=True):
+        return timed(lambda: block_sparse_prefill(q, k, v, idx, causal=causal, heads=heads, num_warps=warps,
+                                                     num_stages=stages))
+
+    for top_k in (16, 32, 64, 128, nb):
+        idx = causal_topk(B, Hkv, S, 64, top_k, g, DEV)
+        med, p20, p80 = sparse(idx)
+        rec.add(family="block_sparse", variant="moba", phase="prefill", batch=B, seq=S, context=S, n_heads=Hq,
+                n_kv_heads=Hkv, head_dim=D, causal=True, window="", top_k=top_k, block=64, dtype="bf16",
+                config=str((64 * heads, 64, warps, stages)), n_split=1, median_s=med, p20_s=p20, p80_s=p80,
+                kv_bytes=2 * B * S * Hkv * D * 2)
+    dense_c, _, _ = timed(lambda: prefill(q, k, v, True))
+    print(f"dense causal prefill for comparison: {dense_c * 1e6:.1f} us", flush=True)
+    # causal selection of a fixed share of the blocks each query block sees: time should follow the share
+    for fraction in (0.125, 0.25, 0.5):
+        idx = causal_topk(B, Hkv, S, 64, 0, g, DEV, fraction=fraction)
+        med, p20, p80 = sparse(idx)
+        share = float((idx >= 0).sum()) / (B * Hkv * nb * (nb + 1) / 2)
+        rec.scaling.append({**rec.prov, "selection": "causal, share of visible blocks", "fraction": fraction,
+                            "block_share": share, "median_s": med, "dense_s": dense_c, "ratio": med / dense_c})
+        print(f"causal block-sparse {100 * share:.1f}% of visible blocks: {med * 1e6:.1f} us = "
+              f"{100 * med / dense_c:.1f}% of dense causal ({dense_c * 1e6:.1f} us)", flush=True)
+    # non-causal selection (MoBA over a bidirectional context): top_k / nb is exactly the pair share
+    dense_nc, _, _ = timed(lambda: prefill(q, k, v, False))
+    for top_k in (32, 64, 128):
+        idx = torch.stack([torch.randperm(nb, generator=g)[:top_k].sort().values for _ in range(B * Hkv * nb)])
+        idx = idx.view(B, Hkv, nb, top_k).to(DEV, torch.int32)
+        med, p20, p80 = sparse(idx, causal=False)
+        rec.scaling.append({**rec.prov, "selection": "non-causal, top_k of all blocks", "fraction": top_k / nb,
+                            "block_share": top_k / nb, "median_s": med, "dense_s": dense_nc, "ratio": med / dense_nc})
+        print(f"non-causal block-sparse {top_k}/{nb} blocks: {med * 1e6:.1f} us = {100 * med / dense_nc:.1f}% of "
+              f"dense non-causal ({dense_nc * 1e6:.1f} us)", flush=True)
+        rec.add(family="block_sparse", variant="moba", phase="prefill", batch=B, seq=S, context=S, n_heads=Hq,
+                n_kv_heads=Hkv, head_dim=D, causal=False, window="", top_k=top_k, block=64, dtype="bf16",
+                config=str((64 * heads, 64, warps, stages)), n_split=1, median_s=med, p20_s=p20, p80_s=p80,
+                kv_bytes=2 * B * S * Hkv * D * 2)
+    for Bd, L in ((1, 32768), (16, 32768)):
+        kd, vd = rnd(Bd, L, Hkv, D), rnd(Bd, L, Hkv, D)
+        qd = rnd(Bd, 1, Hq, D)
+        lens = torch.full((Bd,), L, device=DEV, dtype=torch.int32)
+        for top_k in (8, 32, 128):
+            idx = torch.stack([torch.randperm(L // 64, generator=g)[:top_k].sort().values for _ in range(Bd * Hkv)])
+            idx = idx.view(Bd, Hkv, top_k).to(DEV, torch.int32)
+            med, p20, p80 = timed(lambda: block_sparse_decode(qd, kd, vd, lens, idx))
+            rec.add(family="block_sparse", variant="moba", phase="decode", batch=Bd, seq=1, context=L - 1, n_heads=Hq,
+                    n_kv_heads=Hkv, head_dim=D, causal=True, window="", top_k=top_k, block=64, dtype="bf16",
+                    config="(64, 4)", n_split=decode_splits(Bd, Hkv, top_k, sm_count()), median_s=med,
+                    p20_s=p20, p80_s=p80, kv_bytes=2 * Bd * top_k * 64 * Hkv * D * 2)

@@ -17,6 +17,9 @@ import triton.language as tl
 
 from attn_dse.gpu.softmax import finish, online_softmax_step, start_state
 
+from attn_dse.gpu.harness import BF16_BOUND, DEV, Recorder, rel_err, rnd, sm_count, timed
+from attn_dse.gpu.reference import attention_ref
+
 
 @triton.jit
 def load_packed_queries(Q, b, kvh, group, seq_q, stride_qb, stride_qs, stride_qh,
@@ -122,7 +125,7 @@ def run_splits(launch, shape: tuple, n_splits: int, like: torch.Tensor, out: tor
     return o if direct else combine(part, lse, o)
 
 
-def choose_splits(batch: int, kv_heads: int, max_len: int, sms: int = 132, block_n: int = 64) -> int:
+def choose_splits(batch: int, kv_heads: int, max_len: int, sms: int, block_n: int = 64) -> int:
     """Enough splits to give every SM about two programs, no split shorter than 4 key tiles."""
     want = max(1, math.ceil(2 * sms / (batch * kv_heads)))
     return max(1, min(want, max_len // (4 * block_n), 128))
@@ -134,7 +137,7 @@ def decode(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_lens: torch.Te
     B, Sq, Hq, D = q.shape
     L, Hkv = k.shape[1], k.shape[2]
     group = Hq // Hkv
-    n_splits = n_splits or choose_splits(B, Hkv, L, block_n=block_n)
+    n_splits = n_splits or choose_splits(B, Hkv, L, sm_count(q.device), block_n=block_n)
     split_len = triton.cdiv(triton.cdiv(L, n_splits), block_n) * block_n
     block_h = max(16, triton.next_power_of_2(group * Sq))
     return run_splits(lambda part, lse: _decode_split[(B, Hkv, n_splits)](
@@ -142,3 +145,64 @@ def decode(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_lens: torch.Te
         v.stride(0), v.stride(1), v.stride(2), group, Sq, n_splits, split_len, 1.0 / math.sqrt(D),
         HEAD_DIM=D, BLOCK_H=block_h, BLOCK_N=block_n, num_warps=num_warps, num_stages=num_stages),
         (B, Sq, Hq, D), n_splits, q, out)
+
+
+# ---------------------------------------------------------------- check and bench
+FAMILY = "decode"  # the cost model's family these measurements calibrate
+
+
+def check(rec: Recorder, g: torch.Generator) -> None:
+    """Outputs poisoned with NaN, then compared with the float32 reference over ragged shapes."""
+    for (B, Sq, Hq, Hkv, D, L, splits) in [(3, 1, 32, 8, 128, 3000, 8), (2, 4, 16, 2, 128, 1111, 3),
+                                           (4, 1, 8, 8, 64, 515, None), (1, 2, 8, 1, 128, 4097, 16)]:
+        q, k, v = rnd(B, Sq, Hq, D), rnd(B, L, Hkv, D), rnd(B, L, Hkv, D)
+        lens = torch.randint(max(Sq, L // 3), L + 1, (B,), generator=g).to(DEV, torch.int32)
+        out = torch.full_like(q, float("nan"))
+        decode(q, k, v, lens, n_splits=splits, out=out)
+        rec.check(f"decode B{B} Sq{Sq} H{Hq}/{Hkv} d{D} L{L} splits={splits}",
+                  rel_err(out, attention_ref(q, k, v, True, seq_lens=lens)), BF16_BOUND)
+
+
+def tune_decode(B=64, L=32768, Hq=64, Hkv=8, D=128) -> tuple:
+    q, k, v = rnd(B, 1, Hq, D), rnd(B, L, Hkv, D), rnd(B, L, Hkv, D)
+    lens = torch.full((B,), L, device=DEV, dtype=torch.int32)
+    times = {}
+    for block_n in (64, 128):
+        for warps in (4, 8):
+            for stages in (2, 3, 4):
+                cfg = (block_n, warps, stages)
+                times[cfg] = timed(lambda: decode(q, k, v, lens, block_n=block_n, num_warps=warps, num_stages=stages))[0]
+    kv = 2 * B * L * Hkv * D * 2
+    print("tune decode: " + ", ".join(f"{c}:{kv / t / 1e12:.2f}TB/s" for c, t in times.items()), flush=True)
+    # configurations within 2% stream equally with every SM busy; the deepest pipeline (K/V
+    # bytes in flight) streams most per SM when few programs run (no split-KV at batch 1)
+    best = min(times.values())
+    return max((c for c, t in times.items() if t <= 1.02 * best), key=lambda c: (c[0] * c[2], -times[c]))
+
+
+
+def measure_decode(rec: Recorder, cfg: tuple) -> None:
+    block_n, warps, stages = cfg
+    shapes = [(b, 1, 64, 8, 128, L, None) for b in (1, 4, 16, 64, 128) for L in (1024, 4096, 16384, 32768, 65536)]
+    shapes += [(b, 1, 32, 32, 128, L, None) for b in (1, 16) for L in (4096, 32768)]
+    shapes += [(b, 1, 32, 1, 128, 32768, None) for b in (1, 64)]
+    shapes += [(b, 4, 64, 8, 128, 32768, None) for b in (1, 16)]
+    shapes += [(b, 1, 64, 8, 128, 32768, 1) for b in (1, 4, 16)]  # no split-KV
+    for B, Sq, Hq, Hkv, D, L, splits in shapes:
+        q, k, v = rnd(B, Sq, Hq, D), rnd(B, L, Hkv, D), rnd(B, L, Hkv, D)
+        lens = torch.full((B,), L, device=DEV, dtype=torch.int32)
+        n_split = splits or choose_splits(B, Hkv, L, sm_count(), block_n=block_n)
+        med, p20, p80 = timed(lambda: decode(q, k, v, lens, n_splits=n_split, block_n=block_n, num_warps=warps,
+                                             num_stages=stages))
+        variant = "mha" if Hq == Hkv else ("mqa" if Hkv == 1 else "gqa")
+        rec.add(family="decode", variant=variant, phase="decode", batch=B, seq=Sq, context=L - Sq, n_heads=Hq,
+                n_kv_heads=Hkv, head_dim=D, causal=True, window="", top_k="", block="", dtype="bf16",
+                config=str(cfg), n_split=n_split, median_s=med, p20_s=p20, p80_s=p80,
+                kv_bytes=2 * B * L * Hkv * D * 2)
+        del q, k, v
+
+
+
+
+def bench(rec: Recorder) -> None:
+    measure_decode(rec, tune_decode())

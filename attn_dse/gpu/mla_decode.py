@@ -29,6 +29,9 @@ from triton.tools.tensor_descriptor import TensorDescriptor
 
 from attn_dse.gpu.decode import run_splits
 
+from attn_dse.gpu.harness import BF16_BOUND, DEV, Recorder, rel_err, rnd, sm_count, timed
+from attn_dse.gpu.reference import mla_decode_ref
+
 
 @triton.jit
 def _mla_split(qn_desc, qp_desc, c_desc, kp_desc, Lens, Part, Lse, L, n_heads, n_splits, split_len, sm_scale,
@@ -99,7 +102,7 @@ def is_hopper(t: torch.Tensor) -> bool:
     return t.is_cuda and torch.cuda.get_device_capability(t.device) == (9, 0)
 
 
-def choose_splits(batch: int, head_blocks: int, max_len: int, block_n: int, sms: int = 132) -> int:
+def choose_splits(batch: int, head_blocks: int, max_len: int, block_n: int, sms: int) -> int:
     """As many splits as fill the SMs in one wave (a program fills an SM's shared memory), none
     shorter than two key tiles, at most 64: a second, partial wave cost 15% at 64 x 8k tokens,
     and 132 splits of one 32k sequence took 40.2 us against 39.2 us for 64 (H100, 16 heads)."""
@@ -125,7 +128,7 @@ def mla_decode(q_nope: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor, seq_l
         asked = {"block_h": block_h, "block_n": block_n, "num_warps": num_warps, "num_stages": num_stages}
         if any(v is not None and v != FIXED[k] for k, v in asked.items()):
             raise ValueError(f"the wgmma layout's tiles are fixed at {FIXED}, not {asked}")
-        n_splits = n_splits or choose_splits(B, triton.cdiv(H, FIXED["block_h"]), L, FIXED["block_n"])
+        n_splits = n_splits or choose_splits(B, triton.cdiv(H, FIXED["block_h"]), L, FIXED["block_n"], sm_count(kv.device))
         return mla_decode_wgmma(q_nope, q_pe, kv, seq_lens, n_splits, scale, out)
     block_h = block_h or cfg["block_h"]
     block_n = block_n or cfg["block_n"]
@@ -135,7 +138,7 @@ def mla_decode(q_nope: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor, seq_l
         raise ValueError("4 warps need num_stages >= 2 (with 1 stage Triton 3.6 miscompiles this kernel)")
     block_h = min(block_h, max(16, triton.next_power_of_2(H)))
     head_blocks = triton.cdiv(H, block_h)
-    n_splits = n_splits or choose_splits(B, head_blocks, L, block_n)
+    n_splits = n_splits or choose_splits(B, head_blocks, L, block_n, sm_count(kv.device))
     split_len = triton.cdiv(triton.cdiv(L, n_splits), block_n) * block_n
     qn2, qp2 = q_nope.reshape(B * H, D), q_pe.reshape(B * H, R)
     kv2 = kv.reshape(B * L, D + R)
@@ -146,3 +149,76 @@ def mla_decode(q_nope: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor, seq_l
         *descs, seq_lens, part, lse, L, H, n_splits, split_len, scale, D_LAT=D, BLOCK_H=block_h, BLOCK_N=block_n,
         TOKENS_MAJOR=layout == "tokens", num_warps=num_warps, num_stages=num_stages),
         (B, 1, H, D), n_splits, kv, out)[:, 0]
+
+
+# ---------------------------------------------------------------- check and bench
+FAMILY = "mla_decode"  # the cost model's family these measurements calibrate
+
+
+def check(rec: Recorder, g: torch.Generator) -> None:
+    """Outputs poisoned with NaN, then compared with the float32 reference over ragged shapes."""
+    for (B, H, L) in [(2, 128, 3001), (3, 16, 700), (1, 128, 5000), (4, 16, 2049), (2, 96, 1500)]:
+        qn, qp, kv = rnd(B, H, 512), rnd(B, H, 64), rnd(B, L, 576)
+        lens = torch.randint(L // 2, L + 1, (B,), generator=g).to(DEV, torch.int32)
+        out = torch.full((B, 1, H, 512), float("nan"), device=DEV, dtype=torch.bfloat16)
+        for cfg in MLA_CONFIGS[128 if H > 16 else 16]:  # every configuration the tuning may pick
+            if cfg[0] == "wgmma" and not is_hopper(kv):
+                continue
+            out.fill_(float("nan"))
+            run_mla(qn, qp, kv, lens, cfg, out=out)
+            rec.check(f"mla_decode B{B} H{H} L{L} {cfg}",
+                      rel_err(out[:, 0], mla_decode_ref(qn, qp, kv, lens, 512, 1 / math.sqrt(192))), BF16_BOUND)
+
+
+MLA_CONFIGS = {  # (layout, block_h, block_n, num_warps, num_stages); 4 warps need 2 stages (1 crashed);
+    # the wgmma layout (Gluon, Hopper only) has fixed tiles: its other fields are what it runs with
+    128: [("wgmma", 64, 64, 8, 2), ("heads", 64, 64, 8, 2), ("tokens", 64, 128, 8, 1)],
+    16: [("tokens", 16, 64, 4, 2), ("tokens", 16, 32, 4, 4), ("tokens", 16, 128, 8, 1)]}
+
+
+def run_mla(qn, qp, kv, lens, cfg, **kw):
+    layout, block_h, block_n, warps, stages = cfg
+    return mla_decode(qn, qp, kv, lens, layout=layout, block_h=block_h, block_n=block_n, num_warps=warps,
+                      num_stages=stages, **kw)
+
+
+def tune_mla(H: int, B: int = 64, L: int = 8192) -> tuple:
+    """Fastest configuration for H heads: 128 is compute-bound,
+    16 (a tensor-parallel shard of DeepSeek-V3's heads) memory-bound. Off Hopper the wgmma
+    layout raises and drops out."""
+    qn, qp, kv = rnd(B, H, 512), rnd(B, H, 64), rnd(B, L, 576)
+    lens = torch.full((B,), L, device=DEV, dtype=torch.int32)
+    times = {}
+    for cfg in MLA_CONFIGS[H]:
+        try:
+            times[cfg] = timed(lambda: run_mla(qn, qp, kv, lens, cfg))[0]
+        except Exception as exc:  # noqa: BLE001 (a config may not fit in shared memory)
+            print(f"mla config {cfg} failed: {type(exc).__name__}: {str(exc)[:120]}", flush=True)
+    flops, kv_bytes = 2 * B * H * L * (576 + 512), B * L * 576 * 2
+    print(f"tune mla H={H}: " + ", ".join(f"{c}:{flops / t / 1e12:.0f}TF/s,{kv_bytes / t / 1e12:.2f}TB/s"
+                                          for c, t in times.items()), flush=True)
+    return min(times, key=times.get)
+
+
+
+def measure_mla(rec: Recorder) -> None:
+    shapes = {128: [(1, 4096), (1, 32768), (8, 8192), (16, 32768), (32, 4096), (64, 1024), (64, 4096), (64, 16384),
+                    (128, 4096), (128, 8192), (4, 65536), (256, 2048)],
+              16: [(1, 32768), (8, 8192), (16, 32768), (64, 4096), (64, 16384), (128, 8192)]}
+    for H, sizes in shapes.items():
+        cfg = tune_mla(H)
+        for B, L in sizes:
+            qn, qp, kv = rnd(B, H, 512), rnd(B, H, 64), rnd(B, L, 576)
+            lens = torch.full((B,), L, device=DEV, dtype=torch.int32)
+            med, p20, p80 = timed(lambda: run_mla(qn, qp, kv, lens, cfg))
+            rec.add(family="mla_decode", variant="mla", phase="decode", batch=B, seq=1, context=L - 1, n_heads=H,
+                    n_kv_heads=1, head_dim=576, causal=True, window="", top_k="", block="", dtype="bf16",
+                    config=str(cfg), n_split=choose_splits(B, triton.cdiv(H, cfg[1]), L, cfg[2], sm_count()), median_s=med,
+                    p20_s=p20, p80_s=p80, kv_bytes=B * L * 576 * 2)
+            del kv
+
+
+
+
+def bench(rec: Recorder) -> None:
+    measure_mla(rec)

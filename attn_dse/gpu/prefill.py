@@ -15,6 +15,9 @@ import triton.language as tl
 
 from attn_dse.gpu.softmax import finish, online_softmax_step, start_state
 
+from attn_dse.gpu.harness import BF16_BOUND, Recorder, rel_err, rnd, timed
+from attn_dse.gpu.reference import attention_ref
+
 
 @triton.jit
 def _tile(acc, l_i, m_i, q, K, V, offs_m, start_n, seq_k, stride_kn, stride_vn, qk_scale,
@@ -116,3 +119,70 @@ def prefill_flops(B, Sq, Sk, Hq, D, causal, window=None) -> float:
     else:
         n = pairs.dense(Sq, past, causal)
     return float(4 * B * Hq * n * D)
+
+
+# ---------------------------------------------------------------- check and bench
+FAMILY = "prefill"  # the cost model's family these measurements calibrate
+
+
+def check(rec: Recorder, g: torch.Generator) -> None:
+    """Outputs poisoned with NaN, then compared with the float32 reference over ragged shapes."""
+    for (B, S, Hq, Hkv, D, causal, window, dtype) in [
+            (2, 1000, 8, 2, 128, True, None, torch.bfloat16), (1, 777, 4, 4, 64, False, None, torch.float16),
+            (1, 1500, 8, 1, 128, True, 300, torch.bfloat16), (3, 515, 16, 4, 64, True, None, torch.bfloat16),
+            (1, 640, 4, 2, 256, False, None, torch.bfloat16)]:
+        q, k, v = rnd(B, S, Hq, D, dtype=dtype), rnd(B, S, Hkv, D, dtype=dtype), rnd(B, S, Hkv, D, dtype=dtype)
+        out = torch.full_like(q, float("nan"))
+        prefill(q, k, v, causal, window, out=out)
+        rec.check(f"prefill B{B} S{S} H{Hq}/{Hkv} d{D} causal={causal} win={window} {dtype}",
+                  rel_err(out, attention_ref(q, k, v, causal, window)), BF16_BOUND)
+
+
+PREFILL_CONFIGS = [(128, 64, 8, 3), (128, 128, 8, 3), (128, 64, 4, 3), (64, 64, 4, 4), (128, 128, 8, 2),
+                   (128, 32, 4, 4), (64, 128, 4, 3)]
+
+
+def tune_prefill(D=128, S=16384, H=32) -> dict:
+    q, k, v = rnd(1, S, H, D), rnd(1, S, H, D), rnd(1, S, H, D)
+    best = {}
+    for causal in (False, True):
+        times = {}
+        for cfg in PREFILL_CONFIGS:
+            try:
+                times[cfg] = timed(lambda: prefill(q, k, v, causal, config=cfg))[0]
+            except Exception as exc:  # noqa: BLE001 (a config may not fit; skip it)
+                print(f"config {cfg} failed: {type(exc).__name__}", flush=True)
+        best[causal] = min(times, key=times.get)
+        flops = prefill_flops(1, S, S, H, D, causal)
+        print("tune prefill causal=%s: " % causal + ", ".join(f"{c}:{flops / t / 1e12:.0f}" for c, t in times.items()),
+              flush=True)
+    return best
+
+
+
+def measure_prefill(rec: Recorder, cfg: dict) -> None:
+    shapes = []
+    for D in (64, 128):
+        for S in (1024, 4096, 16384):
+            for causal in (False, True):
+                shapes.append((max(1, 16384 // S), S, 32, 8, D, causal, None, torch.bfloat16))
+    shapes += [(4, 4096, 32, h, 128, True, None, torch.bfloat16) for h in (32, 4, 1)]
+    shapes += [(1, s, 32, 8, 128, True, w, torch.bfloat16) for s in (4096, 16384) for w in (512, 2048)]
+    shapes += [(4, 4096, 32, 8, 128, c, None, torch.float16) for c in (False, True)]
+    shapes += [(2, 3000, 32, 8, 128, True, None, torch.bfloat16), (1, 16384, 32, 32, 128, False, None, torch.bfloat16)]
+    for B, S, Hq, Hkv, D, causal, window, dtype in shapes:
+        q, k, v = rnd(B, S, Hq, D, dtype=dtype), rnd(B, S, Hkv, D, dtype=dtype), rnd(B, S, Hkv, D, dtype=dtype)
+        config = cfg[causal] if D == 128 else None
+        med, p20, p80 = timed(lambda: prefill(q, k, v, causal, window, config=config))
+        rec.add(family="prefill", variant="gqa", phase="prefill", batch=B, seq=S, context=S, n_heads=Hq,
+                n_kv_heads=Hkv, head_dim=D, causal=causal, window=window or "", top_k="", block="",
+                dtype="bf16" if dtype == torch.bfloat16 else "fp16", config=str(config or "default"), n_split=1,
+                median_s=med, p20_s=p20, p80_s=p80,
+                kv_bytes=2 * B * S * Hkv * D * 2)
+        del q, k, v
+
+
+
+
+def bench(rec: Recorder) -> None:
+    measure_prefill(rec, tune_prefill())

@@ -116,7 +116,42 @@ def _resolved_raw(path: Path, chain: tuple[str, ...]) -> dict:
     merged = _merge(base, raw)
     merged.pop("extends", None)
     merged["_lineage"] = [str(raw.get("name", path.stem))] + base["_lineage"]
+    _carry_achieved_fractions(base, raw, merged, str(path))
     return merged
+
+
+def _carry_achieved_fractions(base: dict, raw: dict, merged: dict, where: str) -> None:
+    """A preset that changes a datasheet figure (HBM bandwidth, a matmul peak) without measuring
+    the new machine keeps the inherited measured ceiling as the same fraction of that figure:
+    an H100 with twice the HBM bandwidth reaches twice its measured copy rate."""
+    own = raw.get("achievable") or {}
+    ach = merged.get("achievable") or {}
+
+    def level_bw(levels):
+        return next((lv.get("bandwidth") for lv in levels or [] if isinstance(lv, dict) and lv.get("name") == "hbm"), None)
+
+    def parse(value, kind, name):
+        try:
+            return parse_quantity(value, kind)
+        except UnitError as exc:
+            raise AttnDseError(f"{name}: {exc}", where=where) from None
+
+    scaled = []
+    new_bw, old_bw = level_bw(raw.get("memory")), level_bw(base.get("memory"))
+    if new_bw is not None and old_bw is not None and "hbm_bandwidth" not in own and ach.get("hbm_bandwidth"):
+        f = parse(new_bw, "bandwidth", "memory[hbm].bandwidth") / parse(old_bw, "bandwidth", "memory[hbm].bandwidth")
+        ach["hbm_bandwidth"] = f"{parse(ach['hbm_bandwidth'], 'bandwidth', 'achievable.hbm_bandwidth') * f!r} B/s"
+        scaled.append(f"hbm x{f:.3g}")
+    new_mm = (raw.get("compute") or {}).get("matmul") or {}
+    old_mm = (base.get("compute") or {}).get("matmul") or {}
+    for dtype, value in (ach.get("matmul") or {}).items():
+        if dtype in new_mm and dtype in old_mm and dtype not in (own.get("matmul") or {}):
+            f = parse(new_mm[dtype], "flop_rate", f"compute.matmul.{dtype}") / parse(old_mm[dtype], "flop_rate", "")
+            ach["matmul"][dtype] = f"{parse(value, 'flop_rate', f'achievable.matmul.{dtype}') * f!r} FLOP/s"
+            scaled.append(f"matmul.{dtype} x{f:.3g}")
+    if scaled:
+        ach["source"] = (f"{ach.get('source', '')} -- scaled by {Path(where).name}'s own datasheet figures "
+                         f"({', '.join(scaled)}): the measured fraction of the datasheet carries over").strip()
 
 
 def _merge(base: dict, over: dict) -> dict:

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-import yaml
-
+from attn_dse import strict_yaml
 from attn_dse.errors import AttnDseError, did_you_mean
 from attn_dse.workloads.registry import Workload, attention
 
@@ -43,7 +42,7 @@ def from_model(name: str, **overrides) -> Workload:
     path = model_dir() / f"{name}.yaml"
     if not path.is_file():
         raise AttnDseError(f"unknown model preset '{name}'", fix=did_you_mean(name, model_names()))
-    raw = yaml.safe_load(path.read_text())
+    raw = strict_yaml.read(path)
     unknown = set(raw) - _FIELDS
     if unknown:
         raise AttnDseError(f"{sorted(unknown)[0]}: unknown field", where=str(path), fix=did_you_mean(sorted(unknown)[0], _FIELDS))

@@ -4,9 +4,8 @@ import sys
 
 from click.testing import CliRunner
 
-from attn_dse.cli.main import cli, _register_optional
+from attn_dse.cli.main import cli
 
-_register_optional()
 
 
 def run(*args):
@@ -40,7 +39,7 @@ def test_bad_preset_is_one_line_exit_2():
 
 
 def test_cli_import_is_light():
-    code = ("import sys, attn_dse, attn_dse.cli.main; attn_dse.cli.main._register_optional(); "
+    code = ("import sys, attn_dse, attn_dse.cli.main; "
             "print(' '.join(m for m in ('torch','triton','matplotlib','scipy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

@@ -142,3 +142,29 @@ def test_pinned_mapping_in_a_space():
     assert pinned["latency_s"][0] > 3 * free["latency_s"][0]  # one CTA per KV head leaves SMs idle
     with pytest.raises(AttnDseError, match="workload.mapping.splits: unknown field"):
         space_from_dict({**base, "workload": {**base["workload"], "mapping": {"splits": 1}}})
+
+
+def test_every_column_a_space_may_name_is_in_the_output():
+    """Constraints and objectives are checked against NUMERIC_COLUMNS: each must be a real column
+    (a comment once swallowed flops/executed_flops, and 'minimize: flops' died with a KeyError)."""
+    from attn_dse.dse.constraints import NUMERIC_COLUMNS
+    space = space_from_dict({"variants": [{"variant": "gqa", "params": {"n_heads": 32, "n_kv_heads": 8,
+                                                                          "n_layers": 32}}],
+                             "workload": {"phase": ["decode", "prefill"], "batch": [1, 4], "context": [4096]}})
+    cols = evaluate(space, ("h100",)).columns
+    assert set(NUMERIC_COLUMNS) <= set(cols), set(NUMERIC_COLUMNS) - set(cols)
+    for name in NUMERIC_COLUMNS:
+        res = evaluate(space_from_dict({**space_dict_for(name)}), ("h100",))
+        assert res.n_points == 4 and res.front, name
+
+
+def space_dict_for(objective: str) -> dict:
+    return {"variants": [{"variant": "gqa", "params": {"n_heads": 32, "n_kv_heads": 8, "n_layers": 32}}],
+            "workload": {"phase": ["decode", "prefill"], "batch": [1, 4], "context": [4096]},
+            "objectives": [{"minimize": objective}]}
+
+
+def test_flops_objective_counts_the_attended_pairs():
+    res = evaluate(space_from_dict({**space_dict_for("flops"), "workload": {
+        "phase": "prefill", "batch": [1], "context": [1024], "scope": "core"}}), ("h100",))
+    assert res.columns["flops"][0] == 4 * 32 * (1024 * 1025 / 2) * 128

@@ -113,7 +113,31 @@ def test_block_sparse_prefill_and_decode(heads, fraction):
 @pytest.mark.gpu
 def test_gpu_check_grid(tmp_path):
     """The measurement script's correctness grid (bf16, production tile sizes, poisoned outputs)."""
-    from attn_dse.gpu.measure import Recorder, check_all
+    from attn_dse.gpu.harness import Recorder
+    from attn_dse.gpu.measure import family_modules
     rec = Recorder(tmp_path)
-    check_all(rec)
+    modules = family_modules()
+    for module in modules.values():
+        module.check(rec, torch.Generator().manual_seed(0))
     assert rec.checks and all(c["ok"] for c in rec.checks)
+    assert {c["kernel"].split()[0] for c in rec.checks} == set(modules)  # every family checked
+
+
+def test_every_gpu_family_benches_a_cost_family():
+    """Each GPU family file names a family the cost model registers (their rows calibrate it)."""
+    from attn_dse.cost.family import tiled_families
+    from attn_dse.gpu.measure import family_modules
+    modules = family_modules()
+    assert set(modules) == set(tiled_families())
+    for name, module in modules.items():
+        assert callable(module.check) and callable(module.bench), name
+
+
+def test_recorded_flops_are_the_models_exact_count():
+    """A row's FLOPs come from the cost model's workload: 4*B*H*pairs*d for causal prefill."""
+    from attn_dse.gpu.harness import model_flops
+    row = dict(family="prefill", batch=2, seq=1000, context=1000, n_heads=8, n_kv_heads=2, head_dim=128,
+               causal=True, window="", dtype="bf16", config="default")
+    assert model_flops(row) == 4 * 2 * 8 * (1000 * 1001 / 2) * 128
+    row = dict(row, family="decode", seq=1, context=4096, causal=True, n_split=8)
+    assert model_flops(row) == 4 * 2 * 8 * 4097 * 128

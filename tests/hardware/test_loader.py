@@ -142,3 +142,39 @@ def test_scaled_what_if():
     assert fast.hbm.bytes_per_s == 2 * hw.hbm.bytes_per_s
     assert fast.hbm_bytes_per_s() == 2 * hw.hbm_bytes_per_s()
     assert fast.peak_flop_per_s["bf16"] == 0.5 * hw.peak_flop_per_s["bf16"]
+
+
+def test_duplicate_key_is_refused_with_file_line_and_key(write_yaml):
+    text = MINIMAL + "launch_overhead: 5 us\n"  # what an appended calibration block once did
+    path = write_yaml("dup.yaml", text)
+    msg = _error(path)
+    line = text.splitlines().index("launch_overhead: 5 us") + 1
+    assert "dup.yaml" in msg and "duplicate key 'launch_overhead'" in msg and f"line {line}" in msg
+    assert "keep one of them" in msg
+
+
+def test_duplicate_key_in_a_nested_mapping_is_refused(write_yaml):
+    path = write_yaml("dup2.yaml", MINIMAL.replace("cores: 10,", "cores: 10, cores: 12,"))
+    assert "duplicate key 'cores'" in _error(path)
+
+
+def test_presets_hold_no_calibration_knobs():
+    """Knobs live in calibration/knobs/, not in the hardware presets."""
+    from attn_dse.hardware.loader import preset_dir
+    for path in preset_dir().glob("*.yaml"):
+        assert "\nmodel:" not in path.read_text(), path
+
+
+def test_a_what_if_that_changes_a_datasheet_figure_moves_the_measured_ceiling(write_yaml):
+    """The README's what-if: the inherited measured copy rate scales with the new datasheet
+    bandwidth (same achieved fraction), so the model's ceiling really changes."""
+    h100 = load_hardware("h100")
+    hbm = load_hardware(write_yaml("hbm4.yaml", "name: h100-hbm4\ndescription: x\nextends: h100\n"
+                                                "memory:\n  - {name: hbm, bandwidth: 6.7 TB/s}\n"))
+    assert hbm.hbm_bytes_per_s() == pytest.approx(2 * h100.hbm_bytes_per_s())
+    assert "scaled by hbm4.yaml" in hbm.achievable.source
+    mm = load_hardware(write_yaml("mm.yaml", "name: h100-2x\ndescription: x\nextends: h100\n"
+                                             "compute: {matmul: {bf16: 1978.8 TFLOP/s}}\n"))
+    assert mm.matmul_flop_per_s("bf16") == pytest.approx(2 * h100.matmul_flop_per_s("bf16"))
+    # a preset that measures its own ceiling keeps it (the H200's 4.3 TB/s)
+    assert load_hardware("h200").hbm_bytes_per_s() == pytest.approx(4.3e12)

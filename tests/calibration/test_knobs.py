@@ -1,0 +1,61 @@
+"""The knob store: lookup along `extends:`, per implementation, defaults, round trip, errors."""
+import pytest
+
+from attn_dse import load_hardware
+from attn_dse.calibration import knobs as store
+from attn_dse.cost.family import families
+from attn_dse.cost.knobs import default_knobs, knobs_for
+from attn_dse.errors import AttnDseError
+from attn_dse.validation.compare import measured_families
+from attn_dse.validation.fit import parameters
+
+
+def test_stored_h100_knobs_round_trip_through_the_dumper(tmp_path):
+    k = knobs_for(load_hardware("h100"))
+    path = store.write(tmp_path / "h100" / "triton.yaml", k, "h100", "test")
+    again = store.merge(default_knobs(load_hardware("h100")), store.strict_yaml.read(path), str(path))
+    assert again.flat() == k.flat() and again.source == k.source
+
+
+def test_a_what_if_preset_inherits_the_knobs_of_what_it_extends(write_yaml):
+    path = write_yaml("h100-hbm4.yaml", "name: h100-hbm4\ndescription: x\nextends: h100\n"
+                                         "memory:\n  - {name: hbm, bandwidth: 6.7 TB/s}\n")
+    hw = load_hardware(path)
+    assert hw.ancestry == ("h100-hbm4", "h100")
+    fitted = {n for n, *_ in parameters(measured_families())}
+    mine, h100 = knobs_for(hw).flat(), knobs_for(load_hardware("h100")).flat()
+    assert {k: mine[k] for k in fitted} == {k: h100[k] for k in fitted}
+    assert knobs_for(hw).source == knobs_for(load_hardware("h100")).source
+
+
+def test_an_unknown_implementation_runs_on_the_family_defaults():
+    hw = load_hardware("h100")
+    k = knobs_for(hw, "somebody-elses-kernel")
+    assert k.source.startswith("defaults") and k.implementation == "somebody-elses-kernel"
+    for name, fam in families().items():
+        assert k.family(name).compute_efficiency == fam.compute_efficiency
+    assert k.launch_overhead_s == hw.launch_overhead_s  # the preset's own figure
+
+
+def test_user_knob_directory_is_searched_first(tmp_path, monkeypatch):
+    hw = load_hardware("h100")
+    mine = knobs_for(hw).with_values({"compute_efficiency.prefill": 0.5}, source="mine")
+    store.write(tmp_path / "h100" / "triton.yaml", mine, "h100", "test")
+    monkeypatch.setenv("ATTN_DSE_KNOBS", str(tmp_path))
+    assert knobs_for(hw).family("prefill").compute_efficiency == 0.5 and knobs_for(hw).source == "mine"
+
+
+@pytest.mark.parametrize("text,words", [
+    ("l2_reus: 0.9\n", ["l2_reus: unknown knob", "did you mean 'l2_reuse'"]),
+    ("families: {prefil: {compute_efficiency: 0.5}}\n", ["families.prefil: unknown kernel family"]),
+    ("families: {prefill: {compute_efficiency: fast}}\n", ["compute_efficiency: 'fast' is not a non-negative number"]),
+    ("l2_reuse: 0.9\nl2_reuse: 0.8\n", ["duplicate key 'l2_reuse'", "line 2"]),
+])
+def test_bad_knob_files_name_the_file_and_the_knob(tmp_path, monkeypatch, text, words):
+    (tmp_path / "h100").mkdir()
+    (tmp_path / "h100" / "triton.yaml").write_text(text)
+    monkeypatch.setenv("ATTN_DSE_KNOBS", str(tmp_path))
+    with pytest.raises(AttnDseError) as info:
+        knobs_for(load_hardware("h100"))
+    msg = str(info.value)
+    assert "triton.yaml" in msg and all(w in msg for w in words), msg

@@ -1,0 +1,40 @@
+"""Kernel families: each attention kernel goes to the family that models it, registered once."""
+import pytest
+
+from attn_dse import attention
+from attn_dse.cost.family import families, family_for, get_family
+from attn_dse.errors import AttnDseError
+from attn_dse.workloads.shape import make_shape
+
+
+@pytest.mark.parametrize("variant,params,phase,family", [
+    ("gqa", dict(n_heads=32, n_kv_heads=8), "decode", "decode"),
+    ("gqa", dict(n_heads=32, n_kv_heads=8), "prefill", "prefill"),
+    ("gqa", dict(n_heads=32, n_kv_heads=8), "train", "prefill"),
+    ("mla", dict(scheme="absorbed"), "decode", "mla_decode"),
+    ("mla", dict(scheme="absorbed"), "prefill", "prefill"),
+    ("mla", dict(scheme="naive"), "decode", "decode"),
+    ("block_sparse", dict(n_heads=32, n_kv_heads=8, top_k=4), "prefill", "block_sparse"),
+    ("block_sparse", dict(n_heads=32, n_kv_heads=8, top_k=4), "decode", "block_sparse"),
+    ("nsa", dict(n_heads=32, n_kv_heads=4), "decode", "block_sparse"),
+    ("swa", dict(n_heads=32, n_kv_heads=8, window=512), "decode", "decode"),
+    ("linear", dict(n_heads=16), "decode", None),
+])
+def test_each_kernel_goes_to_its_family(variant, params, phase, family):
+    wl = attention(variant, **params)
+    s = make_shape(phase, 1, 1024 if phase != "decode" else 1, 4096 if phase == "decode" else None)
+    (spec, _), = wl.kernel_specs(s)
+    got = family_for(spec)
+    assert (got.name if got else None) == family
+
+
+def test_families_are_registered_once_with_their_knobs():
+    names = list(families())
+    assert len(names) == len(set(names)) and {"prefill", "decode", "block_sparse", "gemm", "unfused"} <= set(names)
+    for fam in families().values():
+        assert 0 < fam.compute_efficiency <= 1 and 0 < fam.memory_efficiency <= 1
+
+
+def test_unknown_family_is_a_clear_error():
+    with pytest.raises(AttnDseError, match="unknown kernel family 'prefil'.*did you mean 'prefill'"):
+        get_family("prefil")

@@ -92,6 +92,7 @@ def knob_dirs() -> list[Path]:
     return extra + [package_dir()]
 
 
+@functools.lru_cache(maxsize=1)
 def package_dir() -> Path:
     return Path(str(resources.files("attn_dse") / "calibration" / "knobs"))
 

@@ -20,10 +20,16 @@ def default_knobs(hw: Hardware, implementation: str = DEFAULT_IMPLEMENTATION) ->
 
 
 def knobs_for(hw: Hardware, implementation: str = DEFAULT_IMPLEMENTATION) -> Knobs:
-    """Stored knobs along the hardware's lineage over the defaults."""
-    base = default_knobs(hw, implementation)
+    """Stored knobs along the hardware's lineage over the defaults (cached per input; a stored
+    file is re-read when it changes)."""
     found = store.stored(hw.ancestry, implementation)
-    if found is None:
-        return base
-    raw, path = found
-    return store.merge(base, raw, str(path))
+    hbm = hw.achievable.hbm_bytes_per_s or hw.hbm.bytes_per_s
+    key = (hw.ancestry, implementation, hw.launch_overhead_s, hw.cores, hbm,
+           found and (str(found[1]), found[1].stat().st_mtime_ns))
+    if key not in _CACHE:
+        base = default_knobs(hw, implementation)
+        _CACHE[key] = base if found is None else store.merge(base, found[0], str(found[1]))
+    return _CACHE[key]
+
+
+_CACHE: dict[tuple, Knobs] = {}

@@ -3,10 +3,8 @@ key blocks. Prefill tiles it like dense prefill over the selected keys, decode l
 decode over them; the family has knobs of its own (gathers of scattered blocks)."""
 from __future__ import annotations
 
-from attn_dse.cost import tiled
+from attn_dse.cost.families import prefill
 from attn_dse.cost.families.decode import decode_args, estimate_decode
-from attn_dse.cost.families.prefill import candidates as prefill_candidates
-from attn_dse.cost.families.prefill import choices
 from attn_dse.cost.family import Family, register_family
 from attn_dse.cost.measured import flag, num
 
@@ -23,7 +21,7 @@ class BlockSparse(Family):
     def estimate(self, spec, hw, c, knobs, fixed=None):
         if spec.phase == "decode":
             return estimate_decode(self.name, spec, hw, c, knobs, fixed)
-        return tiled.search(prefill_candidates(spec, hw, c, knobs, knobs.family(self.name)), fixed, choices())
+        return prefill.search(spec, hw, c, knobs, self.name, fixed)
 
     def workload_for(self, row):
         """Top-k block selection without the gate (the measured kernel is given the indices)."""

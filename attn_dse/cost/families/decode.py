@@ -22,19 +22,16 @@ def kv_width(spec):
     return spec.d_qk if spec.kv_shared else spec.d_qk + spec.d_v * (1 - spec.skip * (spec.phase == "decode"))
 
 
-def candidates(spec, hw, c, knobs, fam, fixed: dict):
-    """Every (splits, Bc, stages, row tile) mapping; a pinned n_split may be any count."""
+def grid(hw, fixed: dict) -> dict:
+    """The mapping axes in search order (splits, Bc, stages, row tile); a pinned n_split may be
+    any count (it is taken out of `fixed`)."""
     key_tiles = GPU_BC if hw.kind == "gpu" else TPU_BC
     row_tiles = (hw.mma_rows, MMA_ROWS) if hw.kind == "gpu" else (hw.mma_rows,)
     splits = (fixed.pop("n_split"),) if "n_split" in fixed else SPLITS
-    for n in splits:
-        for bc in key_tiles:
-            for stages in tiled.STAGES:
-                for rows in row_tiles:
-                    yield decode_candidate(spec, hw, c, knobs, fam, n, bc, stages, rows)
+    return {"n_split": splits, "block_n": key_tiles, "stages": tiled.STAGES, "block_m": row_tiles}
 
 
-def decode_candidate(spec, hw, c, knobs, fam, n_split, bc, stages, rows) -> dict:
+def decode_candidate(spec, hw, c, knobs, fam, n_split, bc, stages, rows, detail=True) -> dict:
     B, S, hq, hkv, b = spec.batch, spec.seq, spec.h_q, spec.h_kv, spec.bytes_per_element
     keys = spec.kv_read_tokens + S
     m_rows = hq / hkv * S  # GQA packing: a KV head's query rows share its K/V loads
@@ -53,21 +50,26 @@ def decode_candidate(spec, hw, c, knobs, fam, n_split, bc, stages, rows) -> dict
     partial = np.where(n_split > 1, 2 * B * hq * S * (spec.d_v + 2) * PARTIAL_BYTES * n_split, 0.0)
     ctas = B * hkv * m_tiles * n_split
     iterations = B * hkv * m_tiles * np.ceil(keys / bc)
-    est = tiled.finish(hw, c, knobs, fam, flops, exps, q_o + hbm_kv, raw_kv, q_o, ctas, iterations,
-                       tiled.tile_bytes(spec, rows, bc, stages), tiled.fits_on_chip(hw, spec, rows, bc, stages),
-                       {"block_m": float(rows), "block_n": float(bc), "n_split": float(n_split), "stages": stages})
     combine = np.where(n_split > 1, partial / (c.hbm_bytes_per_s * fam.memory_efficiency)
                        + knobs.launch_overhead_s, 0.0)
-    est["time"] = est["time"] + combine
-    est["hbm"] = est["hbm"] + partial
+    est = tiled.finish(hw, c, knobs, fam, flops, exps, q_o + hbm_kv, raw_kv, q_o, ctas, iterations,
+                       tiled.tile_bytes(spec, rows, bc, stages), tiled.fits_on_chip(hw, spec, rows, bc, stages),
+                       stages, detail, extra_s=combine)
+    if detail:
+        est["hbm"] = est["hbm"] + partial
     return est
 
 
 def estimate_decode(name: str, spec, hw, c, knobs, fixed=None):
     """The decode model with the knobs of family `name` (MLA and sparse decode share it)."""
     fixed = dict(fixed or {})
-    cands = candidates(spec, hw, c, knobs, knobs.family(name), fixed)
-    return tiled.search(cands, fixed, {"n_split": SPLITS, "block_n": GPU_BC})
+    fam = knobs.family(name)
+
+    def time_of(spec, block_m, block_n, n_split, stages, detail=True):
+        return decode_candidate(spec, hw, c, knobs, fam, n_split, block_n, stages, block_m, detail)
+
+    mappings = grid(hw, fixed)
+    return tiled.search(time_of, spec, mappings, fixed, {"n_split": SPLITS, "block_n": GPU_BC})
 
 
 @register_family

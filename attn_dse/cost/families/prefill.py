@@ -17,14 +17,37 @@ GPU_TILES = ((32, 32), (64, 32), (64, 64), (64, 128), (128, 64), (128, 128), (12
 TPU_TILES = ((128, 128), (256, 256), (256, 512), (512, 512), (512, 1024), (1024, 1024))
 
 
-def candidates(spec, hw, c, knobs, fam):
-    """Every (Br, Bc, stages) tile mapping of a prefill kernel, timed."""
-    for br, bc in (GPU_TILES if hw.kind == "gpu" else TPU_TILES):
-        for stages in tiled.STAGES:
-            yield prefill_candidate(spec, hw, c, knobs, fam, br, bc, stages)
+def search(spec, hw, c, knobs, family: str, fixed=None):
+    """The fastest (Br, Bc) tile and pipeline depth per point: the axes are the index into the
+    tile list and the stages; pinned block_m/block_n keep the tiles that have them."""
+    tiles = np.array(GPU_TILES if hw.kind == "gpu" else TPU_TILES, dtype=np.float64)
+    fixed = dict(fixed or {})
+    keep = np.ones(len(tiles), bool)
+    for col, key in enumerate(("block_m", "block_n")):
+        if key in fixed:
+            value = fixed.pop(key)
+            keep &= tiles[:, col] == value
+            if not keep.any():
+                tiled.no_mapping(key, value, choices())
+    if fixed.get("n_split", 1) != 1:  # a prefill CTA owns its query rows' whole key range
+        tiled.no_mapping("n_split", fixed["n_split"], {"n_split": (1,)})
+    fixed.pop("n_split", None)
+    fam = knobs.family(family)
+
+    def time_of(spec, tile, stages, detail=True):
+        br, bc = tiles[tile.astype(int), 0], tiles[tile.astype(int), 1]
+        return prefill_candidate(spec, hw, c, knobs, fam, br, bc, stages, detail)
+
+    def fields(chosen):
+        index = chosen["tile"].astype(int)
+        return {"block_m": tiles[index, 0], "block_n": tiles[index, 1], "n_split": np.ones(len(index)),
+                "stages": chosen["stages"]}
+
+    axes = {"tile": np.flatnonzero(keep), "stages": tiled.STAGES}
+    return tiled.search(time_of, spec, axes, fixed, choices(), fields)
 
 
-def prefill_candidate(spec, hw, c, knobs, fam, br, bc, stages) -> dict:
+def prefill_candidate(spec, hw, c, knobs, fam, br, bc, stages, detail=True) -> dict:
     B, S, hq, hkv, b = spec.batch, spec.seq, spec.h_q, spec.h_kv, spec.bytes_per_element
     keys = spec.kv_read_tokens + S
     n_qt = np.ceil(S / br)
@@ -47,7 +70,7 @@ def prefill_candidate(spec, hw, c, knobs, fam, br, bc, stages) -> dict:
     iterations = B * hq * computed / (br * bc)  # K/V-tile steps over all CTAs
     return tiled.finish(hw, c, knobs, fam, flops, exps, q_o + hbm_kv, raw_kv, q_o, ctas, iterations,
                         tiled.tile_bytes(spec, br, bc, stages), tiled.fits_on_chip(hw, spec, br, bc, stages),
-                        {"block_m": br, "block_n": bc, "n_split": 1.0, "stages": stages})
+                        stages, detail)
 
 
 def choices():
@@ -64,7 +87,7 @@ class Prefill(Family):
         return spec.phase != "decode"
 
     def estimate(self, spec, hw, c, knobs, fixed=None):
-        return tiled.search(candidates(spec, hw, c, knobs, knobs.family(self.name)), fixed, choices())
+        return search(spec, hw, c, knobs, self.name, fixed)
 
     def workload_for(self, row):
         """A measured prefill: GQA, or sliding-window GQA where the row has a window. The tiles

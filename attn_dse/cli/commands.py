@@ -4,30 +4,35 @@ from __future__ import annotations
 
 import click
 
-from attn_dse.cli.common import build_workload, workload_options
+from attn_dse.cli.common import build_workload, make_out_dir, workload_options
 from attn_dse.cli.output import echo_json, echo_table
+
+POSITIVE = click.IntRange(min=1)  # counts: batch, tokens, splits, samples
 
 
 @click.command()
 @click.argument("hw")
 @workload_options
 @click.option("--phase", type=click.Choice(["prefill", "decode", "train"]), default="decode", show_default=True)
-@click.option("--batch", type=int, default=1, show_default=True, help="Sequences in the batch.")
-@click.option("--seq", type=int, default=None, help="Query tokens: prompt length (prefill/train); new tokens in decode (default 1).")
-@click.option("--context", type=int, default=None, help="Cached tokens a decode step attends to.")
+@click.option("--batch", type=POSITIVE, default=1, show_default=True, help="Sequences in the batch.")
+@click.option("--seq", type=POSITIVE, default=None, help="Query tokens: prompt length (prefill/train); new tokens in decode (default 1).")
+@click.option("--context", type=POSITIVE, default=None, help="Cached tokens a decode step attends to.")
 @click.option("--no-causal", is_flag=True, help="Bidirectional attention (default: causal).")
 @click.option("--dtype", type=click.Choice(["bf16", "fp16", "fp8", "fp32"]), default="bf16", show_default=True)
 @click.option("--scope", type=click.Choice(["core", "layer", "model"]), default="core", show_default=True,
               help="core: the attention kernel; layer: with projections; model: all layers.")
 @click.option("--unfused", is_flag=True, help="Scores and probabilities through HBM (no FlashAttention).")
 @click.option("--datasheet", is_flag=True, help="Use datasheet peaks instead of measured ceilings.")
-@click.option("--split", type=int, default=None, help="Pin split-KV splits for decode (1 = no split).")
+@click.option("--split", type=POSITIVE, default=None, help="Pin split-KV splits for decode (1 = no split).")
 @click.option("--kernel", default="triton", show_default=True,
               help="Kernel implementation whose calibrated knobs time the attention kernel.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def predict(hw, variant, params, model, phase, batch, seq, context, no_causal, dtype, scope, unfused,
             datasheet, split, kernel, as_json):
-    """Predict latency, traffic and the bound of one attention workload on HW.
+    """Predict latency, traffic and the bound of one attention workload on HW, and whether it
+    fits one device's memory: the KV cache of every layer (one, when the depth is unknown) plus
+    the weights of the scope (core: none; layer: one layer's attention weights; model: the
+    model's) against 90% of HBM. A warning goes to stderr when it does not fit.
 
     \b
     Examples:
@@ -37,16 +42,43 @@ def predict(hw, variant, params, model, phase, batch, seq, context, no_causal, d
       attn-dse predict h100 --model llama-3-70b --phase prefill --seq 8192 --scope model
     """
     from attn_dse.cost.predict import predict as run_predict
+    from attn_dse.hardware.loader import load_hardware
 
     wl = build_workload(variant, params, model)
-    p = run_predict(hw, wl, phase=phase, batch=batch, seq=seq, context=context, dtype=dtype, scope=scope,
+    spec = load_hardware(hw)
+    p = run_predict(spec, wl, phase=phase, batch=batch, seq=seq, context=context, dtype=dtype, scope=scope,
                     causal=not no_causal, fused=not unfused, achievable=not datasheet,
                     mapping={"n_split": float(split)} if split else None, kernel=kernel)
+    cap = _capacity(spec, wl, p, scope, not no_causal)
+    if not cap["fits"]:
+        from attn_dse.hardware.units import format_si
+        click.secho(f"warning: does not fit: {format_si(cap['memory_bytes'], 'B')} needed ({cap['capacity_counts']}), "
+                    f"{format_si(cap['usable_bytes'], 'B')} usable on one {spec.name}", fg="yellow", err=True)
     if as_json:
-        echo_json(p.to_dict())
+        echo_json({**p.to_dict(), **cap})
         return
     from attn_dse.cli.report import prediction_table
-    prediction_table(p, wl)
+    prediction_table(p, wl, cap)
+
+
+def _capacity(hw, wl, p, scope: str, causal: bool) -> dict:
+    """One device's memory at this point: the KV cache of every layer (one when the workload has
+    no depth) plus the scope's weights (core: none; layer: one layer's attention weights; model:
+    the model's), against the usable 90% of HBM (the rest: activations, runtime)."""
+    import dataclasses
+
+    from attn_dse.cost.capacity import capacity
+    deep = bool(wl.layer_groups) or wl.params.get("n_layers") is not None
+    held = wl if deep else dataclasses.replace(wl, params={**wl.params, "n_layers": 1})
+    weights = {"core": 0.0, "layer": float(p.weight_bytes)}.get(scope)  # None: the model's
+    c = capacity(hw, held, p.phase, p.batch, p.context, p.seq, p.dtype, causal, weights_bytes=weights)
+    depth = wl.params.get("n_layers") or sum(count for count, _ in wl.layer_groups)
+    layers = f"all {depth:g} layers" if deep else "one layer (no n_layers given)"
+    counted = f"KV cache of {layers}" + {"core": ", no weights (scope core)",
+                                          "layer": " + one layer's attention weights (scope layer)",
+                                          "model": " + the model's weights (scope model)"}[scope]
+    return {"fits": bool(c.fits), "memory_bytes": float(c.memory_bytes), "usable_bytes": float(c.usable_bytes),
+            "capacity_counts": counted}
 
 
 @click.command("variants")
@@ -93,7 +125,7 @@ def list_models(as_json):
               help="Directory for points.csv, points.jsonl, summary.json and figures.")
 @click.option("--strategy", type=click.Choice(["grid", "random", "evolve"]), default=None,
               help="Override the space's strategy: exhaustive grid, random samples, or differential evolution.")
-@click.option("--samples", type=int, default=None, help="Points for random / evaluations for evolve.")
+@click.option("--samples", type=POSITIVE, default=None, help="Points for random / evaluations for evolve.")
 @click.option("--no-points", is_flag=True, help="Skip writing every point (summary and figures only).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def sweep(hw, space, out_dir, strategy, samples, no_points, as_json):
@@ -116,6 +148,7 @@ def sweep(hw, space, out_dir, strategy, samples, no_points, as_json):
 
     from attn_dse.dse.sweep import run_sweep
 
+    make_out_dir(out_dir)
     if hw and space is None and Path(hw).suffix in (".yaml", ".yml") and _is_space(hw):
         hw, space = None, hw
     from attn_dse.cli.figures import sweep_figures
@@ -149,8 +182,9 @@ def _is_space(path: str) -> bool:
 @click.option("--model", "models", multiple=True, help="Model preset, repeatable (instead of --variants).")
 @click.option("--phase", default="decode,prefill", show_default=True, help="Comma list of phases.")
 @click.option("--context", default="1024,8192,65536", show_default=True,
-              help="Comma list of context lengths: points of one workload form a trajectory.")
-@click.option("--batch", type=int, default=16, show_default=True)
+              help="Comma list of context lengths in tokens, k = 1024 (1k,8k,64k): points of one workload "
+                   "form a trajectory.")
+@click.option("--batch", type=POSITIVE, default=16, show_default=True)
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="FILE.png, .svg or .pdf")
 @click.option("--json", "as_json", is_flag=True, help="Also print the plotted points as JSON.")
 def roofline(hws, variants, models, phase, context, batch, output, as_json):
@@ -161,15 +195,18 @@ def roofline(hws, variants, models, phase, context, batch, output, as_json):
       attn-dse roofline h100 h20 --variants gqa,mla,mha -o roofline.png
       attn-dse roofline h200 --model deepseek-v3 --model llama-3-70b --phase decode -o r.svg
     """
+    from attn_dse.cli.common import figure_path, parse_counts, parse_names
     from attn_dse.hardware.loader import load_hardware
     from attn_dse.cost.placement import roofline_points
     from attn_dse.plots.roofline import roofline_plot
+    from attn_dse.workloads.shape import PHASES
     from attn_dse.workloads.study import named_workloads
 
+    figure_path(output)
+    phases = parse_names(phase, "--phase", PHASES)
+    contexts = parse_counts(context, "--context")
     workloads = named_workloads(variants, models)
     specs = [load_hardware(h) for h in hws]
-    phases = tuple(p.strip() for p in phase.split(",") if p.strip())
-    contexts = tuple(int(c) for c in context.split(","))
     points = [pt for hw in specs for pt in roofline_points(hw, workloads, phases, contexts, batch)]
     data = roofline_plot(specs, points, output)
     if as_json:
@@ -203,9 +240,14 @@ def validate(hw, measure, measurements, calibrate, write, implementation, out_di
     """
     from pathlib import Path
 
+    from attn_dse.errors import AttnDseError
     from attn_dse.hardware.loader import load_hardware
     from attn_dse.validation.report import run_validation
 
+    if write and not calibrate:
+        raise AttnDseError("--write stores fitted knobs, and only --calibrate fits them",
+                           fix="pass --calibrate --write (or drop --write)")
+    make_out_dir(out_dir)
     if measure:
         from attn_dse.gpu.measure import main as run_measure
         run_measure(Path(out_dir))

@@ -1,6 +1,7 @@
 """Entry point: `attn-dse`. Every command is a thin layer over one library function."""
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -10,16 +11,53 @@ from attn_dse.cli import commands
 from attn_dse.cli.hw import hw_group
 
 
+_NO_ARGS = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
+
+
 class _Group(click.Group):
-    """Turns AttnDseError into one line on stderr and exit code 2: never a traceback."""
+    """The one error boundary: every failure is one line on stderr, never a traceback.
+
+    AttnDseError (bad input) -> `error: ...`, exit 2; click's usage errors -> one line, exit 2;
+    Ctrl-C outside a sweep -> `interrupted`, exit 130; anything else -> one line naming the
+    exception and how to see its traceback (ATTN_DSE_DEBUG=1 re-raises), exit 1."""
 
     def invoke(self, ctx: click.Context):
         from attn_dse.errors import AttnDseError
         try:
             return super().invoke(ctx)
         except AttnDseError as exc:
-            click.secho(f"error: {exc}", fg="red", err=True)
-            sys.exit(2)
+            _fail(f"error: {exc}", 2)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            if os.environ.get("ATTN_DSE_DEBUG", "") not in ("", "0"):
+                raise
+            _fail(f"error: unexpected {type(exc).__name__}: {exc} (set ATTN_DSE_DEBUG=1 to see the traceback)", 1)
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except _NO_ARGS as exc:  # a group without its command: the help, as click prints it
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.exceptions.UsageError as exc:  # click prints usage + hint + error: make it one line
+            where = f"; see '{exc.ctx.command_path} --help'" if exc.ctx else ""
+            _fail(f"error: {exc.format_message().rstrip('.')}{where}", exc.exit_code)
+        except click.exceptions.ClickException as exc:
+            _fail(f"error: {exc.format_message()}", exc.exit_code)
+        except click.exceptions.Abort:
+            _fail("interrupted", 130)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _fail(line: str, code: int) -> None:
+    """One line on stderr (newlines in a message folded), then exit."""
+    click.secho(" ".join(line.split("\n")), fg="red" if code != 130 else None, err=True)
+    sys.exit(code)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

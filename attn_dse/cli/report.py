@@ -5,7 +5,7 @@ from attn_dse.hardware.units import format_si
 from attn_dse.cli.output import echo_table
 
 
-def prediction_table(p, wl) -> None:
+def prediction_table(p, wl, cap: dict | None = None) -> None:
     params = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in wl.params.items()
                        if v is not None)
     rows = [
@@ -22,6 +22,10 @@ def prediction_table(p, wl) -> None:
         ["throughput", f"{float(p.tokens_per_s):,.0f} tokens/s"],
         ["ceilings", p.ceilings],
     ]
+    if cap:
+        rows.append(["fits one device" if cap["fits"] else "DOES NOT FIT one device",
+                     f"{format_si(cap['memory_bytes'], 'B')} needed of {format_si(cap['usable_bytes'], 'B')} usable "
+                     f"({cap['capacity_counts']})"])
     if p.mapping:
         rows.append(["mapping", ", ".join(f"{k}={float(v):g}" for k, v in p.mapping.items())])
     for part, t in p.breakdown.items():

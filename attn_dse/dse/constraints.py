@@ -30,23 +30,33 @@ def known_columns(space) -> set[str]:
 
 
 def check_spec(space, where: str) -> None:
+    """Each constraint one known `kind: value` with a value of its type; each objective a
+    known column to minimize or maximize."""
     cols = known_columns(space)
-    for c in space.constraints:
+    for i, c in enumerate(space.constraints):
         if not isinstance(c, dict) or len(c) != 1:
             raise AttnDseError(f"constraints: {c!r} is not one 'kind: value' pair", where=where,
                                fix="e.g. '- tpot_ms: 50' or '- expr: \"arithmetic_intensity > 10\"'")
         kind, value = next(iter(c.items()))
         if kind not in KINDS:
-            raise AttnDseError(f"constraints: unknown constraint '{kind}'", where=where, fix=did_you_mean(kind, KINDS))
+            raise AttnDseError(f"constraints: unknown constraint '{kind}'", where=where,
+                               fix=did_you_mean(str(kind), KINDS))
+        at = f"constraints[{i}].{kind}"
         if kind == "expr":
             _check_expr(str(value), cols, where)
+        elif kind == "memory" and not isinstance(value, bool):
+            raise AttnDseError(f"{at}: {value!r} is not true or false", where=where, fix="write 'memory: true'")
+        elif kind in ("tpot_ms", "ttft_s") and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                                 or not 0 < value < float("inf")):
+            raise AttnDseError(f"{at}: {value!r} is not a positive number", where=where,
+                               fix=f"write the limit as a number, e.g. '{kind}: {50 if kind == 'tpot_ms' else 2}'")
     for o in space.objectives:
         if not isinstance(o, dict) or len(o) != 1 or next(iter(o)) not in ("minimize", "maximize"):
             raise AttnDseError(f"objectives: {o!r} is not 'minimize: FIELD' or 'maximize: FIELD'", where=where,
                                fix="e.g. '- minimize: time_per_token_s'")
         name = next(iter(o.values()))
-        if name not in cols:
-            raise AttnDseError(f"objectives: unknown field '{name}'", where=where, fix=did_you_mean(name, cols))
+        if not isinstance(name, str) or name not in cols:
+            raise AttnDseError(f"objectives: unknown field {name!r}", where=where, fix=did_you_mean(str(name), cols))
 
 
 def _check_expr(text: str, cols: set[str], where: str) -> None:

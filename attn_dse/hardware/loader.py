@@ -6,7 +6,9 @@ traceback (the CLI prints AttnDseError as one line).
 from __future__ import annotations
 
 import copy
+import difflib
 import functools
+import math
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -102,6 +104,7 @@ def _resolved_raw(path: Path, chain: tuple[str, ...]) -> dict:
                            fix="one of these files must not extend the others")
     raw = _read_yaml(path)
     _check_fields(raw, SCHEMA, str(path), "")
+    _check_level_names(raw.get("memory"), str(path))
     parent = raw.get("extends")
     if not parent:
         raw["_lineage"] = [str(raw.get("name", path.stem))]
@@ -111,8 +114,12 @@ def _resolved_raw(path: Path, chain: tuple[str, ...]) -> dict:
             else (path.parent / str(parent))
     except AttnDseError as exc:
         raise AttnDseError(f"extends: {exc.problem}", where=str(path), fix=exc.fix) from None
+    if not parent_path.is_file():
+        raise AttnDseError(f"extends: no such file '{parent_path}'", where=str(path),
+                           fix=f"a path is relative to this file's folder; or give a preset name ({', '.join(preset_names())})")
     base = _resolved_raw(parent_path, chain + (key,))
     base.pop("aliases", None)  # a child's names are its own
+    _check_inherited_levels(raw.get("memory"), base, str(path))
     merged = _merge(base, raw)
     merged.pop("extends", None)
     merged["_lineage"] = [str(raw.get("name", path.stem))] + base["_lineage"]
@@ -132,9 +139,13 @@ def _carry_achieved_fractions(base: dict, raw: dict, merged: dict, where: str) -
 
     def parse(value, kind, name):
         try:
-            return parse_quantity(value, kind)
+            number = parse_quantity(value, kind)
         except UnitError as exc:
             raise AttnDseError(f"{name}: {exc}", where=where) from None
+        if not 0 < number < math.inf:
+            raise AttnDseError(f"{name}: {value!r} must be positive and finite", where=where,
+                               fix=f"write e.g. {_example(name, kind)}")
+        return number
 
     scaled = []
     new_bw, old_bw = level_bw(raw.get("memory")), level_bw(base.get("memory"))
@@ -152,6 +163,30 @@ def _carry_achieved_fractions(base: dict, raw: dict, merged: dict, where: str) -
     if scaled:
         ach["source"] = (f"{ach.get('source', '')} -- scaled by {Path(where).name}'s own datasheet figures "
                          f"({', '.join(scaled)}): the measured fraction of the datasheet carries over").strip()
+
+
+def _check_level_names(levels, where: str) -> None:
+    """Each memory level of this file has a name (text), before levels are merged by name."""
+    for i, lv in enumerate(levels if isinstance(levels, list) else []):
+        name = lv.get("name")
+        if name is None or name == "":
+            raise AttnDseError(f"memory[{i}].name: missing field", where=where, fix="add e.g. 'name: hbm'")
+        if not isinstance(name, str):
+            raise AttnDseError(f"memory[{i}].name: {name!r} is not a level name", where=where,
+                               fix="write e.g. 'name: hbm'")
+
+
+def _check_inherited_levels(levels, base: dict, where: str) -> None:
+    """A level a child names but its parent lacks is new and must be complete; an incomplete
+    one is almost always a misspelt parent level ({name: hmb, bandwidth: ...})."""
+    known = [lv.get("name") for lv in base.get("memory") or [] if isinstance(lv, dict)]
+    for lv in levels if isinstance(levels, list) else []:
+        name = lv["name"]
+        missing = [k for k in ("capacity", "bandwidth") if lv.get(k) is None]
+        if name not in known and missing:
+            raise AttnDseError(f"memory[{name}]: unknown level (the parent {base['_lineage'][0]} has "
+                               f"{', '.join(map(str, known))})", where=where,
+                               fix=did_you_mean(name, known) + f"; a new level needs {' and '.join(missing)} too")
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -235,6 +270,9 @@ class _Fields:
             number = parse_quantity(value, kind)
         except UnitError as exc:
             raise AttnDseError(f"{path}: {exc}", where=self.where) from None
+        if not math.isfinite(number):
+            raise AttnDseError(f"{path}: {value!r} is not finite", where=self.where,
+                               fix=f"write e.g. {_example(path, kind)}")
         if number <= 0:
             raise AttnDseError(f"{path}: {value!r} must be positive", where=self.where,
                                fix=f"write e.g. {_example(path, kind)}")
@@ -304,20 +342,21 @@ def _levels(f: _Fields, raw_levels: Any, where: str) -> tuple[MemoryLevel, ...]:
             name=str(name),
             capacity_bytes=_located(sub, f"memory[{name}]", "capacity", "bytes"),
             bytes_per_s=_located(sub, f"memory[{name}]", "bandwidth", "bandwidth"),
-            per_core=bool(raw.get("per_core", False))))
+            per_core=_located(sub, f"memory[{name}]", "per_core", "bool", required=False) or False))
     names = [lv.name for lv in levels]
     if "hbm" not in names:
-        raise AttnDseError("memory: no level named 'hbm'", where=where,
-                           fix="name the main memory level 'hbm'")
+        close = difflib.get_close_matches("hbm", names, n=1, cutoff=0.6)
+        raise AttnDseError(f"memory: no level named 'hbm' (levels: {', '.join(names)})", where=where,
+                           fix=f"rename '{close[0]}' to 'hbm'" if close else "name the main memory level 'hbm'")
     if not any(lv.per_core for lv in levels):
         raise AttnDseError("memory: no per-core level (SMEM/VMEM)", where=where,
                            fix="add e.g. '- {name: smem, per_core: true, capacity: 228 KiB, bandwidth: 33 TB/s}'")
     return tuple(levels)
 
 
-def _located(sub: _Fields, prefix: str, key: str, kind: str) -> float:
+def _located(sub: _Fields, prefix: str, key: str, kind: str, required: bool = True):
     try:
-        return sub.get(key, kind, required=True)
+        return sub.get(key, kind, required=required)
     except AttnDseError as exc:
         raise AttnDseError(f"{prefix}.{exc.problem}", where=sub.where, fix=exc.fix) from None
 

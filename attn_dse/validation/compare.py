@@ -50,7 +50,36 @@ def load_measurements(path: str | Path) -> list[dict]:
     if missing:
         raise AttnDseError(f"missing column(s) {', '.join(missing)}", where=str(path),
                            fix="columns: " + ", ".join(REQUIRED) + " (see attn_dse/validation/compare.py)")
+    for i, row in enumerate(rows):
+        _check_row(row, i + 2, str(path))
     return rows
+
+
+OPTIONAL_NUMBERS = ("window", "top_k", "block", "n_split")  # shape fields a family may read
+
+
+def _check_row(row: dict, line: int, where: str) -> None:
+    """A complete row of a measured family with positive, finite numbers where the model reads them."""
+    if None in row or None in row.values():
+        n = len([v for v in row.values() if v is not None]) + len(row.get(None) or [])
+        raise AttnDseError(f"row {line}: {n} fields, the header has {len([k for k in row if k is not None])}",
+                           where=where, fix="give every row one value per column (empty cells are allowed)")
+    known = measured_families()
+    if row["family"] not in known:
+        raise AttnDseError(f"row {line}, column family: {row['family']!r} is not a measured kernel family",
+                           where=where, fix="use one of " + ", ".join(known))
+    for col in REQUIRED[1:] + OPTIONAL_NUMBERS:
+        text = row.get(col, "").strip()
+        if not text and col not in REQUIRED:
+            continue
+        try:
+            value = float(text)
+        except ValueError:
+            value = None
+        if value is None or not 0 < value < float("inf"):
+            what = "the measured median in seconds, e.g. 0.0007" if col == "median_s" else "e.g. 16"
+            raise AttnDseError(f"row {line}, column {col}: {text!r} is not a positive number", where=where,
+                               fix=f"write {what}")
 
 
 def workload_for(row: dict):

@@ -169,7 +169,7 @@ class Workload:
         return out
 
 
-def attention(name: str, **params: Any) -> Workload:
+def attention(name: str, /, **params: Any) -> Workload:
     """Build a workload: attention("mla", scheme="absorbed"); `attention.from_model("llama-3-70b")`
     (attached by the `workloads` package, which also registers the variants)."""
     variant = get_variant(name)
@@ -183,7 +183,8 @@ def check_params(variant: Variant, params: Mapping[str, Any]) -> dict:
         if key not in schema:
             raise AttnDseError(f"{variant.name}: unknown parameter '{key}'",
                                fix=did_you_mean(key, schema))
-        out[key] = _convert(variant.name, schema[key], value)
+        if value is not None:  # null = not given: the default, or an error if there is none
+            out[key] = _convert(variant.name, schema[key], value)
     for p in schema.values():
         if p.name not in out:
             if p.default is REQUIRED:
@@ -206,14 +207,18 @@ def _convert(vname: str, p: Param, value: Any) -> Any:
         return p.kind(value) if value is not None else None
     if value is None:
         return None
+    if isinstance(value, (str, bytes, dict, bool)):
+        raise AttnDseError(f"{where}={value!r} is not a number", fix=p.doc or "give a number")
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         raise AttnDseError(f"{where}={value!r} is not a number", fix=p.doc or "give a number") from None
-    if p.kind is int and np.any(arr != np.floor(arr)):
-        raise AttnDseError(f"{where}={value!r} is not a whole number", fix=p.doc or "give an integer")
-    if p.minimum is not None and np.any(arr < p.minimum):
-        raise AttnDseError(f"{where}={value!r} must be >= {p.minimum:g}", fix=p.doc or "")
+    # each message shows the first offending value only (an axis may hold thousands)
+    for bad, problem in ((~np.isfinite(arr) | (np.abs(arr) > 2.0**53), "is not a finite number (at most 2^53)"),
+                         ((arr != np.floor(arr)) if p.kind is int else None, "is not a whole number"),
+                         ((arr < p.minimum) if p.minimum is not None else None, f"must be >= {p.minimum or 0:g}")):
+        if bad is not None and np.any(bad):
+            raise AttnDseError(f"{where}={arr[bad].flat[0]:g} {problem}", fix=p.doc or "give a number")
     return arr if arr.ndim else float(arr)
 
 

@@ -26,13 +26,24 @@ POSITIVE = click.IntRange(min=1)  # counts: batch, tokens, splits, samples
 @click.option("--split", type=POSITIVE, default=None, help="Pin split-KV splits for decode (1 = no split).")
 @click.option("--kernel", default="triton", show_default=True,
               help="Kernel implementation whose calibrated knobs time the attention kernel.")
+@click.option("--weight-dtype", type=click.Choice(["bf16", "fp16", "fp8", "fp32"]), default=None,
+              help="Bytes per weight in the memory plan (default: --dtype).")
+@click.option("--kv-dtype", type=click.Choice(["bf16", "fp16", "fp8", "fp32"]), default=None,
+              help="Bytes per KV-cache element in the memory plan (default: --dtype).")
+@click.option("--kv-block", type=POSITIVE, default=16, show_default=True,
+              help="KV-cache page in tokens: each sequence's context is held in whole pages.")
+@click.option("--fragmentation", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+              help="Share of the usable memory the allocator loses.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def predict(hw, variant, params, model, phase, batch, seq, context, no_causal, dtype, scope, unfused,
-            datasheet, split, kernel, as_json):
+            datasheet, split, kernel, weight_dtype, kv_dtype, kv_block, fragmentation, as_json):
     """Predict latency, traffic and the bound of one attention workload on HW, and whether it
     fits one device's memory: the KV cache of every layer (one, when the depth is unknown) plus
     the weights of the scope (core: none; layer: one layer's attention weights; model: the
-    model's) against 90% of HBM. A warning goes to stderr when it does not fit.
+    model's) against 90% of HBM. A warning goes to stderr when it does not fit. At scope model a
+    preset with an FFN shape (or a config.json) is the whole step: attention, MLP or experts,
+    norms, embeddings and LM head; its memory plan adds activations and reports the largest
+    batch that fits at this context, and tokens/s per GPU, TPOT (decode) and TTFT (prefill).
 
     \b
     Examples:
@@ -49,7 +60,10 @@ def predict(hw, variant, params, model, phase, batch, seq, context, no_causal, d
     p = run_predict(spec, wl, phase=phase, batch=batch, seq=seq, context=context, dtype=dtype, scope=scope,
                     causal=not no_causal, fused=not unfused, achievable=not datasheet,
                     mapping={"n_split": float(split)} if split else None, kernel=kernel)
-    cap = _capacity(spec, wl, p, scope, not no_causal)
+    cap = _capacity(spec, wl, p, scope, not no_causal, weight_dtype, kv_dtype, kv_block, fragmentation)
+    if scope == "model" and getattr(wl.model, "ffn", None) is not None:
+        from attn_dse.cost.step import serving
+        cap.update({k: float(v) for k, v in serving(p, wl).items()})
     if not cap["fits"]:
         from attn_dse.hardware.units import format_si
         click.secho(f"warning: does not fit: {format_si(cap['memory_bytes'], 'B')} needed ({cap['capacity_counts']}), "
@@ -61,7 +75,8 @@ def predict(hw, variant, params, model, phase, batch, seq, context, no_causal, d
     prediction_table(p, wl, cap)
 
 
-def _capacity(hw, wl, p, scope: str, causal: bool) -> dict:
+def _capacity(hw, wl, p, scope: str, causal: bool, weight_dtype=None, kv_dtype=None, kv_block=1,
+              fragmentation=0.0) -> dict:
     """One device's memory at this point: the KV cache of every layer (one when the workload has
     no depth) plus the scope's weights (core: none; layer: one layer's attention weights; model:
     the model's), against the usable 90% of HBM (the rest: activations, runtime)."""
@@ -71,14 +86,19 @@ def _capacity(hw, wl, p, scope: str, causal: bool) -> dict:
     deep = bool(wl.layer_groups) or wl.params.get("n_layers") is not None
     held = wl if deep else dataclasses.replace(wl, params={**wl.params, "n_layers": 1})
     weights = {"core": 0.0, "layer": float(p.weight_bytes)}.get(scope)  # None: the model's
-    c = capacity(hw, held, p.phase, p.batch, p.context, p.seq, p.dtype, causal, weights_bytes=weights)
+    c = capacity(hw, held, p.phase, p.batch, p.context, p.seq, p.dtype, causal, weights_bytes=weights,
+                 weight_dtype=weight_dtype, kv_dtype=kv_dtype, kv_block=kv_block, fragmentation=fragmentation)
     depth = wl.params.get("n_layers") or sum(count for count, _ in wl.layer_groups)
     layers = f"all {depth:g} layers" if deep else "one layer (no n_layers given)"
     counted = f"KV cache of {layers}" + {"core": ", no weights (scope core)",
                                           "layer": " + one layer's attention weights (scope layer)",
                                           "model": " + the model's weights (scope model)"}[scope]
+    if scope == "model" and getattr(wl.model, "ffn", None) is not None:
+        counted += " (attention, MLP or experts, embeddings and LM head) + activations"
     return {"fits": bool(c.fits), "memory_bytes": float(c.memory_bytes), "usable_bytes": float(c.usable_bytes),
-            "capacity_counts": counted}
+            "capacity_counts": counted, "max_batch": float(c.max_batch), "kv_bytes": float(c.kv_bytes),
+            "activation_bytes": float(c.activation_bytes), "fragmentation_bytes": float(c.fragmentation_bytes),
+            "memory_weight_bytes": float(c.weight_bytes)}
 
 
 @click.command("variants")

@@ -26,6 +26,12 @@ def prediction_table(p, wl, cap: dict | None = None) -> None:
         rows.append(["fits one device" if cap["fits"] else "DOES NOT FIT one device",
                      f"{format_si(cap['memory_bytes'], 'B')} needed of {format_si(cap['usable_bytes'], 'B')} usable "
                      f"({cap['capacity_counts']})"])
+        rows.append(["max batch at this context", f"{cap['max_batch']:,.0f} sequences"])
+        if "tokens_per_s_per_gpu" in cap:
+            rows.append(["tokens/s per GPU", f"{cap['tokens_per_s_per_gpu']:,.0f}"])
+            for key, name in (("tpot_s", "time per output token"), ("ttft_s", "time to first token")):
+                if cap[key] == cap[key]:
+                    rows.append([name, format_si(cap[key], "s")])
     if p.mapping:
         rows.append(["mapping", ", ".join(f"{k}={float(v):g}" for k, v in p.mapping.items())])
     for part, t in p.breakdown.items():

@@ -114,7 +114,7 @@ def predict(hw: Hardware | str, workload: Workload, phase: str = "decode", batch
     total = sum(parts[n].time_s for n in names)
     _, main = bound_time({n: parts[n].time_s for n in names})
     limiter = _select(main, {n: parts[n].limiter for n in names})
-    return Prediction(
+    out = Prediction(
         hardware=hw.name, variant=workload.name, phase=phase, scope=scope, dtype=dtype,
         batch=s.batch, seq=s.seq, context=s.context, latency_s=total, flops=cost.flops,
         executed_flops=sum(parts[n].flops for n in names), vector_flops=cost.vector_flops, exps=cost.exps,
@@ -125,6 +125,11 @@ def predict(hw: Hardware | str, workload: Workload, phase: str = "decode", batch
         limiter=limiter, ceilings=c.source, kernel=knobs.implementation,
         mapping=parts["attention"].mapping if "attention" in parts else {},
         breakdown={n: parts[n].time_s for n in names})
+    if scope == "model" and getattr(workload.model, "ffn", None) is not None:
+        from attn_dse.cost.step import with_step  # every layer's MLP, the norms, embeddings and LM head
+        out = with_step(out, hw, c, knobs, workload, s, fused=fused, achievable=achievable, mapping=mapping,
+                        dataflow_model=dataflow_model, kernel=knobs)
+    return out
 
 
 def _attention(hw, c: Ceilings, knobs: Knobs, wl: Workload, s, scope, core_ops: list[Op], fused: bool,

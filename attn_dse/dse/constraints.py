@@ -2,10 +2,12 @@
 
 Constraint forms (YAML list items):
   memory: true          KV cache + weights fit the usable HBM of one device
-  tpot_ms: 50           decode steps (time per output token) within 50 ms
+  tpot_ms: 50           decode: time per output token (the step over its new tokens per sequence) within 50 ms
   ttft_s: 2             prefill (time to first token) within 2 s
+  tokens_per_s_per_gpu: 1000   at least this many tokens/s per GPU (the replica's tokens over its GPUs)
   expr: "arithmetic_intensity > 10"   any numpy expression over the columns
-Objectives: {minimize: FIELD} or {maximize: FIELD}.
+Objectives: {minimize: FIELD} or {maximize: FIELD}, e.g. {maximize: tokens_per_s_per_gpu},
+{minimize: tpot_s}, {minimize: ttft_s}.
 """
 from __future__ import annotations
 
@@ -18,8 +20,9 @@ from attn_dse.errors import AttnDseError, did_you_mean
 NUMERIC_COLUMNS = ("batch", "seq", "context", "latency_s", "tokens_per_s", "time_per_token_s", "flops",
                    "executed_flops", "hbm_bytes", "min_hbm_bytes", "arithmetic_intensity", "kv_cache_bytes",
                    "kv_bytes_per_token", "weight_bytes", "memory_bytes", "max_batch", "n_split", "block_m",
-                   "block_n", "achieved_flop_per_s", "achieved_bytes_per_s")
-KINDS = ("memory", "tpot_ms", "ttft_s", "expr")
+                   "block_n", "achieved_flop_per_s", "achieved_bytes_per_s", "activation_bytes",
+                   "tokens_per_s_per_gpu", "tpot_s", "ttft_s")
+KINDS = ("memory", "tpot_ms", "ttft_s", "tokens_per_s_per_gpu", "expr")
 _FUNCS = {"log": np.log, "log2": np.log2, "sqrt": np.sqrt, "abs": np.abs, "minimum": np.minimum,
           "maximum": np.maximum}
 
@@ -46,7 +49,7 @@ def check_spec(space, where: str) -> None:
             _check_expr(str(value), cols, where)
         elif kind == "memory" and not isinstance(value, bool):
             raise AttnDseError(f"{at}: {value!r} is not true or false", where=where, fix="write 'memory: true'")
-        elif kind in ("tpot_ms", "ttft_s") and (isinstance(value, bool) or not isinstance(value, (int, float))
+        elif kind in ("tpot_ms", "ttft_s", "tokens_per_s_per_gpu") and (isinstance(value, bool) or not isinstance(value, (int, float))
                                                  or not 0 < value < float("inf")):
             raise AttnDseError(f"{at}: {value!r} is not a positive number", where=where,
                                fix=f"write the limit as a number, e.g. '{kind}: {50 if kind == 'tpot_ms' else 2}'")
@@ -111,9 +114,12 @@ def apply_constraints(constraints, cols: dict) -> dict[str, np.ndarray]:
         if kind == "memory":
             ok = cols["fits"] if value else np.ones(len(phase), bool)
         elif kind == "tpot_ms":
-            ok = (phase != "decode") | (cols["latency_s"] * 1e3 <= float(value))
+            tpot = cols["tpot_s"] if "tpot_s" in cols else cols["latency_s"]
+            ok = (phase != "decode") | (np.nan_to_num(tpot, nan=np.inf) * 1e3 <= float(value))
         elif kind == "ttft_s":
             ok = (phase != "prefill") | (cols["latency_s"] <= float(value))
+        elif kind == "tokens_per_s_per_gpu":
+            ok = cols["tokens_per_s_per_gpu"] >= float(value)
         else:
             ok = np.broadcast_to(_eval_expr(str(value), cols), phase.shape)
         out[f"ok_{kind}"] = np.asarray(ok, dtype=bool)

@@ -106,6 +106,8 @@ def evaluate_rows(space: Space, block: Block, flat_index: np.ndarray) -> dict:
                "hbm_bytes": p.hbm_bytes, "min_hbm_bytes": p.min_hbm_bytes,
                "arithmetic_intensity": p.arithmetic_intensity, "kv_cache_bytes": p.kv_cache_bytes,
                "achieved_flop_per_s": p.flops / p.latency_s, "achieved_bytes_per_s": p.min_hbm_bytes / p.latency_s}
+    from attn_dse.cost.step import serving  # tokens/s per GPU, TPOT (decode), TTFT (prefill)
+    numeric.update(serving(p, wl))
     for k in ("n_split", "block_m", "block_n"):
         numeric[k] = p.mapping.get(k, np.nan) if p.mapping else np.nan
     numeric.update(_memory(space, block, wl, vals))
@@ -126,7 +128,8 @@ def _memory(space: Space, block: Block, wl: Workload, vals: dict) -> dict:
                    space.causal, devices, space.usable_memory, space.weight_dtype, space.weights_bytes,
                    block.entry.weight_params, block.entry.label)
     return {"kv_bytes_per_token": cap.kv_bytes_per_token, "weight_bytes": cap.weight_bytes,
-            "memory_bytes": cap.memory_bytes, "fits": cap.fits, "max_batch": cap.max_batch}
+            "memory_bytes": cap.memory_bytes, "activation_bytes": cap.activation_bytes, "fits": cap.fits,
+            "max_batch": cap.max_batch}
 
 
 class _Front:

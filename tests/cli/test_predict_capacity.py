@@ -38,7 +38,14 @@ def test_the_scope_decides_which_weights_count():
     wl = attention.from_model("llama-3-70b")
     one_layer = predict("h100", wl, "decode", 16, context=8192, scope="layer").weight_bytes
     assert layer["memory_bytes"] - core["memory_bytes"] == one_layer
-    assert model["memory_bytes"] - core["memory_bytes"] == wl.model.weight_bytes(2)  # 141 GB of bf16 weights
+    # scope model: the whole model's weights, counted by hand from Llama-3-70B's config.json
+    # (80 layers of q/o 8192x8192, k/v 8192x1024, gate/up/down 8192x28672; embeddings and LM head
+    # 128256x8192 each), in bf16, plus the step's activations
+    params = 80 * (2 * 8192 * 8192 + 2 * 8192 * 1024 + 3 * 8192 * 28672) + 2 * 128256 * 8192
+    assert params == 70_552_387_584  # the 70.6 B the model card states
+    assert model["memory_weight_bytes"] == 2 * params
+    assert model["memory_bytes"] - core["memory_bytes"] == 2 * params + model["activation_bytes"]
+    assert 0 < model["activation_bytes"] < 1e-3 * model["memory_bytes"]  # one decode token per sequence
     assert model["fits"] is False and "does not fit" in err
     assert "scope model" in model["capacity_counts"] and "scope core" in core["capacity_counts"]
 

@@ -26,9 +26,10 @@ def test_memory_constraint_matches_capacity():
     r = evaluate(space_from_dict(SMALL), ("h100",))
     c = r.columns
     usable = 0.9 * 80e9
-    assert np.array_equal(c["fits"], c["weight_bytes"] + c["batch"] * c["kv_bytes_per_token"] * c["context"] <= usable)
-    # max_batch is the largest batch whose KV still fits beside the weights
-    kv_seq = c["kv_bytes_per_token"] * c["context"]
+    act = c["activation_bytes"] / c["batch"]  # per sequence
+    kv_seq = c["kv_bytes_per_token"] * c["context"] + act
+    assert np.array_equal(c["fits"], c["weight_bytes"] + c["batch"] * kv_seq <= usable)
+    # max_batch is the largest batch whose KV and activations still fit beside the weights
     assert np.all(c["weight_bytes"] + c["max_batch"] * kv_seq <= usable)
     assert np.all(c["weight_bytes"] + (c["max_batch"] + 1) * kv_seq > usable)
 

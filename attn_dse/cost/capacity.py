@@ -74,8 +74,8 @@ def capacity(hw: Hardware, wl: Workload, phase: str, batch, context, seq=1, dtyp
         weights = weight_params * b
     elif step_model:
         from attn_dse.cost.step import weight_params_per_gpu
-        attention = total_cost(wl.ops(make_shape("decode", 1, 1, 1, causal, "fp8"), "model")).weight_bytes
-        weights = weight_params_per_gpu(wl, attention) * b
+        from attn_dse.workloads.models import attention_params
+        weights = weight_params_per_gpu(wl, attention_params(wl, per_device=True)) * b
     elif wl.model is not None:
         weights = wl.model.weight_bytes(b)
     else:

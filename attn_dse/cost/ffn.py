@@ -13,6 +13,7 @@ of a MoE's weights). Every field broadcasts over numpy arrays.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,6 +124,8 @@ def moe_ffn(c: Ceilings, g: GemmCosts, f: FfnShape, tokens, d_model, tp, wb, ab,
         shared = gemm(c, g, t_gpu, d_model, (m - 1) * s, weight_bytes_per_param=wb, act_bytes=ab) + \
             elementwise(c, g, ACT_VECTOR_OPS * t_gpu * s, t_gpu * s * m * ab, exps=t_gpu * s) + \
             gemm(c, g, t_gpu, s, d_model, weight_bytes_per_param=wb, act_bytes=ab)
+    # FLOPs are the algorithm's (the mean GPU's); the busiest GPU's rows set the time
+    up, down = (dataclasses.replace(k, flops=k.flops / f.imbalance) for k in (up, down))
     compute = _train(router + up + act + down + shared, train)
     return compute + (dispatch + combine).times(2 if train else 1)
 

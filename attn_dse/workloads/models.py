@@ -174,15 +174,25 @@ def build_model(raw: dict, where: str, variant: str | None = None, overrides: di
     return Workload(wl.variant, wl.params, label=label, model=info, layer_groups=groups)
 
 
-def attention_params(wl: Workload) -> float:
-    """Attention weights of every layer, counted off the op graph (a one-token decode step)."""
+def attention_params(wl: Workload, per_device: bool = False) -> float:
+    """Attention weights of every layer (one device's share under the variant's tp when
+    `per_device`), counted off the op graph of a one-token decode step. MLA is counted in its
+    naive scheme: the absorbed scheme's op graph lists W_UK and W_UV as one head's matrices
+    (its FLOPs are per head, its weight tensors are not), which would under-count them."""
     from attn_dse.workloads.ops import total_cost
-    plain = dataclasses.replace(wl, params={**wl.params, "tp": 1.0}) if "tp" in wl.params else wl
-    groups = [(c, dataclasses.replace(g, params={**g.params, "tp": 1.0}) if "tp" in g.params else g)
-              for c, g in plain.layer_groups] if plain.layer_groups else None
-    plain = dataclasses.replace(plain, layer_groups=tuple(groups)) if groups else plain
-    s = plain.shape("decode", 1, 1, 1, True, "fp8")  # one byte per weight: bytes = parameters
-    return float(np.max(total_cost(plain.ops(s, "model")).weight_bytes))
+
+    def plain(w: Workload) -> Workload:
+        p = dict(w.params)
+        if "tp" in p and not per_device:
+            p["tp"] = 1.0
+        if "scheme" in p and "kv_layout" in p:
+            p.update(scheme="naive", kv_layout="native")
+        return dataclasses.replace(w, params=p)
+    counted = plain(wl)
+    if wl.layer_groups:
+        counted = dataclasses.replace(counted, layer_groups=tuple((c, plain(g)) for c, g in wl.layer_groups))
+    s = counted.shape("decode", 1, 1, 1, True, "fp8")  # one byte per weight: bytes = parameters
+    return float(np.max(total_cost(counted.ops(s, "model")).weight_bytes))
 
 
 def count_params(wl: Workload, ffn: FfnShape, d_model, n_layers, vocab, tied) -> tuple[float, float]:

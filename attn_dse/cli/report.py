@@ -67,6 +67,14 @@ def sweep_report(summary: dict) -> None:
                      next((r["max_batch"] for r in caps if (r["class"], r["variant"], r["context"]) == (c, v, 32768)), "-"),
                      next((r["max_batch"] for r in caps if (r["class"], r["variant"], r["context"]) == (c, v, 131072)), "-")]
                     for c, v in names])
+        serve = [r for r in study.get("serving", []) if r["context"] in (8192, 32768, 131072)]
+        if serve:
+            echo_table("Most tokens/s per GPU under a time-per-output-token target (decode, fits memory)",
+                       ["class", "context", "TPOT target", "best variant", "batch", "tokens/s/GPU", "TPOT",
+                        "GQA-8 tokens/s/GPU"],
+                       [[r["class"], r["context"], f"{r['tpot_target_ms']} ms", r["winner"] or "-", r["batch"] or "-",
+                         f"{r['tokens_per_s_per_gpu']:,.0f}", format_si(r["tpot_s"], "s", 3) if r["winner"] else "-",
+                         f"{r['gqa8_tokens_per_s_per_gpu']:,.0f}"] for r in serve])
     else:
         _rows_table("Best designs", summary.get("best", [])[:10])
         _rows_table("Pareto set", summary.get("pareto", [])[:15])

@@ -58,7 +58,7 @@ class GemmCosts:
     compute_efficiency: float
     memory_efficiency: float
     launch_s: float
-    mma_rows: int
+    row_granule: int  # tokens a GEMM tile pads to
 
 
 def gemm(c: Ceilings, g: GemmCosts, rows, d_in, d_out, *, groups=1.0, weights_read=None, act_bytes=2,
@@ -69,7 +69,7 @@ def gemm(c: Ceilings, g: GemmCosts, rows, d_in, d_out, *, groups=1.0, weights_re
     weights_read = groups if weights_read is None else weights_read
     flops = 2.0 * rows * d_in * d_out
     per_group = rows / np.maximum(groups, 1e-30)
-    padded = np.ceil(per_group / g.mma_rows - 1e-9) * g.mma_rows * groups
+    padded = np.ceil(per_group / g.row_granule - 1e-9) * g.row_granule * groups
     executed = 2.0 * np.maximum(padded, rows) * d_in * d_out
     w = weights_read * d_in * d_out * weight_bytes_per_param
     hbm = w + rows * (d_in + d_out) * act_bytes

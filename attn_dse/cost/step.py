@@ -30,9 +30,15 @@ def tensor_parallel(wl) -> Any:
     return np.asarray(wl.params.get("tp", 1.0), dtype=np.float64)
 
 
+# A GEMM with few tokens puts them on the MMA's N side (cuBLAS and CUTLASS swap the operands of
+# skinny GEMMs), whose tile is a multiple of 8 on Hopper's wgmma (PTX ISA, m64nNk16: N = 8..256);
+# the weights fill the 64-row M side. [U] for accelerators other than NVIDIA GPUs.
+ROW_GRANULE = 8
+
+
 def gemm_costs(hw, knobs) -> GemmCosts:
     fam = knobs.family("gemm")
-    return GemmCosts(fam.compute_efficiency, fam.memory_efficiency, knobs.launch_overhead_s, hw.mma_rows)
+    return GemmCosts(fam.compute_efficiency, fam.memory_efficiency, knobs.launch_overhead_s, ROW_GRANULE)
 
 
 def n_chunks(info, s):

@@ -1,7 +1,8 @@
 """The built-in study that `attn-dse sweep HW` runs with no space: every registered variant at
-iso-model settings, in a 70B-class and a DeepSeek-V3-class shape, prefill and decode, context
+iso-model settings, in a 70B-class and a DeepSeek-V3-class model, prefill and decode, context
 1k-128k, batch 1-256, under the device's memory capacity. Its analysis answers: which variant
-wins where, by how much, what bounds it, and how large a batch each supports."""
+wins where, by how much, what bounds it, how large a batch each supports, and which serves
+the most tokens/s per GPU at each (context, time-per-output-token target)."""
 from __future__ import annotations
 
 import numpy as np
@@ -13,21 +14,28 @@ CONTEXTS = tuple(1024 * 2**i for i in range(8))  # 1k .. 128k
 BATCHES = tuple(2**i for i in range(9))  # 1 .. 256
 BASELINE = "gqa-8"
 
+TPOT_TARGETS_MS = (20, 50, 100)
+
+
 def _variants(tag: str) -> list[VariantAxis]:
+    """Each variant inside the class's model (its MLP or experts, vocabulary and depth): the
+    weights the memory check holds are counted from the same shapes the step reads."""
     shape = ISO_MODELS[tag]
-    return [VariantAxis(f"{tag}/{label}", variant=variant, params={k: [v] for k, v in p.items()},
-                        weight_params=shape["params"])
+    return [VariantAxis(f"{tag}/{label}", model=shape["model"],
+                        params={k: [v] for k, v in {"variant": variant, **p, **shape.get("step", {})}.items()})
             for label, variant, p in iso_variants(tag)]
 
 
 def builtin_space() -> Space:
     return Space(
         name="builtin-study",
-        description="all variants at iso-model settings (70B-class, DeepSeek-V3-class), prefill and decode, "
-                    "context 1k-128k, batch 1-256, weights (fp8) sharded over one node, attention data-parallel",
+        description="all variants at iso-model settings inside Llama-3-70B and DeepSeek-V3 (whole steps: "
+                    "attention, MLP or experts, norms, embeddings, LM head), prefill and decode, context 1k-128k, "
+                    "batch 1-256, fp8 weights, activations and KV cache, the layers split over one node's pipeline "
+                    "stages (each GPU holds 1/8 of the weights and one batch's KV; its tokens/s is one step's)",
         variants=tuple(_variants("70b") + _variants("v3")),
         phase=("prefill", "decode"), batch=BATCHES, context=CONTEXTS, scope="model",
-        devices="node", weight_dtype="fp8", weights_bytes=None,
+        dtype=("fp8",), devices="node", weight_dtype=None, weights_bytes=None,
         constraints=({"memory": True},), objectives=({"minimize": "time_per_token_s"}, {"minimize": "kv_bytes_per_token"}))
 
 
@@ -48,7 +56,46 @@ def analyze(cols: dict, hw) -> dict:
         out["capacity"] += _capacity(cols, short, (cls == c) & (cols["phase"] == "decode"), c)
         out["conclusions"].append(bound_contrast(cols, hw, c))
     out["conclusions"].append(_capacity_sentence(out["capacity"], hw_label))
+    out["serving"] = []
+    for c in classes:
+        out["serving"] += best_under_tpot(cols, short, cls == c, c)
+        out["conclusions"].append(_serving_sentence(out["serving"], c, hw_label))
     return out
+
+
+def best_under_tpot(cols: dict, short, sel, c: str, contexts=CONTEXTS, targets_ms=TPOT_TARGETS_MS) -> list[dict]:
+    """Per (context, TPOT target): the decode point (variant and batch) that fits and meets the
+    target with the most tokens/s per GPU, and GQA-8's best under the same target."""
+    out = []
+    dec = sel & (cols["phase"] == "decode") & cols["feasible"]
+    for ctx in contexts:
+        for target in targets_ms:
+            m = dec & (cols["context"] == ctx) & (np.nan_to_num(cols["tpot_s"], nan=np.inf) * 1e3 <= target)
+            row = {"class": c, "context": int(ctx), "tpot_target_ms": target, "winner": None, "batch": None,
+                   "tokens_per_s_per_gpu": 0.0, "tpot_s": np.nan, "gqa8_tokens_per_s_per_gpu": 0.0}
+            if np.any(m):
+                i = np.flatnonzero(m)[np.argmax(cols["tokens_per_s_per_gpu"][m])]
+                row.update(winner=short[i], batch=int(cols["batch"][i]),
+                           tokens_per_s_per_gpu=float(cols["tokens_per_s_per_gpu"][i]), tpot_s=float(cols["tpot_s"][i]))
+                base = m & (short == BASELINE)
+                if np.any(base):
+                    row["gqa8_tokens_per_s_per_gpu"] = float(np.max(cols["tokens_per_s_per_gpu"][base]))
+            out.append(row)
+    return out
+
+
+def _serving_sentence(rows: list, c: str, hw: str) -> str:
+    rows = [r for r in rows if r["class"] == c and r["winner"]]
+    if not rows:
+        return f"{c} serving on {hw}: no decode point fits and meets a TPOT target."
+    parts = []
+    for target in TPOT_TARGETS_MS:
+        mine = [r for r in rows if r["tpot_target_ms"] == target and r["context"] in (8192, 32768, 131072)]
+        if mine:
+            parts.append(f"TPOT <= {target} ms: " + ", ".join(
+                f"{r['context'] // 1024}k {r['winner']} {r['tokens_per_s_per_gpu']:,.0f} tok/s/GPU"
+                f" (GQA-8 {r['gqa8_tokens_per_s_per_gpu']:,.0f})" for r in mine))
+    return f"{c} serving on {hw}, the most tokens/s per GPU: " + "; ".join(parts) + "."
 
 
 def _winner_grid(cols, short, sel):
@@ -138,7 +185,7 @@ def _capacity_sentence(cap: list, hw: str) -> str:
         if best:
             parts.append(f"{c}: GQA-8 holds {g} sequences of 128k per device, MLA {mla}, "
                          f"{best['variant']} the most ({best['max_batch']})")
-    return f"Capacity on {hw} (weights fp8 over one node, KV bf16): " + "; ".join(parts) + "."
+    return f"Capacity on {hw} (fp8 weights over one node's pipeline, fp8 KV): " + "; ".join(parts) + "."
 
 
 def _median(x: np.ndarray) -> str:

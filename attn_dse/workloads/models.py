@@ -191,7 +191,8 @@ def attention_params(wl: Workload, per_device: bool = False) -> float:
     counted = plain(wl)
     if wl.layer_groups:
         counted = dataclasses.replace(counted, layer_groups=tuple((c, plain(g)) for c, g in wl.layer_groups))
-    s = counted.shape("decode", 1, 1, 1, True, "fp8")  # one byte per weight: bytes = parameters
+    # one byte per weight: bytes = parameters (a long context: sparse variants need blocks to select)
+    s = counted.shape("decode", 1, 1, 131072, True, "fp8")
     return float(np.max(total_cost(counted.ops(s, "model")).weight_bytes))
 
 

@@ -1,5 +1,7 @@
 """The iso-model study tables: every variant at the width, depth and head count of one model
 class (a 70B-class and a DeepSeek-V3-class shape), so variants differ only in their attention.
+The built-in study runs each inside its class's model (`model`: the preset whose MLP or
+experts, vocabulary and depth surround the attention), so its times are whole steps.
 
 Used by the built-in sweep (`dse/study.py`) and by figures that name variants
 (`attn-dse roofline --variants gqa,mla`)."""
@@ -10,8 +12,10 @@ from attn_dse.workloads.registry import Workload, attention
 
 _MLA = dict(kv_lora_rank=512, qk_rope_dim=64, qk_nope_dim=128, v_head_dim=128, q_lora_rank=1536)
 ISO_MODELS = {
-    "70b": dict(d_model=8192, n_layers=80, heads=64, params=70.6e9),  # Llama-3-70B's shape
-    "v3": dict(d_model=7168, n_layers=61, heads=128, params=671e9),  # DeepSeek-V3's shape
+    "70b": dict(d_model=8192, n_layers=80, heads=64, params=70.6e9, model="llama-3-70b"),  # Llama-3-70B's shape
+    # DeepSeek-V3's shape; its experts kept whole on each GPU of the study's pipeline (expert_parallel 1)
+    "v3": dict(d_model=7168, n_layers=61, heads=128, params=671e9, model="deepseek-v3",
+               step=dict(expert_parallel=1)),
 }
 
 

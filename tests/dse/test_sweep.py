@@ -106,9 +106,15 @@ def test_builtin_study_answers_the_questions(tmp_path):
     assert s["points"] == len(builtin_space().variants) * 2 * 8 * 9
     assert len(st["conclusions"]) >= 5 and any("fastest" in c for c in st["conclusions"])
     assert {r["bound"] for r in st["winners"]} <= {"compute", "memory"}
-    # GQA-8 at 70B class: KV 320 KiB per token; capacity at 128k on H20 is a small batch
+    # GQA-8 at 70B class: KV 160 KiB per token in fp8; capacity at 128k on H20 is a small batch
     gqa = [r for r in st["capacity"] if r["variant"] == "gqa-8" and r["class"] == "70b"]
-    assert gqa[0]["kv_bytes_per_token"] == 2 * 8 * 128 * 2 * 80
+    assert gqa[0]["kv_bytes_per_token"] == 2 * 8 * 128 * 1 * 80
+    # serving: per (class, context, TPOT target) the most tokens/s per GPU among points that fit
+    assert len(st["serving"]) == 2 * 8 * 3 and any("tokens/s per GPU" in c for c in st["conclusions"])
+    for r in st["serving"]:
+        if r["winner"]:
+            assert r["tpot_s"] * 1e3 <= r["tpot_target_ms"]
+            assert r["tokens_per_s_per_gpu"] >= r["gqa8_tokens_per_s_per_gpu"]
     files = {p.name for p in tmp_path.iterdir()}
     assert {"points.csv", "points.jsonl", "summary.json", "pareto.png", "winners-70b-decode.png"} <= files
     lines = (tmp_path / "points.csv").read_text().splitlines()

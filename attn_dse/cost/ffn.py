@@ -114,9 +114,7 @@ def moe_ffn(c: Ceilings, g: GemmCosts, f: FfnShape, tokens, d_model, tp, wb, ab,
         elementwise(c, g, 4.0 * t_gpu * f.n_experts, t_gpu * f.n_experts * 4.0, exps=t_gpu * f.n_experts)
     sent = t_gpu * f.top_k * d_model * ab * (ep - 1) / ep  # each direction
     dispatch = comm(sent, link, g.launch_s)
-    up = gemm(c, g, pairs, d_model, (m - 1) * I, groups=active, weight_bytes_per_param=wb, act_bytes=ab)
-    act = elementwise(c, g, ACT_VECTOR_OPS * pairs * I, pairs * I * m * ab, exps=pairs * I)
-    down = gemm(c, g, pairs, I, d_model, groups=active, weight_bytes_per_param=wb, act_bytes=ab)
+    experts = grouped_ffn(c, g, pairs, active, d_model, I, m, wb, ab)
     combine = comm(sent, link, g.launch_s) + elementwise(c, g, 2.0 * pairs * d_model, (pairs + t_gpu) * d_model * ab)
     shared = Kernels()
     if np.any(f.shared_width > 0):
@@ -125,9 +123,18 @@ def moe_ffn(c: Ceilings, g: GemmCosts, f: FfnShape, tokens, d_model, tp, wb, ab,
             elementwise(c, g, ACT_VECTOR_OPS * t_gpu * s, t_gpu * s * m * ab, exps=t_gpu * s) + \
             gemm(c, g, t_gpu, s, d_model, weight_bytes_per_param=wb, act_bytes=ab)
     # FLOPs are the algorithm's (the mean GPU's); the busiest GPU's rows set the time
-    up, down = (dataclasses.replace(k, flops=k.flops / f.imbalance) for k in (up, down))
-    compute = _train(router + up + act + down + shared, train)
+    experts = dataclasses.replace(experts, flops=experts.flops / f.imbalance)
+    compute = _train(router + experts + shared, train)
     return compute + (dispatch + combine).times(2 if train else 1)
+
+
+def grouped_ffn(c: Ceilings, g: GemmCosts, pairs, active, d_model, width, matrices: int, wb, ab) -> Kernels:
+    """The experts' work on one GPU: `pairs` (token, expert) rows over `active` experts through a
+    grouped gate+up GEMM, the activation, and a grouped down GEMM (what `gpu/ffn.py` times)."""
+    up = gemm(c, g, pairs, d_model, (matrices - 1) * width, groups=active, weight_bytes_per_param=wb, act_bytes=ab)
+    act = elementwise(c, g, ACT_VECTOR_OPS * pairs * width, pairs * width * matrices * ab, exps=pairs * width)
+    down = gemm(c, g, pairs, width, d_model, groups=active, weight_bytes_per_param=wb, act_bytes=ab)
+    return up + act + down
 
 
 def ffn_weight_params(f: FfnShape, d_model, n_layers, tp):

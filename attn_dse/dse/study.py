@@ -191,3 +191,32 @@ def _capacity_sentence(cap: list, hw: str) -> str:
 def _median(x: np.ndarray) -> str:
     x = x[np.isfinite(x)]
     return f"{np.median(x):.2g}x" if len(x) else "n/a"
+
+
+SERVING_BATCHES = (1, 2, 4, 8, 16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
+
+
+def serving_curves(hw: str, labels=("gqa-8", "mla", "moba-4x256"), contexts=(8192, 32768), tag: str = "70b",
+                   batches=SERVING_BATCHES, tp: int | None = 8) -> list[dict]:
+    """Tokens/s per GPU against time per output token, one point per decode batch that fits, for
+    some of the study's variants inside its `tag` model, fp8. Deployment: tensor parallel over
+    `tp` GPUs (attention heads, MLP and vocabulary sharded; GQA's KV heads split, MLA's latent
+    held whole by every GPU), or with tp=None the study's one-node pipeline.
+    Rows: label, context, batch, tpot_s, tokens_per_s_per_gpu, max_batch."""
+    import dataclasses
+
+    from attn_dse.dse.evaluate import evaluate
+    space = builtin_space()
+    chosen = [v for v in space.variants if v.label in {f"{tag}/{x}" for x in labels}]
+    if tp:
+        chosen = [dataclasses.replace(v, params={**v.params, "tp": [tp]}) for v in chosen]
+    space = dataclasses.replace(space, name="serving-curves", variants=tuple(chosen), phase=("decode",),
+                                batch=tuple(batches), context=tuple(contexts), devices=None if tp else space.devices)
+    cols = evaluate(space, (hw,)).columns
+    out = []
+    for i in np.flatnonzero(cols["feasible"]):
+        out.append({"hardware": hw, "label": cols["label"][i].split("/", 1)[1], "context": int(cols["context"][i]),
+                    "batch": int(cols["batch"][i]), "tpot_s": float(cols["tpot_s"][i]),
+                    "tokens_per_s_per_gpu": float(cols["tokens_per_s_per_gpu"][i]),
+                    "max_batch": int(cols["max_batch"][i])})
+    return sorted(out, key=lambda r: (r["label"], r["context"], r["batch"]))

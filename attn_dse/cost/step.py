@@ -84,34 +84,23 @@ def weight_params_per_gpu(wl, attention_weights) -> Any:
 
 def with_step(p, hw, c, knobs, wl, s, **predict_kw):
     """`p` (attention and projections of every layer, from predict) with the rest of the step
-    added: the Prediction of the whole model."""
-    from attn_dse.cost.predict import predict
-    parts = {k: (v, None) for k, v in p.breakdown.items()}
+    added: the Prediction of the whole model. Attention's parts keep p's limiter."""
+    from attn_dse.cost.predict import _select, predict
+    if s.phase == "prefill" and np.any(n_chunks(wl.model, s) > 1):
+        p = _chunked_attention(predict, hw, c, knobs, wl, s, p, **predict_kw)
     extra = step_kernels(hw, c, knobs, wl, s)
-    attention_min = p.min_hbm_bytes
-    latency, flops, executed, hbm = p.latency_s, p.flops, p.executed_flops, p.hbm_bytes
-    chunks = n_chunks(wl.model, s)
-    if s.phase == "prefill" and np.any(chunks > 1):
-        a = _chunked_attention(predict, hw, c, knobs, wl, s, p, **predict_kw)
-        latency = a.latency_s
-        executed, hbm = a.executed_flops, a.hbm_bytes
-        attention_min = a.min_hbm_bytes
-        parts = {k: (v, None) for k, v in a.breakdown.items()}
-    limiters = {k: p.limiter for k in parts}
-    for name, k in extra.items():
-        latency = latency + k.time_s
-        flops, executed, hbm = flops + k.flops, executed + k.executed_flops, hbm + k.hbm_bytes
-        parts[name] = (k.time_s, None)
-        limiters[name] = k.limiter
-    breakdown = {n: t for n, (t, _) in parts.items()}
+    breakdown = {**p.breakdown, **{name: k.time_s for name, k in extra.items()}}
+    limiters = {**{name: p.limiter for name in p.breakdown}, **{name: k.limiter for name, k in extra.items()}}
     _, main = bound_time(breakdown)
-    from attn_dse.cost.predict import _select
     limiter = _select(main, limiters)
-    min_hbm = attention_min + sum(k.hbm_bytes for k in extra.values())
-    weights = p.weight_bytes + sum(k.weight_bytes for k in extra.values())
+    flops = p.flops + sum(k.flops for k in extra.values())
+    min_hbm = p.min_hbm_bytes + sum(k.hbm_bytes for k in extra.values())
     return dataclasses.replace(
-        p, latency_s=latency, flops=flops, executed_flops=executed, hbm_bytes=hbm, min_hbm_bytes=min_hbm,
-        weight_bytes=weights, comm_bytes=p.comm_bytes + sum(k.comm_bytes for k in extra.values()),
+        p, latency_s=p.latency_s + sum(k.time_s for k in extra.values()), flops=flops,
+        executed_flops=p.executed_flops + sum(k.executed_flops for k in extra.values()),
+        hbm_bytes=p.hbm_bytes + sum(k.hbm_bytes for k in extra.values()), min_hbm_bytes=min_hbm,
+        weight_bytes=p.weight_bytes + sum(k.weight_bytes for k in extra.values()),
+        comm_bytes=p.comm_bytes + sum(k.comm_bytes for k in extra.values()),
         arithmetic_intensity=flops / min_hbm, limiter=limiter,
         bound=np.where(np.isin(limiter, COMPUTE_LIMITERS), "compute", "memory"), breakdown=breakdown)
 

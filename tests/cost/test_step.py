@@ -208,3 +208,30 @@ def test_the_step_broadcasts_over_arrays():
         one = predict("h200", wl, "decode", int(b[i]), context=[1024, 4096, 16384, 65536][i], scope="model")
         assert arr.latency_s[i] == pytest.approx(one.latency_s, rel=1e-12)
         assert arr.flops[i] == pytest.approx(one.flops, rel=1e-12)
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(E=st.sampled_from([512, 2048, 7168]), layers=st.integers(1, 8), dense=st.integers(0, 3),
+       experts=st.sampled_from([0, 8, 64]), k=st.integers(1, 8), shared=st.integers(0, 2),
+       tokens=st.integers(1, 4096), imbalance=st.floats(1.0, 3.0), ep=st.sampled_from([1, 2, 8]))
+def test_mlp_flops_are_two_per_active_weight_per_token(E, layers, dense, experts, k, shared, tokens, imbalance, ep):
+    """Whatever the routing skew and expert placement, the MLP's FLOPs per token are twice the
+    weights one token multiplies (counted separately, from the model's shape)."""
+    from attn_dse.cost.ffn import ffn_all_layers
+    from attn_dse.cost.knobs import knobs_for
+    from attn_dse.cost.roofline import ceilings
+    from attn_dse.cost.step import gemm_costs
+    from attn_dse.hardware.loader import load_hardware
+    from attn_dse.workloads.models import FfnShape
+    k = min(k, experts) if experts else 0
+    f = FfnShape(intermediate_size=4 * E, n_experts=experts, top_k=k, n_shared_experts=shared if experts else 0,
+                 expert_intermediate_size=E // 2 if experts else 0, first_k_dense=min(dense, layers) if experts else 0,
+                 expert_parallel=ep if experts and experts % ep == 0 else 1, imbalance=imbalance)
+    hw = load_hardware("h100")
+    out = ffn_all_layers(ceilings(hw), gemm_costs(hw, knobs_for(hw, "triton")), f, np.float64(tokens), E, layers,
+                         np.float64(1.0), 2, 2, 450e9)
+    assert float(out.flops) == pytest.approx(2 * tokens * float(f.active_params(E, layers)), rel=1e-9)
+    assert float(out.time_s) > 0

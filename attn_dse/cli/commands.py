@@ -19,6 +19,8 @@ POSITIVE = click.IntRange(min=1)  # counts: batch, tokens, splits, samples
 @click.option("--context", type=POSITIVE, default=None, help="Cached tokens a decode step attends to.")
 @click.option("--no-causal", is_flag=True, help="Bidirectional attention (default: causal).")
 @click.option("--dtype", type=click.Choice(["bf16", "fp16", "fp8", "fp32"]), default="bf16", show_default=True)
+@click.option("--kv-dtype", default=None, metavar="FORMAT",
+              help="KV-cache storage: fp8, int8, int4, bf16, or a bit width such as 6 (default: --dtype).")
 @click.option("--scope", type=click.Choice(["core", "layer", "model"]), default="core", show_default=True,
               help="core: the attention kernel; layer: with projections; model: all layers.")
 @click.option("--unfused", is_flag=True, help="Scores and probabilities through HBM (no FlashAttention).")
@@ -27,7 +29,7 @@ POSITIVE = click.IntRange(min=1)  # counts: batch, tokens, splits, samples
 @click.option("--kernel", default="triton", show_default=True,
               help="Kernel implementation whose calibrated knobs time the attention kernel.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def predict(hw, variant, params, model, phase, batch, seq, context, no_causal, dtype, scope, unfused,
+def predict(hw, variant, params, model, phase, batch, seq, context, no_causal, dtype, kv_dtype, scope, unfused,
             datasheet, split, kernel, as_json):
     """Predict latency, traffic and the bound of one attention workload on HW, and whether it
     fits one device's memory: the KV cache of every layer (one, when the depth is unknown) plus
@@ -48,7 +50,7 @@ def predict(hw, variant, params, model, phase, batch, seq, context, no_causal, d
     spec = load_hardware(hw)
     p = run_predict(spec, wl, phase=phase, batch=batch, seq=seq, context=context, dtype=dtype, scope=scope,
                     causal=not no_causal, fused=not unfused, achievable=not datasheet,
-                    mapping={"n_split": float(split)} if split else None, kernel=kernel)
+                    mapping={"n_split": float(split)} if split else None, kernel=kernel, kv_dtype=kv_dtype)
     cap = _capacity(spec, wl, p, scope, not no_causal)
     if not cap["fits"]:
         from attn_dse.hardware.units import format_si
@@ -71,7 +73,8 @@ def _capacity(hw, wl, p, scope: str, causal: bool) -> dict:
     deep = bool(wl.layer_groups) or wl.params.get("n_layers") is not None
     held = wl if deep else dataclasses.replace(wl, params={**wl.params, "n_layers": 1})
     weights = {"core": 0.0, "layer": float(p.weight_bytes)}.get(scope)  # None: the model's
-    c = capacity(hw, held, p.phase, p.batch, p.context, p.seq, p.dtype, causal, weights_bytes=weights)
+    c = capacity(hw, held, p.phase, p.batch, p.context, p.seq, p.dtype, causal, weights_bytes=weights,
+                 kv_dtype=p.kv_dtype or None)
     depth = wl.params.get("n_layers") or sum(count for count, _ in wl.layer_groups)
     layers = f"all {depth:g} layers" if deep else "one layer (no n_layers given)"
     counted = f"KV cache of {layers}" + {"core": ", no weights (scope core)",

@@ -26,13 +26,14 @@ class Capacity:
 
 def capacity(hw: Hardware, wl: Workload, phase: str, batch, context, seq=1, dtype: str = "bf16",
              causal: bool = True, devices: int = 1, usable_memory: float = 0.9, weight_dtype: str | None = None,
-             weights_bytes: float | None = None, weight_params: float | None = None, label: str = "") -> Capacity:
+             weights_bytes: float | None = None, weight_params: float | None = None, label: str = "",
+             kv_dtype=None) -> Capacity:
     """Weights (given in bytes, as a parameter count, from the model preset, or counted from the
     model's op graph) over `devices`, plus `batch` sequences of KV cache at `context`."""
     b = DTYPE_BYTES[weight_dtype or dtype]
     try:
         one = make_shape(phase, 1, seq if phase == "decode" else context, context if phase == "decode" else None,
-                         causal, dtype)
+                         causal, dtype, kv_dtype)
         kv_seq = wl.kv_cache_bytes(one, "model")
     except AttnDseError as exc:
         raise AttnDseError(f"{label or wl.name}: the memory check needs the model's depth ({exc.problem})",

@@ -14,7 +14,7 @@ import numpy as np
 from attn_dse.workloads import pairs as P
 from attn_dse.workloads.builders import qkv_out_projections, softmax_attention
 from attn_dse.workloads.ops import Op, Tensor
-from attn_dse.workloads.kernel_spec import KernelSpec
+from attn_dse.workloads.kernel_spec import KernelSpec, kv_fields
 from attn_dse.workloads.registry import Param, register, require
 from attn_dse.workloads.variants.gqa import GQA, TP
 
@@ -54,7 +54,8 @@ class BlockSparse(GQA):
         h_q, h_kv = self.heads(p)
         d, b, B = p["head_dim"], s.bytes_per_element, s.batch
         visible = P.visible_blocks(s.seq, s.past, p["block_size"], s.causal)
-        centroids = Tensor("centroid_cache", B * h_kv * np.floor(s.past / p["block_size"]) * d * b, "kv_cache")
+        centroids = Tensor("centroid_cache", B * h_kv * np.floor(s.past / p["block_size"]) * d * s.kv_bytes_per_element,
+                           "kv_cache")
         new_centroids = Tensor("centroids_new", B * h_kv * np.ceil(s.seq / p["block_size"]) * d * b)
         gate_scores = Tensor("gate_scores", B * h_q * visible * 4, "scratch")
         selection = Tensor("selected_blocks", B * h_q * s.seq * p["top_k"] * 4)
@@ -76,4 +77,4 @@ class BlockSparse(GQA):
         h_q, h_kv = self.heads(p)
         return KernelSpec(s.batch, s.seq, s.past, h_q, h_kv, p["head_dim"], p["head_dim"],
                     self.pairs(p, s), self.cache_read_tokens(p, s), s.causal, s.bytes_per_element,
-                    block=p["block_size"])
+                    block=p["block_size"], **kv_fields(s))

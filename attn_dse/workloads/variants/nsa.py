@@ -17,7 +17,7 @@ from attn_dse.errors import AttnDseError
 from attn_dse.workloads import pairs as P
 from attn_dse.workloads.builders import linear, softmax_attention
 from attn_dse.workloads.ops import Op, Tensor
-from attn_dse.workloads.kernel_spec import KernelSpec
+from attn_dse.workloads.kernel_spec import KernelSpec, kv_fields
 from attn_dse.workloads.registry import Param, register
 from attn_dse.workloads.variants.gqa import GQA, TP
 
@@ -100,7 +100,7 @@ class NSA(GQA):
 
     def kv_bytes_per_token(self, p, s):
         ctx = np.maximum(s.context, 1)
-        per = 2 * self.heads(p)[1] * p["head_dim"] * s.bytes_per_element
+        per = 2 * self.heads(p)[1] * p["head_dim"] * s.kv_bytes_per_element
         return per * (1 + 1 / p["cmp_stride"] + np.minimum(ctx, p["window"]) / ctx)
 
     def kernel_spec(self, p, s):

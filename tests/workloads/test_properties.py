@@ -68,7 +68,7 @@ def test_cla_model_kv_is_base_over_k(k, m, ctx, base):
 
 EXAMPLES = {"gqa": dict(n_heads=8, n_kv_heads=2), "mha": dict(n_heads=8), "mqa": dict(n_heads=8),
             "sqa": dict(n_heads=8, form="symmetric"), "swa": dict(n_heads=8, n_kv_heads=2, window=64),
-            "mla": {}, "tpla": {}, "cla": dict(n_heads=8, n_kv_heads=2),
+            "mla": {}, "tpla": {}, "dsa": {}, "cla": dict(n_heads=8, n_kv_heads=2),
             "block_sparse": dict(n_heads=8, n_kv_heads=2, block_size=64, top_k=2),
             "nsa": dict(n_heads=8, n_kv_heads=2), "linear": dict(n_heads=8), "cca": dict(d_model=1024, n_heads=8),
             "ccgqa": dict(d_model=1024, n_heads=8), "mfa": dict(d_model=1024, n_heads=8),

@@ -76,7 +76,7 @@ class MLA(Variant):
         ops = self._q_path(p, s, h)
         lat_qk, lat_v = self.latent_dims(p)  # the latent columns this device holds
         ops.append(linear("kv_down", s, E, lat_qk, "x", "kv_latent", group="kv_proj"))
-        pairs = P.dense(s.seq, s.past, s.causal)
+        pairs = self.pairs(p, s)
         skip = p["skip_fraction"]
         if scheme == "absorbed":
             # q_latent = [q_nope W_UK ; q_rope]: the absorbed query, lat_qk wide per head
@@ -84,7 +84,7 @@ class MLA(Variant):
                             x_bytes=s.tokens * h * (d_n + d_r) * b)
             ops.append(split_outputs(absorb, Tensor("q_latent", s.tokens * h * lat_qk * b)))
             ops += softmax_attention(s, h_q=h, h_kv=1.0, d_qk=lat_qk, d_v=lat_v, pairs=pairs,
-                                     cache_tokens=s.past, kv_shared=True, skip=skip,
+                                     cache_tokens=self.cache_read_tokens(p, s), kv_shared=True, skip=skip,
                                      q="q_latent", o="o_latent", new="latent", kv_bytes=self.latent_bytes(p, s))
             ops.append(linear("v_up", s, lat_v, d_v, "o_latent", "o", tokens=s.tokens * h))
         else:
@@ -108,6 +108,12 @@ class MLA(Variant):
         if np.any(p["tp"] > 1):
             ops.append(all_reduce(s, "y", E, p["tp"]))
         return ops
+
+    def pairs(self, p, s):
+        return P.dense(s.seq, s.past, s.causal)
+
+    def cache_read_tokens(self, p, s):
+        return s.past
 
     def _q_path(self, p, s, h):
         E, width = p["d_model"], h * (p["qk_nope_dim"] + p["qk_rope_dim"])
@@ -135,10 +141,10 @@ class MLA(Variant):
 
     def kernel_spec(self, p, s):
         h, scheme = self.heads(p), self.scheme(p, s)
-        pairs = P.dense(s.seq, s.past, s.causal)
+        pairs = self.pairs(p, s)
         if scheme == "absorbed":
             lat_qk, lat_v = self.latent_dims(p)
-            return KernelSpec(s.batch, s.seq, s.past, h, 1.0, lat_qk, lat_v, pairs, s.past, s.causal,
+            return KernelSpec(s.batch, s.seq, s.past, h, 1.0, lat_qk, lat_v, pairs, self.cache_read_tokens(p, s), s.causal,
                         s.bytes_per_element, kv_shared=True, skip=p["skip_fraction"], **self.latent_kv_fields(p, s))
         d_qk, d_v = p["qk_nope_dim"] + p["qk_rope_dim"], p["v_head_dim"]
         return KernelSpec(s.batch, s.seq, s.past, h, h,

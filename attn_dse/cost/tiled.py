@@ -101,7 +101,7 @@ POINTS_PER_PASS = 1024  # points timed against every candidate at once (bounds t
 
 
 NUMERIC_FIELDS = ("batch", "seq", "past", "h_q", "h_kv", "d_qk", "d_v", "pairs", "kv_read_tokens", "window", "skip",
-                  "block", "kv_bytes_per_element", "dequant_vector_flops", "tile_pairs")
+                  "block", "kv_bytes_per_element", "dequant_vector_flops", "tile_pairs", "extra_io_bytes")
 
 
 def _flat_spec(spec: KernelSpec) -> tuple[KernelSpec, tuple]:

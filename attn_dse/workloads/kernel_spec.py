@@ -45,6 +45,9 @@ class KernelSpec:
     # pairs per head a tiled kernel computes (masked waste included) where the variant's
     # geometry sets it (multi-dimensional neighborhoods); None: the family's own estimate
     tile_pairs: Any = None
+    # bytes the kernel streams beyond one read of Q, K, V and one write of O (gathered query
+    # copies, fp32 partial outputs of a gather-and-merge execution), once each
+    extra_io_bytes: Any = 0.0
 
     @property
     def kv_bytes(self):

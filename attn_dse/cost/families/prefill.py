@@ -66,7 +66,7 @@ def prefill_candidate(spec, hw, c, knobs, fam, br, bc, stages, detail=True) -> d
     ctas = B * hq * n_qt
     hit = tiled.l2_hit(hw, knobs, np.minimum(ctas, hw.cores) / n_qt / (hq / hkv), keys * kv_token)
     hbm_kv = unique_kv + np.maximum(raw_kv - unique_kv, 0) * (1 - hit)
-    q_o = B * S * hq * (spec.d_qk + spec.d_v) * b
+    q_o = B * S * hq * (spec.d_qk + spec.d_v) * b + spec.extra_io_bytes
     iterations = B * hq * computed / (br * bc)  # K/V-tile steps over all CTAs
     dequant = raw_kv / spec.kv_bytes * spec.dequant_vector_flops  # each CTA dequantizes the tiles it loads
     return tiled.finish(hw, c, knobs, fam, flops, exps, q_o + hbm_kv, raw_kv, q_o, ctas, iterations,

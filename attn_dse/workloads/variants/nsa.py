@@ -104,7 +104,13 @@ class NSA(GQA):
         return per * (1 + 1 / p["cmp_stride"] + np.minimum(ctx, p["window"]) / ctx)
 
     def kernel_spec(self, p, s):
+        """Three kernels, as NSA runs them (section 5): the compression and window branches are
+        FlashAttention-style (dense over the compressed tokens; a sliding window), the selection
+        branch a block-sparse kernel over the chosen blocks."""
         h_q, h_kv = self.heads(p)
-        return KernelSpec(s.batch, s.seq, s.past, h_q, h_kv, p["head_dim"], p["head_dim"],
-                    self.pairs(p, s), self.cache_read_tokens(p, s), True, s.bytes_per_element,
-                    block=p["sel_block"])
+        d = p["head_dim"]
+        (_, cmp_pairs, cmp_read), (_, sel_pairs, sel_read), (_, win_pairs, win_read) = self.branches(p, s)
+        one = dict(bytes_per_element=s.bytes_per_element, **kv_fields(s))
+        return (KernelSpec(s.batch, s.seq, s.past, h_q, h_kv, d, d, cmp_pairs, cmp_read, True, **one),
+                KernelSpec(s.batch, s.seq, s.past, h_q, h_kv, d, d, sel_pairs, sel_read, True, block=p["sel_block"], **one),
+                KernelSpec(s.batch, s.seq, s.past, h_q, h_kv, d, d, win_pairs, win_read, True, window=p["window"], **one))

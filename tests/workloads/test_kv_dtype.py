@@ -80,3 +80,24 @@ def test_predict_cli_takes_kv_dtype():
     assert int4["kv_cache_bytes"] == pytest.approx(bf16["kv_cache_bytes"] * (0.5 + 4 / 128) / 2)
     bad = CliRunner().invoke(cli, args + ["--kv-dtype", "fp9"])
     assert bad.exit_code == 2 and "kv" in bad.output.lower()
+
+
+def test_spaces_sweep_a_kv_dtype_axis(tmp_path):
+    import csv
+
+    from click.testing import CliRunner
+
+    from attn_dse.cli.main import cli
+    space = tmp_path / "kv.yaml"
+    space.write_text("name: kv\nvariants:\n  - {variant: gqa, params: {n_heads: 32, n_kv_heads: 8, n_layers: 32}}\n"
+                     "workload: {phase: decode, batch: [16], context: [8192], kv_dtype: [bf16, fp8, 4]}\n")
+    out = CliRunner().invoke(cli, ["sweep", "h100", str(space), "--out", str(tmp_path / "o")])
+    assert out.exit_code == 0, out.output
+    rows = {r["kv_dtype"]: r for r in csv.DictReader(open(tmp_path / "o" / "points.csv"))}
+    assert set(rows) == {"bf16", "fp8", "int4"}
+    per_token = {k: float(r["kv_bytes_per_token"]) for k, r in rows.items()}
+    assert per_token["int4"] == pytest.approx(32 * 2 * 8 * 128 * (0.5 + 4 / 128))
+    assert float(rows["fp8"]["latency_s"]) < float(rows["bf16"]["latency_s"])
+    space.write_text(space.read_text().replace("kv_dtype: [bf16, fp8, 4]", "kv_dtype: fp9"))
+    bad = CliRunner().invoke(cli, ["sweep", "h100", str(space), "--out", str(tmp_path / "o2")])
+    assert bad.exit_code == 2 and "kv_dtype" in bad.output

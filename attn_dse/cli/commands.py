@@ -19,6 +19,8 @@ POSITIVE = click.IntRange(min=1)  # counts: batch, tokens, splits, samples
 @click.option("--context", type=POSITIVE, default=None, help="Cached tokens a decode step attends to.")
 @click.option("--no-causal", is_flag=True, help="Bidirectional attention (default: causal).")
 @click.option("--dtype", type=click.Choice(["bf16", "fp16", "fp8", "fp32"]), default="bf16", show_default=True)
+@click.option("--kv-dtype", default=None, metavar="FORMAT",
+              help="KV-cache storage: fp8, int8, int4, bf16, or a bit width such as 6 (default: --dtype).")
 @click.option("--scope", type=click.Choice(["core", "layer", "model"]), default="core", show_default=True,
               help="core: the attention kernel; layer: with projections; model: all layers.")
 @click.option("--unfused", is_flag=True, help="Scores and probabilities through HBM (no FlashAttention).")
@@ -28,15 +30,13 @@ POSITIVE = click.IntRange(min=1)  # counts: batch, tokens, splits, samples
               help="Kernel implementation whose calibrated knobs time the attention kernel.")
 @click.option("--weight-dtype", type=click.Choice(["bf16", "fp16", "fp8", "fp32"]), default=None,
               help="Bytes per weight in the memory plan (default: --dtype).")
-@click.option("--kv-dtype", type=click.Choice(["bf16", "fp16", "fp8", "fp32"]), default=None,
-              help="Bytes per KV-cache element in the memory plan (default: --dtype).")
 @click.option("--kv-block", type=POSITIVE, default=16, show_default=True,
               help="KV-cache page in tokens: each sequence's context is held in whole pages.")
 @click.option("--fragmentation", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
               help="Share of the usable memory the allocator loses.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def predict(hw, variant, params, model, phase, batch, seq, context, no_causal, dtype, scope, unfused,
-            datasheet, split, kernel, weight_dtype, kv_dtype, kv_block, fragmentation, as_json):
+def predict(hw, variant, params, model, phase, batch, seq, context, no_causal, dtype, kv_dtype, scope, unfused,
+            datasheet, split, kernel, weight_dtype, kv_block, fragmentation, as_json):
     """Predict latency, traffic and the bound of one attention workload on HW, and whether it
     fits one device's memory: the KV cache of every layer (one, when the depth is unknown) plus
     the weights of the scope (core: none; layer: one layer's attention weights; model: the
@@ -59,8 +59,8 @@ def predict(hw, variant, params, model, phase, batch, seq, context, no_causal, d
     spec = load_hardware(hw)
     p = run_predict(spec, wl, phase=phase, batch=batch, seq=seq, context=context, dtype=dtype, scope=scope,
                     causal=not no_causal, fused=not unfused, achievable=not datasheet,
-                    mapping={"n_split": float(split)} if split else None, kernel=kernel)
-    cap = _capacity(spec, wl, p, scope, not no_causal, weight_dtype, kv_dtype, kv_block, fragmentation)
+                    mapping={"n_split": float(split)} if split else None, kernel=kernel, kv_dtype=kv_dtype)
+    cap = _capacity(spec, wl, p, scope, not no_causal, weight_dtype, p.kv_dtype or None, kv_block, fragmentation)
     if scope == "model" and getattr(wl.model, "ffn", None) is not None:
         from attn_dse.cost.step import serving
         cap.update({k: float(v) for k, v in serving(p, wl).items()})

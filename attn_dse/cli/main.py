@@ -9,6 +9,7 @@ import click
 from attn_dse import __version__
 from attn_dse.cli import commands
 from attn_dse.cli.hw import hw_group
+from attn_dse.cli.papers import papers
 
 
 _NO_ARGS = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
@@ -76,6 +77,7 @@ def cli() -> None:
 
 
 cli.add_command(hw_group)
+cli.add_command(papers)
 for _command in (commands.predict, commands.list_variants, commands.list_models, commands.sweep, commands.roofline,
                  commands.validate):
     cli.add_command(_command)

@@ -49,9 +49,8 @@ def capacity(hw: Hardware, wl: Workload, phase: str, batch, context, seq=1, dtyp
              kv_dtype: str | None = None, kv_block: int = 1, fragmentation: float = 0.0) -> Capacity:
     """Weights over `devices`, plus `batch` sequences of KV cache and activations at `context`."""
     b = DTYPE_BYTES[weight_dtype or dtype]
-    for name, value in (("kv_dtype", kv_dtype), ("weight_dtype", weight_dtype)):
-        if value is not None and value not in DTYPE_BYTES:
-            raise AttnDseError(f"{name} '{value}' is unknown", fix="use one of: " + ", ".join(DTYPE_BYTES))
+    if weight_dtype is not None and weight_dtype not in DTYPE_BYTES:
+        raise AttnDseError(f"weight_dtype '{weight_dtype}' is unknown", fix="use one of: " + ", ".join(DTYPE_BYTES))
     if not (np.all(np.asarray(kv_block) >= 1)):
         raise AttnDseError(f"kv_block={kv_block} must be >= 1 token", fix="e.g. 16 (vLLM's default page)")
     if not 0 <= fragmentation < 1:
@@ -60,13 +59,11 @@ def capacity(hw: Hardware, wl: Workload, phase: str, batch, context, seq=1, dtyp
     paged = np.ceil(context / kv_block) * kv_block if phase == "decode" else context
     try:
         one = make_shape(phase, 1, seq if phase == "decode" else paged, paged if phase == "decode" else None,
-                         causal, dtype)
+                         causal, dtype, kv_dtype)
         kv_seq = wl.kv_cache_bytes(one, "model")
     except AttnDseError as exc:
         raise AttnDseError(f"{label or wl.name}: the memory check needs the model's depth ({exc.problem})",
                            fix="add n_layers to the variant's params, use a model preset, or drop 'memory'") from None
-    if kv_dtype is not None:
-        kv_seq = kv_seq * DTYPE_BYTES[kv_dtype] / DTYPE_BYTES[dtype]
     step_model = wl.model is not None and getattr(wl.model, "ffn", None) is not None
     if weights_bytes is not None:
         weights = weights_bytes

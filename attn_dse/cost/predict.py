@@ -68,6 +68,7 @@ class Prediction:
     limiter: Any  # matmul | exp | vector | hbm | l2 | smem | core_bw | interconnect
     ceilings: str  # "achievable" (measured) or "datasheet"
     kernel: str = DEFAULT_IMPLEMENTATION  # the implementation whose knobs timed it
+    kv_dtype: str = ""  # KV-cache storage format ("" = dtype)
     mapping: dict = field(default_factory=dict)
     breakdown: dict = field(default_factory=dict)  # seconds per part
 
@@ -81,6 +82,7 @@ class Prediction:
                 "weight_bytes", "comm_bytes", "arithmetic_intensity", "latency_s", "bound", "limiter", "ceilings",
                 "kernel")
         out = {k: getattr(self, k) for k in keys}
+        out["kv_dtype"] = self.kv_dtype or self.dtype
         out["tokens_per_s"] = self.tokens_per_s
         out["mapping"], out["breakdown_s"] = dict(self.mapping), dict(self.breakdown)
         return out
@@ -89,21 +91,22 @@ class Prediction:
 def predict(hw: Hardware | str, workload: Workload, phase: str = "decode", batch=1, seq=None,
             context=None, dtype: str = "bf16", scope: str = "core", causal: bool = True,
             fused: bool = True, achievable: bool = True, mapping: dict | None = None,
-            dataflow_model: bool = True, kernel: str | Knobs = DEFAULT_IMPLEMENTATION) -> Prediction:
+            dataflow_model: bool = True, kernel: str | Knobs = DEFAULT_IMPLEMENTATION, kv_dtype=None) -> Prediction:
     """Predict one workload point (or arrays of them). `mapping` pins kernel choices, e.g.
     {"n_split": 1} for decode without split-KV; `achievable=False` uses datasheet peaks;
     `dataflow_model=False` times the attention kernel by the plain roofline (no tiling);
-    `kernel` names the implementation whose calibration knobs are used (or gives the knobs)."""
+    `kernel` names the implementation whose calibration knobs are used (or gives the knobs);
+    `kv_dtype` stores the KV cache in another format than `dtype` (fp8, int4, a bit width)."""
     hw = load_hardware(hw)
     knobs = kernel if isinstance(kernel, Knobs) else knobs_for(hw, kernel)
-    s = make_shape(phase, batch, seq, context, causal, dtype)
+    s = make_shape(phase, batch, seq, context, causal, dtype, kv_dtype)
     ops = active_ops(workload.ops(s, scope), fused)
     cost = total_cost(ops, fused, workload.kv_cache_bytes(s, scope))
     c = ceilings(hw, dtype, achievable)
     parts: dict[str, Part] = {}
     core_ops = [op for op in ops if op.group == "core"]
     if core_ops:
-        parts["attention"] = _attention(hw, c, knobs, workload, s, scope, core_ops, fused, mapping) \
+        parts["attention"] = _attention(hw, c, knobs, workload, s, scope, core_ops, fused, mapping, achievable) \
             if dataflow_model else _roofline_ops(c, knobs, core_ops, fused, "decode" if phase == "decode" else "prefill",
                                                  one_kernel=fused)
     for group in sorted({op.group for op in ops} - {"core"}):
@@ -122,7 +125,7 @@ def predict(hw: Hardware | str, workload: Workload, phase: str = "decode", batch
         kv_cache_bytes=cost.kv_cache_bytes, weight_bytes=cost.weight_bytes, comm_bytes=cost.comm_bytes,
         arithmetic_intensity=cost.flops / cost.hbm_bytes,
         bound=np.where(np.isin(limiter, COMPUTE_LIMITERS), "compute", "memory"),
-        limiter=limiter, ceilings=c.source, kernel=knobs.implementation,
+        limiter=limiter, ceilings=c.source, kernel=knobs.implementation, kv_dtype=s.kv_dtype,
         mapping=parts["attention"].mapping if "attention" in parts else {},
         breakdown={n: parts[n].time_s for n in names})
     if scope == "model" and getattr(workload.model, "ffn", None) is not None:
@@ -133,7 +136,7 @@ def predict(hw: Hardware | str, workload: Workload, phase: str = "decode", batch
 
 
 def _attention(hw, c: Ceilings, knobs: Knobs, wl: Workload, s, scope, core_ops: list[Op], fused: bool,
-               fixed=None) -> Part:
+               fixed=None, achievable: bool = True) -> Part:
     """The attention kernel(s): the claiming family's tiled model when fused, else one roofline
     kernel per op. Sparse-attention side kernels (gates, pooling, compression) are rooflined beside it."""
     specs = wl.kernel_specs(s, scope)
@@ -141,12 +144,14 @@ def _attention(hw, c: Ceilings, knobs: Knobs, wl: Workload, s, scope, core_ops: 
     side = [op for op in core_ops if op.kernel != "attention"]
     fams = [family_for(spec) for spec, _ in specs]
     if not fused or not kernel or any(f is None for f in fams):
-        return _roofline_ops(c, knobs, core_ops, fused, "unfused" if not fused else "gemm", one_kernel=fused)
+        return _roofline_ops(c, knobs, core_ops, fused, "unfused" if not fused else "gemm", hw, one_kernel=fused)
     # training: the tiled model times the forward; the backward scales it by its FLOP share
     forward = [op for op in kernel if not op.name.endswith(".bwd") and not op.fused_only]
     ratio = sum((op.flops for op in kernel), 0.0) / sum((op.flops for op in forward), 0.0) \
         if s.phase == "train" else 1.0
-    estimates = [(count * ratio, fam.estimate(spec, hw, c, knobs, fixed))
+    # each kernel's matmuls run at its own dtype (a decode kernel over an FP8 cache runs bf16 MMAs)
+    estimates = [(count * ratio, fam.estimate(spec, hw, _ceilings_at(hw, c, spec.compute_dtype, achievable),
+                                              knobs, fixed))
                  for fam, (spec, count) in zip(fams, specs)]
     time = sum(n * e.time_s for n, e in estimates)
     hbm = sum(n * e.hbm_bytes for n, e in estimates)
@@ -154,7 +159,12 @@ def _attention(hw, c: Ceilings, knobs: Knobs, wl: Workload, s, scope, core_ops: 
     _, main = bound_time({str(i): n * e.time_s for i, (n, e) in enumerate(estimates)})
     limiter = _select(main, {str(i): e.limiter for i, (_, e) in enumerate(estimates)})
     part = Part(time, limiter, hbm, flops, estimates[0][1].mapping)  # the first layer group's mapping
-    return part + _roofline_ops(c, knobs, side, fused, "gemm") if side else part
+    return part + _roofline_ops(c, knobs, side, fused, "gemm", hw) if side else part
+
+
+def _ceilings_at(hw, c: Ceilings, dtype: str, achievable: bool) -> Ceilings:
+    """The ceilings at another matmul dtype than the workload's ("" = the same)."""
+    return ceilings(hw, dtype, achievable) if dtype and hw is not None else c
 
 
 def _roofline_ops(c: Ceilings, knobs: Knobs, ops: list[Op], fused: bool, family: str, hw: Hardware | None = None,
@@ -178,7 +188,8 @@ def _roofline_ops(c: Ceilings, knobs: Knobs, ops: list[Op], fused: bool, family:
             nbytes = 0.0
         else:
             nbytes = sum((t.bytes for t in op.reads + op.writes if not (fused and t.kind == "scratch")), 0.0)
-            t, lim = op_time(c, op.flops, op.vector_flops, op.exps, nbytes, eff_c, eff_m,
+            co = _ceilings_at(hw, c, op.dtype, c.source == "achievable")  # an op may run its own dtype
+            t, lim = op_time(co, op.flops, op.vector_flops, op.exps, nbytes, eff_c, eff_m,
                              knobs.launch_overhead_s * op.repeat)
         time, hbm, flops = time + t, hbm + nbytes, flops + op.flops
         times[str(i)], limiters[str(i)] = t, lim

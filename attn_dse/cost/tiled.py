@@ -56,17 +56,20 @@ def l2_hit(hw: Hardware, knobs: Knobs, kv_heads_in_flight, kv_bytes_per_head):
 
 
 def finish(hw: Hardware, c: Ceilings, knobs: Knobs, fam: FamilyKnobs, flops, exps, hbm, raw_kv, q_o, ctas,
-           iterations, fill, fits, stages, detail: bool = True, extra_s=0.0) -> dict:
+           iterations, fill, fits, stages, detail: bool = True, extra_s=0.0, vector_flops=0.0) -> dict:
     """Time of candidates: each resource's time is the larger of its aggregate rate and the
     per-core rate times the waves, i.e. the busiest core's share of the work at one core's rate
     (idle cores only cost where one core is the limit). `extra_s` is added where the tiles fit
-    (the split-KV combine). Without `detail` only the time is returned (what the search needs)."""
+    (the split-KV combine). `vector_flops` (KV dequantization) runs on the vector units beside the
+    exps, issued by the same warps. Without `detail` only the time is returned (what the search needs)."""
     eff_c, eff_m = fam.compute_efficiency, fam.memory_efficiency
     active, n_waves = waves(ctas, hw.cores)
     per_core = n_waves / ctas  # share of the work the busiest core does: at least 1/cores
     t_mm = flops * per_core * (hw.cores / (c.matmul_flop_per_s * eff_c)) \
         + iterations * per_core * (knobs.tile_overhead_cycles / hw.clock_hz)
-    t_exp = exps * per_core * (hw.cores / c.exp_per_s)
+    t_sfu = exps * per_core * (hw.cores / c.exp_per_s)
+    t_vec = vector_flops * per_core * (hw.cores / c.vector_flop_per_s)
+    t_exp = t_sfu + t_vec
     t_compute = np.maximum(t_mm, t_exp) + (1 - knobs.exp_overlap) * np.minimum(t_mm, t_exp)
     t_bw = hbm / (c.hbm_bytes_per_s * eff_m)
     t_core = hbm * per_core / fam.core_bytes_per_s  # one core streams at most this fast
@@ -86,7 +89,8 @@ def finish(hw: Hardware, c: Ceilings, knobs: Knobs, fam: FamilyKnobs, flops, exp
     if c.cache_bytes_per_s:
         times["l2"] = t_l2
     _, limiter = bound_time(times)
-    limiter = np.where(limiter == "compute", np.where(t_exp > t_mm, "exp", "matmul"), limiter)
+    limiter = np.where(limiter == "compute", np.where(t_exp > t_mm, np.where(t_vec > t_sfu, "vector", "exp"), "matmul"),
+                       limiter)
     limiter = np.where((limiter == "hbm") & (t_core > t_bw), "core_bw", limiter)
     return {"time": t, "hbm": hbm, "cache": raw_kv, "flops": flops, "exps": exps, "limiter": limiter,
             "compute": t_compute, "memory": t_hbm}
@@ -96,19 +100,20 @@ MAPPING = ("block_m", "block_n", "n_split", "stages")
 POINTS_PER_PASS = 1024  # points timed against every candidate at once (bounds the memory)
 
 
+NUMERIC_FIELDS = ("batch", "seq", "past", "h_q", "h_kv", "d_qk", "d_v", "pairs", "kv_read_tokens", "window", "skip",
+                  "block", "kv_bytes_per_element", "dequant_vector_flops", "tile_pairs", "extra_io_bytes")
+
+
 def _flat_spec(spec: KernelSpec) -> tuple[KernelSpec, tuple]:
     """The spec with every numeric field broadcast to one shape and flattened, and that shape."""
-    names = [f for f in ("batch", "seq", "past", "h_q", "h_kv", "d_qk", "d_v", "pairs", "kv_read_tokens",
-                         "window", "skip", "block") if getattr(spec, f) is not None]
+    names = [f for f in NUMERIC_FIELDS if getattr(spec, f) is not None]
     values = np.broadcast_arrays(*[np.asarray(getattr(spec, f), dtype=np.float64) for f in names])
     shape = values[0].shape
     return dataclasses.replace(spec, **{f: v.reshape(-1) for f, v in zip(names, values)}), shape
 
 
 def _rows(spec: KernelSpec, lo: int, hi: int) -> KernelSpec:
-    fields = {f: getattr(spec, f)[lo:hi] for f in ("batch", "seq", "past", "h_q", "h_kv", "d_qk", "d_v", "pairs",
-                                                   "kv_read_tokens", "window", "skip", "block")
-              if getattr(spec, f) is not None}
+    fields = {f: getattr(spec, f)[lo:hi] for f in NUMERIC_FIELDS if getattr(spec, f) is not None}
     return dataclasses.replace(spec, **fields)
 
 

@@ -35,6 +35,7 @@ class Block:
     phase: str
     dtype: str
     axes: dict  # numeric axis name -> values
+    kv_dtype: str | None = None  # KV-cache format (None: the dtype)
 
     @property
     def size(self) -> int:
@@ -60,13 +61,13 @@ def blocks(space: Space, hw_names: tuple[str, ...]) -> list[Block]:
             numeric = {k: v for k, v in entry.params.items() if k not in strings}
             for combo in itertools.product(*strings.values()):
                 for phase in space.phase:
-                    for dtype in space.dtype:
+                    for dtype, kv in itertools.product(space.dtype, space.kv_dtype):
                         axes = {"batch": space.batch, "context": space.context}
                         if phase == "decode":
                             axes["seq"] = space.seq
                         axes.update(numeric)
                         out.append(Block(hw_label, hw, entry, dict(zip(strings, combo)), phase, dtype,
-                                         {k: np.asarray(v, dtype=np.float64) for k, v in axes.items()}))
+                                         {k: np.asarray(v, dtype=np.float64) for k, v in axes.items()}, kv))
     return out
 
 
@@ -89,11 +90,12 @@ def evaluate_rows(space: Space, block: Block, flat_index: np.ndarray) -> dict:
     else:
         kw = dict(seq=length)
     p = predict(block.hw, wl, block.phase, batch, dtype=block.dtype, scope=space.scope,
-                causal=space.causal, fused=space.fused, mapping=space.mapping, **kw)
+                causal=space.causal, fused=space.fused, mapping=space.mapping, kv_dtype=block.kv_dtype, **kw)
     n = len(flat_index)
     cols = {"hardware": np.full(n, block.hw_label, dtype=object), "label": np.full(n, block.entry.label, dtype=object),
             "variant": np.full(n, wl.variant.name, dtype=object), "phase": np.full(n, block.phase, dtype=object),
-            "dtype": np.full(n, block.dtype, dtype=object)}
+            "dtype": np.full(n, block.dtype, dtype=object),
+            "kv_dtype": np.full(n, block.kv_dtype or block.dtype, dtype=object)}
     for k, v in block.fixed.items():
         cols[k] = np.full(n, v, dtype=object)
     for k, v in vals.items():
@@ -126,7 +128,7 @@ def _memory(space: Space, block: Block, wl: Workload, vals: dict) -> dict:
     devices = block.hw.interconnect.devices_per_node if space.devices == "node" else (space.devices or 1)
     cap = capacity(block.hw, wl, block.phase, vals["batch"], vals["context"], vals.get("seq", 1), block.dtype,
                    space.causal, devices, space.usable_memory, space.weight_dtype, space.weights_bytes,
-                   block.entry.weight_params, block.entry.label)
+                   block.entry.weight_params, block.entry.label, kv_dtype=block.kv_dtype)
     return {"kv_bytes_per_token": cap.kv_bytes_per_token, "weight_bytes": cap.weight_bytes,
             "memory_bytes": cap.memory_bytes, "activation_bytes": cap.activation_bytes, "fits": cap.fits,
             "max_batch": cap.max_batch}

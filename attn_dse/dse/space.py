@@ -21,7 +21,7 @@ from attn_dse.workloads.shape import DTYPE_BYTES, PHASES, SCOPES
 STRATEGIES = ("grid", "random", "evolve")
 _TOP = {"name", "description", "hardware", "variants", "workload", "constraints", "objectives", "strategy",
         "samples", "deployment"}
-_WORKLOAD = {"phase", "batch", "context", "seq", "dtype", "scope", "causal", "fused", "mapping"}
+_WORKLOAD = {"phase", "batch", "context", "seq", "dtype", "kv_dtype", "scope", "causal", "fused", "mapping"}
 MAPPING_KEYS = ("n_split", "block_m", "block_n", "stages")
 _DEPLOY = {"devices", "usable_memory", "weights", "weight_dtype"}
 _HW_UNITS = {"hbm_bandwidth": "bandwidth", "hbm_capacity": "bytes", "matmul": "flop_rate",
@@ -54,6 +54,7 @@ class Space:
     context: tuple[int, ...] = (4096,)  # decode: cached tokens; prefill/train: prompt length
     seq: tuple[int, ...] = (1,)  # decode: new tokens per step
     dtype: tuple[str, ...] = ("bf16",)
+    kv_dtype: tuple = (None,)  # KV-cache formats (fp8, int4, a bit width); None = the dtype
     scope: str = "model"
     causal: bool = True
     fused: bool = True
@@ -93,7 +94,7 @@ def grid_size(space: Space, n_hardware: int | None = None) -> int:
     per_phase = sum(len(space.batch) * len(space.context) * (len(space.seq) if phase == "decode" else 1)
                     for phase in space.phase)
     per_entry = sum(math.prod(len(v) for v in entry.params.values()) for entry in space.variants)
-    return int(n_hardware) * per_entry * len(space.dtype) * per_phase
+    return int(n_hardware) * per_entry * len(space.dtype) * len(space.kv_dtype) * per_phase
 
 
 def check_grid(space: Space, max_points: int = MAX_POINTS, n_hardware: int | None = None) -> int:
@@ -127,6 +128,7 @@ def space_from_dict(raw: dict, where: str = "<space>", max_points: int | None = 
         context=_numbers(wl.get("context", 4096), where, "workload.context"),
         seq=_numbers(wl.get("seq", 1), where, "workload.seq"),
         dtype=_choices(wl.get("dtype", "bf16"), tuple(DTYPE_BYTES), where, "workload.dtype"),
+        kv_dtype=_kv_formats(wl.get("kv_dtype"), where),
         scope=_choices(wl.get("scope", "model"), SCOPES, where, "workload.scope", one=True)[0],
         causal=_flag(wl.get("causal", True), where, "workload.causal"),
         fused=_flag(wl.get("fused", True), where, "workload.fused"),
@@ -188,6 +190,21 @@ def _text(value: Any, where: str, name: str) -> str:
     if not isinstance(value, (str, int, float)) or isinstance(value, bool):
         raise AttnDseError(f"{name}: {_show(value)} is not text", where=where, fix=f"write e.g. '{name}: my-space'")
     return str(value)
+
+
+def _kv_formats(value: Any, where: str) -> tuple:
+    """workload.kv_dtype: one format or a list (fp8, int4, a bit width); absent = the dtype."""
+    if value is None:
+        return (None,)
+    from attn_dse.workloads.shape import kv_format
+    out = []
+    for i, v in enumerate(_list(value, where, "workload.kv_dtype")):
+        try:
+            out.append(kv_format(v))
+        except AttnDseError as exc:
+            at = "workload.kv_dtype" if not isinstance(value, list) else f"workload.kv_dtype[{i}]"
+            raise AttnDseError(f"{at}: {_show(v)} is not a KV format", where=where, fix=exc.fix) from None
+    return tuple(out)
 
 
 def _choices(value: Any, known: tuple, where: str, name: str, one: bool = False) -> tuple:

@@ -36,15 +36,19 @@ def qkv_out_projections(s: Shape, d_model, h_q, h_kv, d_qk, d_v) -> tuple[list[O
 def softmax_attention(s: Shape, *, h_q, h_kv, d_qk, d_v, pairs, cache_tokens, kv_shared=False,
                       skip: Any = 0.0, prefix: str = "", q: str = "q", o: str = "o",
                       cache: str = "kv_cache", new: str = "new", kv: str = "",
-                      new_tokens: Any = None) -> list[Op]:
+                      new_tokens: Any = None, kv_bytes: Any = None) -> list[Op]:
     """QK^T -> softmax -> PV over `pairs` attended pairs per query head and sequence.
 
     K/V come from the new tokens (k_new/v_new, seq of them) and the cache (cache_tokens).
     kv_shared: one latent tensor is both K (d_qk wide) and V (its first d_v columns).
     skip (BLASST): fraction of KV tiles whose exps and PV are skipped (QK^T is always
     computed); in decode their V is not loaded either.
+    kv_bytes: bytes per cached element (default: the shape's KV format; a layout may set it).
     """
     b, B = s.bytes_per_element, s.batch
+    kb = s.kv_bytes_per_element if kv_bytes is None else kv_bytes
+    if cache != "kv_cache":
+        kb = b  # re-materialized K/V are activations at the compute dtype
     Sq = s.seq if new_tokens is None else new_tokens  # K/V tokens produced this step
     n = B * h_q * pairs
     kept = 1.0 - skip
@@ -53,12 +57,12 @@ def softmax_attention(s: Shape, *, h_q, h_kv, d_qk, d_v, pairs, cache_tokens, kv
     c = "" if cache == "kv_cache" else "up_"
     if kv_shared:
         k_new = v_new = Tensor(f"{kv}kv_{new}", B * Sq * h_kv * d_qk * b)
-        k_cache = v_cache = Tensor(f"{c}{kv}kv_cache", B * cache_tokens * h_kv * d_qk * b, cache)
+        k_cache = v_cache = Tensor(f"{c}{kv}kv_cache", B * cache_tokens * h_kv * d_qk * kb, cache)
     else:
         k_new = Tensor(f"{kv}k_{new}", B * Sq * h_kv * d_qk * b)
         v_new = Tensor(f"{kv}v_{new}", B * Sq * h_kv * d_v * b)
-        v_bytes = B * cache_tokens * h_kv * d_v * b * (kept if s.phase == "decode" else 1.0)
-        k_cache = Tensor(f"{c}{kv}k_cache", B * cache_tokens * h_kv * d_qk * b, cache)
+        v_bytes = B * cache_tokens * h_kv * d_v * kb * (kept if s.phase == "decode" else 1.0)
+        k_cache = Tensor(f"{c}{kv}k_cache", B * cache_tokens * h_kv * d_qk * kb, cache)
         v_cache = Tensor(f"{c}{kv}v_cache", v_bytes, cache)
     scores = Tensor(f"{prefix}scores", n * 4, "scratch")  # fp32 logits
     probs = Tensor(f"{prefix}probs", n * kept * b, "scratch")

@@ -48,6 +48,7 @@ class Op:
     fused_only: bool = False  # exists only in fused execution (FlashAttention recompute)
     repeat: Any = 1.0  # kernel launches this op stands for (layers at model scope)
     kernel: str = ""  # "attention": part of the fused softmax-attention kernel (dataflow-modelled)
+    dtype: str = ""  # the matmul dtype where it is not the workload's (DSA's fp8 indexer)
 
 
 @dataclass(frozen=True)

@@ -64,8 +64,9 @@ class Variant:
     def kv_cache_tokens(self, p: Mapping[str, Any], s: Shape) -> Any:
         return s.context
 
-    def kernel_spec(self, p: Mapping[str, Any], s: Shape) -> KernelSpec | None:
-        """The fused softmax-attention kernel's work, or None (linear attention has none)."""
+    def kernel_spec(self, p: Mapping[str, Any], s: Shape) -> KernelSpec | tuple | None:
+        """The fused softmax-attention kernel's work, or None (linear attention has none); a tuple
+        where the variant runs several attention kernels (NSA's three branches)."""
         return None
 
     def model_layer_factor(self, p: Mapping[str, Any], group: str) -> Any:
@@ -165,7 +166,8 @@ class Workload:
         out = []
         for count, wl in groups:
             spec = wl.variant.kernel_spec(wl.params, s)
-            out.append((spec and dataclasses.replace(spec, phase=s.phase), count))
+            for one in (spec if isinstance(spec, tuple) else (spec,)):
+                out.append((one and dataclasses.replace(one, phase=s.phase), count))
         return out
 
 

@@ -42,8 +42,11 @@ def test_paging_rounds_each_context_up_to_whole_pages():
 def test_kv_dtype_and_fragmentation():
     bf16 = plan(weight_dtype="fp8", batch=4)
     fp8 = plan(weight_dtype="fp8", kv_dtype="fp8", batch=4)
-    assert fp8.kv_bytes == bf16.kv_bytes / 2
-    assert fp8.max_batch == np.floor((0.9 * 141e9 - LLAMA_PARAMS) / (32768 * LLAMA_KV_TOKEN + fp8.activation_bytes / 4))
+    # fp8 stores one byte per element plus one fp32 scale per 128 elements
+    fp8_per_bf16 = (1 + 4 / 128) / 2
+    assert fp8.kv_bytes == pytest.approx(bf16.kv_bytes * fp8_per_bf16)
+    assert fp8.max_batch == np.floor((0.9 * 141e9 - LLAMA_PARAMS)
+                                     / (32768 * LLAMA_KV_TOKEN * (1 + 4 / 128) + fp8.activation_bytes / 4))
     frag = plan(weight_dtype="fp8", fragmentation=0.1)
     assert frag.fragmentation_bytes == pytest.approx(0.1 * 0.9 * 141e9)
     assert frag.memory_bytes == pytest.approx(frag.weight_bytes + frag.kv_bytes + frag.activation_bytes

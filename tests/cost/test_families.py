@@ -16,16 +16,18 @@ from attn_dse.workloads.shape import make_shape
     ("mla", dict(scheme="naive"), "decode", "decode"),
     ("block_sparse", dict(n_heads=32, n_kv_heads=8, top_k=4), "prefill", "block_sparse"),
     ("block_sparse", dict(n_heads=32, n_kv_heads=8, top_k=4), "decode", "block_sparse"),
-    ("nsa", dict(n_heads=32, n_kv_heads=4), "decode", "block_sparse"),
+    ("nsa", dict(n_heads=32, n_kv_heads=4), "decode", ("decode", "block_sparse", "decode")),  # cmp, sel, win
+    ("dsa", {}, "decode", "block_sparse"),
+    ("neighborhood", dict(n_heads=8, n_kv_heads=8, grid="32x32", window="7x7"), "prefill", "prefill"),
     ("swa", dict(n_heads=32, n_kv_heads=8, window=512), "decode", "decode"),
     ("linear", dict(n_heads=16), "decode", None),
 ])
 def test_each_kernel_goes_to_its_family(variant, params, phase, family):
     wl = attention(variant, **params)
     s = make_shape(phase, 1, 1024 if phase != "decode" else 1, 4096 if phase == "decode" else None)
-    (spec, _), = wl.kernel_specs(s)
-    got = family_for(spec)
-    assert (got.name if got else None) == family
+    got = tuple(family_for(spec) for spec, _ in wl.kernel_specs(s))
+    names = tuple(f.name if f else None for f in got)
+    assert names == (family if isinstance(family, tuple) else (family,))
 
 
 def test_families_are_registered_once_with_their_knobs():

@@ -239,3 +239,32 @@ def cla_model(L: Layer, share, n_layers, n_heads, n_kv_heads, head_dim, **_):
         q = (x @ L.w(E, n_heads * head_dim)).view(L.B, L.S, n_heads, head_dim)
         x = attend(q, k, v, mask_for(L.past, L.S, L.causal)).reshape(L.B, L.S, E) @ L.w(E, E)
     return x
+
+
+def dsa(L: Layer, n_heads=128, kv_lora_rank=512, qk_rope_dim=64, qk_nope_dim=128, v_head_dim=128, q_lora_rank=1536,
+        d_model=7168, index_n_heads=64, index_head_dim=128, index_topk=2048, **_):
+    """Lightning indexer (relu(q_idx . k_idx) weighted per head, top-k of the visible tokens)
+    feeding absorbed MLA over the chosen tokens only."""
+    h, dc, dr, dn, dv, E = n_heads, kv_lora_rank, qk_rope_dim, qk_nope_dim, v_head_dim, d_model
+    hi, di = index_n_heads, index_head_dim
+    x = L.x(E)
+    q_in = x @ L.w(E, q_lora_rank)
+    q = (q_in @ L.w(q_lora_rank, h * (dn + dr))).view(L.B, L.S, h, dn + dr)
+    latent_new = x @ L.w(E, dc + dr)
+    q_lat = torch.einsum("bshn,hnc->bshc", q[..., :dn], L.w(h, dn, dc))
+    kv = torch.cat([L.cache(dc + dr), latent_new], 1).unsqueeze(2)
+    n = L.past + L.S
+    chosen = []
+    with torch.no_grad():  # top-k passes no gradient back to the indexer
+        iq = (q_in @ L.w(q_lora_rank, hi * di)).view(L.B, L.S, hi, di)
+        ik = torch.cat([L.cache(di), x @ L.w(E, di)], 1)
+        iw = x @ L.w(E, hi)
+        for i in range(L.S):
+            vis = list(range(L.past + i + 1)) if L.causal else list(range(n))
+            s = torch.einsum("bhd,bnd->bhn", iq[:, i], ik[:, vis])
+            score = (s.relu() * iw[:, i].unsqueeze(-1)).sum(1)
+            top = score[0].topk(min(index_topk, len(vis))).indices.tolist()
+            chosen.append([vis[t] for t in top])
+    o_lat = attend(torch.cat([q_lat, q[..., dn:]], -1), kv, kv[..., :dc], lambda i: chosen[i])
+    o = torch.einsum("bshc,hcv->bshv", o_lat, L.w(h, dc, dv))
+    return o.reshape(L.B, L.S, h * dv) @ L.w(h * dv, E)

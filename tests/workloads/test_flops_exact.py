@@ -28,6 +28,8 @@ CASES = {
                            q_lora_rank=12, d_model=32, scheme="recompute"), R.mla),
     "tpla": (dict(n_heads=4, kv_lora_rank=16, qk_rope_dim=4, qk_nope_dim=8, v_head_dim=8,
                   q_lora_rank=12, d_model=32, tp=2), lambda L, **p: R.mla(L, scheme="absorbed", latent_slice=8, **p)),
+    "dsa": (dict(n_heads=4, kv_lora_rank=16, qk_rope_dim=4, qk_nope_dim=8, v_head_dim=8, q_lora_rank=12, d_model=32,
+                 index_n_heads=2, index_head_dim=8, index_topk=3), R.dsa),
     "block_sparse": (dict(n_heads=4, n_kv_heads=2, head_dim=8, block_size=2, top_k=2), R.block_sparse),
     "nsa": (dict(n_heads=4, n_kv_heads=2, head_dim=8, cmp_block=4, cmp_stride=2, sel_block=2, n_sel=2,
                  window=3), R.nsa),

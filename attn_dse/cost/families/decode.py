@@ -42,19 +42,20 @@ def decode_candidate(spec, hw, c, knobs, fam, n_split, bc, stages, rows, detail=
     padded = B * hkv * np.ceil(m_rows / pad) * pad * keys  # padded rows are wasted work
     flops = 2 * padded * (spec.d_qk + spec.d_v * kept)
     exps = padded * kept
-    kv_token = kv_width(spec) * b
+    kv_token = kv_width(spec) * spec.kv_bytes
     unique_kv = B * hkv * keys * kv_token
     raw_kv = unique_kv * m_tiles
     hbm_kv = unique_kv + (raw_kv - unique_kv) * (1 - knobs.l2_reuse)
-    q_o = B * S * hq * (spec.d_qk + spec.d_v) * b
+    q_o = B * S * hq * (spec.d_qk + spec.d_v) * b + spec.extra_io_bytes
     partial = np.where(n_split > 1, 2 * B * hq * S * (spec.d_v + 2) * PARTIAL_BYTES * n_split, 0.0)
     ctas = B * hkv * m_tiles * n_split
     iterations = B * hkv * m_tiles * np.ceil(keys / bc)
     combine = np.where(n_split > 1, partial / (c.hbm_bytes_per_s * fam.memory_efficiency)
                        + knobs.launch_overhead_s, 0.0)
+    dequant = raw_kv / spec.kv_bytes * spec.dequant_vector_flops  # each CTA dequantizes the elements it loads
     est = tiled.finish(hw, c, knobs, fam, flops, exps, q_o + hbm_kv, raw_kv, q_o, ctas, iterations,
                        tiled.tile_bytes(spec, rows, bc, stages), tiled.fits_on_chip(hw, spec, rows, bc, stages),
-                       stages, detail, extra_s=combine)
+                       stages, detail, extra_s=combine, vector_flops=dequant)
     if detail:
         est["hbm"] = est["hbm"] + partial
     return est

@@ -52,25 +52,26 @@ def prefill_candidate(spec, hw, c, knobs, fam, br, bc, stages, detail=True) -> d
     keys = spec.kv_read_tokens + S
     n_qt = np.ceil(S / br)
     dense = n_qt * br * np.ceil(keys / bc) * bc  # every tile of a full score matrix
-    masked = np.asarray(spec.pairs) < S * keys
+    masked = np.asarray(spec.pairs) < S * keys if spec.tile_pairs is None else False
     # masked tiles on the diagonal (and the window's far edge) are computed whole
     edges = 1 + np.isfinite(spec.window)
     waste = np.where(masked, edges * S * np.maximum(br, bc) / 2, 0.0)
-    computed = np.minimum(spec.pairs * n_qt * br / S + waste, dense)
+    computed = np.minimum((spec.pairs if spec.tile_pairs is None else spec.tile_pairs) * n_qt * br / S + waste, dense)
     kept = 1 - spec.skip
     flops = 2 * B * hq * computed * (spec.d_qk + spec.d_v * kept)
     exps = B * hq * computed * kept
-    kv_token = (spec.d_qk if spec.kv_shared else spec.d_qk + spec.d_v) * b
+    kv_token = (spec.d_qk if spec.kv_shared else spec.d_qk + spec.d_v) * spec.kv_bytes
     raw_kv = B * hq * computed / br * kv_token  # each query tile streams its key tiles
     unique_kv = B * hkv * keys * kv_token
     ctas = B * hq * n_qt
     hit = tiled.l2_hit(hw, knobs, np.minimum(ctas, hw.cores) / n_qt / (hq / hkv), keys * kv_token)
     hbm_kv = unique_kv + np.maximum(raw_kv - unique_kv, 0) * (1 - hit)
-    q_o = B * S * hq * (spec.d_qk + spec.d_v) * b
+    q_o = B * S * hq * (spec.d_qk + spec.d_v) * b + spec.extra_io_bytes
     iterations = B * hq * computed / (br * bc)  # K/V-tile steps over all CTAs
+    dequant = raw_kv / spec.kv_bytes * spec.dequant_vector_flops  # each CTA dequantizes the tiles it loads
     return tiled.finish(hw, c, knobs, fam, flops, exps, q_o + hbm_kv, raw_kv, q_o, ctas, iterations,
                         tiled.tile_bytes(spec, br, bc, stages), tiled.fits_on_chip(hw, spec, br, bc, stages),
-                        stages, detail)
+                        stages, detail, vector_flops=dequant)
 
 
 def choices():

@@ -12,7 +12,7 @@ import numpy as np
 from attn_dse.workloads import pairs as P
 from attn_dse.workloads.builders import linear, softmax_attention
 from attn_dse.workloads.ops import Op, Tensor
-from attn_dse.workloads.kernel_spec import KernelSpec
+from attn_dse.workloads.kernel_spec import KernelSpec, kv_fields
 from attn_dse.workloads.registry import REQUIRED, Param, Variant, register, require
 
 
@@ -56,12 +56,13 @@ class CCGQA(Variant):
                 + core + [linear("o_up", s, e_q, E, "o", "y")])
 
     def kv_bytes_per_token(self, p, s):
-        return 2 * self.dims(p)[1] * s.bytes_per_element
+        return 2 * self.dims(p)[1] * s.kv_bytes_per_element
 
     def kernel_spec(self, p, s):
         e_q, e_kv, d, h_kv = self.dims(p)
         return KernelSpec(s.batch, s.seq, s.past, p["n_heads"], h_kv,
-                    d, d, P.dense(s.seq, s.past, s.causal), s.past, s.causal, s.bytes_per_element)
+                    d, d, P.dense(s.seq, s.past, s.causal), s.past, s.causal, s.bytes_per_element,
+                    **kv_fields(s))
 
 
 @register

@@ -10,7 +10,7 @@ import numpy as np
 
 from attn_dse.workloads import pairs as P
 from attn_dse.workloads.builders import all_reduce, qkv_out_projections, softmax_attention
-from attn_dse.workloads.kernel_spec import KernelSpec
+from attn_dse.workloads.kernel_spec import KernelSpec, kv_fields
 from attn_dse.workloads.registry import REQUIRED, Param, Variant, register, require, show
 
 SKIP = Param("skip_fraction", float, 0.0, "BLASST threshold skipping: fraction of KV tiles skipped (0-1)", minimum=0)
@@ -67,14 +67,14 @@ class GQA(Variant):
     def kv_bytes_per_token(self, p, s):
         h_kv = self.heads(p)[1]
         d_qk, d_v = self.dims(p)
-        return h_kv * (d_qk + d_v) * s.bytes_per_element
+        return h_kv * (d_qk + d_v) * s.kv_bytes_per_element
 
     def kernel_spec(self, p, s):
         h_q, h_kv = self.heads(p)
         d_qk, d_v = self.dims(p)
         return KernelSpec(s.batch, s.seq, s.past, h_q, h_kv,
                     d_qk, d_v, self.pairs(p, s), self.cache_read_tokens(p, s), s.causal,
-                    s.bytes_per_element, skip=p["skip_fraction"], window=self.window(p))
+                    s.bytes_per_element, skip=p["skip_fraction"], window=self.window(p), **kv_fields(s))
 
 
 @register

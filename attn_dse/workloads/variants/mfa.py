@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from attn_dse.workloads import pairs as P
 from attn_dse.workloads.builders import linear, softmax_attention
-from attn_dse.workloads.kernel_spec import KernelSpec
+from attn_dse.workloads.kernel_spec import KernelSpec, kv_fields
 from attn_dse.workloads.registry import REQUIRED, Param, Variant, register
 
 
@@ -34,12 +34,12 @@ class MFA(Variant):
                 + kv + core + [linear("o_proj", s, h * C, E, "o", "y")])
 
     def kv_bytes_per_token(self, p, s):
-        return (1 if self.key_reuse else 2) * p["latent"] * s.bytes_per_element
+        return (1 if self.key_reuse else 2) * p["latent"] * s.kv_bytes_per_element
 
     def kernel_spec(self, p, s):
         return KernelSpec(s.batch, s.seq, s.past, p["n_heads"], 1.0, p["latent"], p["latent"],
                     P.dense(s.seq, s.past, s.causal), s.past, s.causal, s.bytes_per_element,
-                    kv_shared=self.key_reuse)
+                    kv_shared=self.key_reuse, **kv_fields(s))
 
 
 @register

@@ -20,7 +20,7 @@ import numpy as np
 from attn_dse.workloads import pairs as P
 from attn_dse.workloads.builders import all_reduce, linear, softmax_attention, split_outputs
 from attn_dse.workloads.ops import Op, Tensor
-from attn_dse.workloads.kernel_spec import KernelSpec
+from attn_dse.workloads.kernel_spec import KernelSpec, kv_fields
 from attn_dse.workloads.registry import Param, Variant, register, require, show
 from attn_dse.workloads.variants.gqa import SKIP, TP
 
@@ -76,7 +76,7 @@ class MLA(Variant):
         ops = self._q_path(p, s, h)
         lat_qk, lat_v = self.latent_dims(p)  # the latent columns this device holds
         ops.append(linear("kv_down", s, E, lat_qk, "x", "kv_latent", group="kv_proj"))
-        pairs = P.dense(s.seq, s.past, s.causal)
+        pairs = self.pairs(p, s)
         skip = p["skip_fraction"]
         if scheme == "absorbed":
             # q_latent = [q_nope W_UK ; q_rope]: the absorbed query, lat_qk wide per head
@@ -84,8 +84,8 @@ class MLA(Variant):
                             x_bytes=s.tokens * h * (d_n + d_r) * b)
             ops.append(split_outputs(absorb, Tensor("q_latent", s.tokens * h * lat_qk * b)))
             ops += softmax_attention(s, h_q=h, h_kv=1.0, d_qk=lat_qk, d_v=lat_v, pairs=pairs,
-                                     cache_tokens=s.past, kv_shared=True, skip=skip,
-                                     q="q_latent", o="o_latent", new="latent")
+                                     cache_tokens=self.cache_read_tokens(p, s), kv_shared=True, skip=skip,
+                                     q="q_latent", o="o_latent", new="latent", kv_bytes=self.latent_bytes(p, s))
             ops.append(linear("v_up", s, lat_v, d_v, "o_latent", "o", tokens=s.tokens * h))
         else:
             # K = [W_UK c ; shared rope key] per head, V = W_UV c
@@ -98,7 +98,7 @@ class MLA(Variant):
                 # re-up-project every cached latent into per-head K/V, materialized in HBM
                 rows = s.batch * s.past
                 up = linear("kv_up_cache", s, d_c, h * (d_n + d_v), "latent_cache", "kv_up", tokens=rows, group="core")
-                ops.append(split_outputs(_as_cache_read(up, s, d_c + d_r),
+                ops.append(split_outputs(_as_cache_read(up, s, d_c + d_r, self.latent_bytes(p, s)),
                                          Tensor("up_k_cache", rows * h * (d_n + d_r) * b),
                                          Tensor("up_v_cache", rows * h * d_v * b)))
                 cache = "activation"
@@ -109,6 +109,12 @@ class MLA(Variant):
             ops.append(all_reduce(s, "y", E, p["tp"]))
         return ops
 
+    def pairs(self, p, s):
+        return P.dense(s.seq, s.past, s.causal)
+
+    def cache_read_tokens(self, p, s):
+        return s.past
+
     def _q_path(self, p, s, h):
         E, width = p["d_model"], h * (p["qk_nope_dim"] + p["qk_rope_dim"])
         if np.all(p["q_lora_rank"] > 0):
@@ -116,29 +122,39 @@ class MLA(Variant):
                     linear("q_up", s, p["q_lora_rank"], width, "q_latent_in", "q_nope")]
         return [linear("q_proj", s, E, width, "x", "q_nope")]
 
+    def latent_bytes(self, p, s):
+        """Bytes per cached latent element: the KV format's, or FlashMLA's FP8 row (656 B over
+        576 elements: 512 fp8 + 4 fp32 scales + 64 bf16 RoPE) for the layout."""
+        if p["kv_layout"] == "flashmla_fp8":
+            return FLASHMLA_FP8_BYTES / (p["kv_lora_rank"] + p["qk_rope_dim"])
+        return s.kv_bytes_per_element
+
+    def latent_kv_fields(self, p, s) -> dict:
+        if p["kv_layout"] == "flashmla_fp8":  # the 512 latent columns are fp8, the RoPE part bf16
+            return kv_fields(s, self.latent_bytes(p, s), p["kv_lora_rank"] / (p["kv_lora_rank"] + p["qk_rope_dim"]))
+        return kv_fields(s)
+
     def kv_bytes_per_token(self, p, s):
         if self.scheme(p, s) == "naive":
-            return self.heads(p) * (p["qk_nope_dim"] + p["qk_rope_dim"] + p["v_head_dim"]) * s.bytes_per_element
-        if p["kv_layout"] == "flashmla_fp8":
-            return FLASHMLA_FP8_BYTES + 0.0 * p["kv_lora_rank"]
-        return self.latent_dims(p)[0] * s.bytes_per_element
+            return self.heads(p) * (p["qk_nope_dim"] + p["qk_rope_dim"] + p["v_head_dim"]) * s.kv_bytes_per_element
+        return self.latent_dims(p)[0] * self.latent_bytes(p, s)
 
     def kernel_spec(self, p, s):
         h, scheme = self.heads(p), self.scheme(p, s)
-        pairs = P.dense(s.seq, s.past, s.causal)
+        pairs = self.pairs(p, s)
         if scheme == "absorbed":
             lat_qk, lat_v = self.latent_dims(p)
-            return KernelSpec(s.batch, s.seq, s.past, h, 1.0, lat_qk, lat_v, pairs, s.past, s.causal,
-                        s.bytes_per_element, kv_shared=True, skip=p["skip_fraction"])
+            return KernelSpec(s.batch, s.seq, s.past, h, 1.0, lat_qk, lat_v, pairs, self.cache_read_tokens(p, s), s.causal,
+                        s.bytes_per_element, kv_shared=True, skip=p["skip_fraction"], **self.latent_kv_fields(p, s))
         d_qk, d_v = p["qk_nope_dim"] + p["qk_rope_dim"], p["v_head_dim"]
         return KernelSpec(s.batch, s.seq, s.past, h, h,
-                    d_qk, d_v, pairs, s.past, s.causal, s.bytes_per_element, skip=p["skip_fraction"])
+                    d_qk, d_v, pairs, s.past, s.causal, s.bytes_per_element, skip=p["skip_fraction"],
+                    **kv_fields(s))
 
 
-def _as_cache_read(op: Op, s, latent_width) -> Op:
+def _as_cache_read(op: Op, s, latent_width, latent_bytes) -> Op:
     """The recompute up-projection reads the persistent latent cache (with its RoPE part)."""
-    b = s.bytes_per_element
-    latent = Tensor("latent_cache", s.batch * s.past * latent_width * b, "kv_cache")
+    latent = Tensor("latent_cache", s.batch * s.past * latent_width * latent_bytes, "kv_cache")
     return dataclasses.replace(op, reads=(latent,) + op.reads[1:])
 
 

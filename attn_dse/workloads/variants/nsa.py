@@ -17,7 +17,7 @@ from attn_dse.errors import AttnDseError
 from attn_dse.workloads import pairs as P
 from attn_dse.workloads.builders import linear, softmax_attention
 from attn_dse.workloads.ops import Op, Tensor
-from attn_dse.workloads.kernel_spec import KernelSpec
+from attn_dse.workloads.kernel_spec import KernelSpec, kv_fields
 from attn_dse.workloads.registry import Param, register
 from attn_dse.workloads.variants.gqa import GQA, TP
 
@@ -100,11 +100,17 @@ class NSA(GQA):
 
     def kv_bytes_per_token(self, p, s):
         ctx = np.maximum(s.context, 1)
-        per = 2 * self.heads(p)[1] * p["head_dim"] * s.bytes_per_element
+        per = 2 * self.heads(p)[1] * p["head_dim"] * s.kv_bytes_per_element
         return per * (1 + 1 / p["cmp_stride"] + np.minimum(ctx, p["window"]) / ctx)
 
     def kernel_spec(self, p, s):
+        """Three kernels, as NSA runs them (section 5): the compression and window branches are
+        FlashAttention-style (dense over the compressed tokens; a sliding window), the selection
+        branch a block-sparse kernel over the chosen blocks."""
         h_q, h_kv = self.heads(p)
-        return KernelSpec(s.batch, s.seq, s.past, h_q, h_kv, p["head_dim"], p["head_dim"],
-                    self.pairs(p, s), self.cache_read_tokens(p, s), True, s.bytes_per_element,
-                    block=p["sel_block"])
+        d = p["head_dim"]
+        (_, cmp_pairs, cmp_read), (_, sel_pairs, sel_read), (_, win_pairs, win_read) = self.branches(p, s)
+        one = dict(bytes_per_element=s.bytes_per_element, **kv_fields(s))
+        return (KernelSpec(s.batch, s.seq, s.past, h_q, h_kv, d, d, cmp_pairs, cmp_read, True, **one),
+                KernelSpec(s.batch, s.seq, s.past, h_q, h_kv, d, d, sel_pairs, sel_read, True, block=p["sel_block"], **one),
+                KernelSpec(s.batch, s.seq, s.past, h_q, h_kv, d, d, win_pairs, win_read, True, window=p["window"], **one))

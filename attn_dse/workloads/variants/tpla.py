@@ -35,7 +35,3 @@ class TPLA(MLA):
         slice_ = p["kv_lora_rank"] / p["tp"]
         return slice_ + p["qk_rope_dim"], slice_
 
-    def kv_bytes_per_token(self, p, s):
-        if p["kv_layout"] == "flashmla_fp8":
-            return 656.0 * self.latent_dims(p)[0] / (p["kv_lora_rank"] + p["qk_rope_dim"])
-        return self.latent_dims(p)[0] * s.bytes_per_element

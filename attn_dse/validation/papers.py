@@ -1,0 +1,113 @@
+"""Published results against the cost model: each claim of `papers.yaml` (source, setup, quantity,
+published value, tolerance, and the named reason where the model misses it) evaluated through
+the public `predict`, giving the predicted value and predicted/published."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from attn_dse.errors import AttnDseError
+
+PAPERS = Path(__file__).with_name("papers.yaml")
+QUANTITIES = ("speedup", "latency_s", "intensity", "flop_rate", "hbm_rate")
+KEYS = {"id", "title", "source", "quantity", "published", "tolerance", "hardware", "predict", "baseline",
+        "candidate", "setup_sources", "reason"}
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimResult:
+    id: str
+    title: str
+    source: dict
+    quantity: str
+    published: float
+    predicted: float
+    tolerance: float
+    hardware: str
+    setup: dict  # predict arguments and the workloads compared
+    setup_sources: dict = field(default_factory=dict)
+    reason: str = ""  # why the model misses it, where it does
+
+    @property
+    def ratio(self) -> float:
+        return self.predicted / self.published
+
+    @property
+    def within(self) -> bool:
+        return abs(self.ratio - 1.0) <= self.tolerance
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "title": self.title, "source": self.source, "quantity": self.quantity,
+                "hardware": self.hardware, "setup": self.setup, "setup_sources": self.setup_sources,
+                "published": self.published, "predicted": self.predicted, "ratio": self.ratio,
+                "tolerance": self.tolerance, "within": self.within, "reason": self.reason or None}
+
+
+def load_claims(path: str | Path = PAPERS) -> list[dict]:
+    from attn_dse.strict_yaml import loads
+    path = Path(path)
+    data = loads(path.read_text(), str(path))
+    claims = (data or {}).get("claims")
+    if not isinstance(claims, list) or not claims:
+        raise AttnDseError(f"{path}: no 'claims' list", fix="write claims: [- id: ..., ...]")
+    seen = set()
+    for i, c in enumerate(claims):
+        where = f"{path}: claims[{i}]"
+        unknown = set(c) - KEYS
+        if unknown:
+            raise AttnDseError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}", fix="keys: " + ", ".join(sorted(KEYS)))
+        for key in ("id", "source", "quantity", "published", "tolerance", "hardware", "candidate"):
+            if key not in c:
+                raise AttnDseError(f"{where}: missing '{key}'", fix=f"add {key}: ...")
+        if c["quantity"] not in QUANTITIES:
+            raise AttnDseError(f"{where}: quantity '{c['quantity']}' is unknown", fix="use one of " + ", ".join(QUANTITIES))
+        if c["quantity"] == "speedup" and "baseline" not in c:
+            raise AttnDseError(f"{where}: a speedup needs a baseline", fix="add baseline: {variant: ..., params: {...}}")
+        if c["id"] in seen:
+            raise AttnDseError(f"{where}: id '{c['id']}' appears twice", fix="give each claim its own id")
+        seen.add(c["id"])
+    return claims
+
+
+def _predict(hw: str, entry: dict, kw: dict):
+    from attn_dse import attention, predict
+    wl = attention(entry["variant"], **(entry.get("params") or {}))
+    return predict(hw, wl, **kw)
+
+
+def evaluate(claim: dict) -> ClaimResult:
+    """One claim: the prediction of its quantity under its setup."""
+    kw = dict(claim.get("predict") or {})
+    hw = claim["hardware"]
+    cand = _predict(hw, claim["candidate"], kw)
+    q = claim["quantity"]
+    if q == "speedup":
+        value = _predict(hw, claim["baseline"], kw).latency_s / cand.latency_s
+    elif q == "latency_s":
+        value = cand.latency_s
+    elif q == "intensity":
+        value = cand.arithmetic_intensity
+    elif q == "flop_rate":
+        value = cand.flops / cand.latency_s
+    else:
+        value = cand.hbm_bytes / cand.latency_s
+    setup = {"predict": kw, "candidate": claim["candidate"], **({"baseline": claim["baseline"]} if "baseline" in claim else {})}
+    return ClaimResult(id=claim["id"], title=claim.get("title", ""), source=dict(claim["source"]), quantity=q,
+                       published=float(claim["published"]), predicted=float(value), tolerance=float(claim["tolerance"]),
+                       hardware=hw, setup=setup, setup_sources=dict(claim.get("setup_sources") or {}),
+                       reason=" ".join(str(claim.get("reason") or "").split()))
+
+
+def evaluate_all(path: str | Path = PAPERS) -> list[ClaimResult]:
+    return [evaluate(c) for c in load_claims(path)]
+
+
+def describe_setup(r: ClaimResult) -> str:
+    """One line: hardware, the predict arguments, and the compared workloads."""
+    def wl(e: dict) -> str:
+        params = ",".join(f"{k}={v}" for k, v in (e.get("params") or {}).items())
+        return f"{e['variant']}({params})"
+    args = " ".join(f"{k}={v}" for k, v in r.setup["predict"].items())
+    pair = f"{wl(r.setup['baseline'])} -> {wl(r.setup['candidate'])}" if "baseline" in r.setup else wl(r.setup["candidate"])
+    return f"{r.hardware} {args}; {pair}"

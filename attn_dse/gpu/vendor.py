@@ -137,21 +137,22 @@ def sdpa_train_shapes(quick: bool = False) -> list[tuple]:
     """(B, S, Hq, Hkv, D, causal): forward + backward."""
     if quick:
         return [(1, 2048, 32, 8, 128, True)]
-    return [(2, 8192, 32, 8, 128, True), (1, 16384, 32, 8, 128, False)]
+    return [(16384 // S, S, 32, 8, D, causal) for D in (64, 128) for S in (2048, 8192, 16384)
+            for causal in (True, False)]
 
 
 def flex_window_shapes(quick: bool = False) -> list[tuple]:
     """(B, S, Hq, Hkv, D, window), causal."""
     if quick:
         return [(1, 4096, 32, 8, 128, 512)]
-    return [(1, S, 32, 8, 128, w) for S in (4096, 16384) for w in (512, 2048)]
+    return [(1, S, 32, 8, 128, w) for S in (4096, 16384) for w in (256, 512, 2048, 4096)]
 
 
 def flex_sparse_shapes(quick: bool = False) -> list[tuple]:
     """(B, S, Hq, Hkv, D, top_k), causal, blocks of BLOCK tokens (128 blocks at S = 16k)."""
     if quick:
         return [(1, 4096, 32, 8, 128, 8)]
-    return [(1, 16384, 32, 8, 128, k) for k in (8, 16, 32)]
+    return [(1, S, 32, 8, 128, k) for S in (8192, 16384) for k in (4, 8, 16, 32)]
 
 
 def eager_prefill_shapes(quick: bool = False) -> list[tuple]:
@@ -163,7 +164,7 @@ def eager_prefill_shapes(quick: bool = False) -> list[tuple]:
 def eager_decode_shapes(quick: bool = False) -> list[tuple]:
     if quick:
         return [(16, 4096, 64, 8, 128)]
-    return [(B, L, 64, 8, 128) for B in (16, 64) for L in (4096, 16384)]
+    return [(B, L, hq, hkv, 128) for hq, hkv in ((64, 8), (32, 32)) for B in (16, 64) for L in (4096, 16384)]
 
 
 def eager_mla_shapes(quick: bool = False) -> list[tuple]:

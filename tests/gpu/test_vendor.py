@@ -65,7 +65,7 @@ def test_flops_conventions():
 def test_grid_size():
     counts = vendor.shape_counts()
     assert set(counts) == set(vendor.IMPLEMENTATIONS)
-    assert sum(counts.values()) <= 150
+    assert sum(counts.values()) <= 200  # about 90 s of device time on an H200
     assert all(1 <= n <= 3 for n in vendor.shape_counts(quick=True).values())
 
 

@@ -51,6 +51,7 @@ class Knobs:
     launch_overhead_s: float = 4e-6
     implementation: str = "triton"
     source: str = "defaults (uncalibrated)"
+    fused: bool = True  # False: the implementation runs attention as separate kernels (eager)
 
     def family(self, name: str) -> FamilyKnobs:
         return self.families[name]
@@ -124,7 +125,7 @@ def implementations_stored() -> set[str]:
 
 def merge(defaults: Knobs, raw: dict, where: str) -> Knobs:
     """Stored values over the defaults; unknown names are refused."""
-    known = {"hardware", "implementation", "source", "fitted_on", "families", *SHARED_FIELDS}
+    known = {"hardware", "implementation", "source", "fitted_on", "families", "execution", *SHARED_FIELDS}
     for key in raw:
         if key not in known:
             raise AttnDseError(f"{key}: unknown knob", where=where, fix=did_you_mean(str(key), known))
@@ -141,7 +142,12 @@ def merge(defaults: Knobs, raw: dict, where: str) -> Knobs:
     for key in SHARED_FIELDS:
         if key in raw:
             values[key] = _number(raw[key], where, key)
-    return defaults.with_values(values, source=str(raw.get("source", where)))
+    execution = raw.get("execution", "fused")
+    if execution not in ("fused", "unfused"):
+        raise AttnDseError(f"execution: {execution!r} is neither fused nor unfused", where=where,
+                           fix="fused: one attention kernel; unfused: QK^T, softmax and PV as kernels of their own")
+    knobs = defaults.with_values(values, source=str(raw.get("source", where)))
+    return dataclasses.replace(knobs, fused=execution == "fused")
 
 
 def _number(value, where: str, name: str) -> float:
@@ -154,7 +160,7 @@ def _number(value, where: str, name: str) -> float:
 def write(path: Path, knobs: Knobs, hardware: str, fitted_on: str) -> Path:
     """Store the knobs through the YAML dumper (SI units, full precision)."""
     data = {"hardware": hardware, "implementation": knobs.implementation, "source": knobs.source,
-            "fitted_on": fitted_on,
+            "fitted_on": fitted_on, "execution": "fused" if knobs.fused else "unfused",
             **{f: getattr(knobs, f) for f in SHARED_FIELDS},
             "families": {name: dataclasses.asdict(k) for name, k in knobs.families.items()}}
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -26,8 +26,10 @@ POSITIVE = click.IntRange(min=1)  # counts: batch, tokens, splits, samples
 @click.option("--unfused", is_flag=True, help="Scores and probabilities through HBM (no FlashAttention).")
 @click.option("--datasheet", is_flag=True, help="Use datasheet peaks instead of measured ceilings.")
 @click.option("--split", type=POSITIVE, default=None, help="Pin split-KV splits for decode (1 = no split).")
-@click.option("--kernel", default="triton", show_default=True,
-              help="Kernel implementation whose calibrated knobs time the attention kernel.")
+@click.option("--kernel", default="auto", show_default=True,
+              help="Whose attention kernel: triton (ours), cudnn, flash, flex, eager, any name calibrated "
+                   "with validate --calibrate --write, or auto: the fastest known on HW for the kernel's "
+                   "family and shape (named in the output).")
 @click.option("--weight-dtype", type=click.Choice(["bf16", "fp16", "fp8", "fp32"]), default=None,
               help="Bytes per weight in the memory plan (default: --dtype).")
 @click.option("--kv-block", type=POSITIVE, default=16, show_default=True,

@@ -21,6 +21,7 @@ def prediction_table(p, wl, cap: dict | None = None) -> None:
                      f"{format_si(float(p.min_hbm_bytes / p.latency_s), 'B/s')}"],
         ["throughput", f"{float(p.tokens_per_s):,.0f} tokens/s"],
         ["ceilings", p.ceilings],
+        ["kernel", f"{p.kernel} (implementation whose knobs timed it)"],
     ]
     if cap:
         rows.append(["fits one device" if cap["fits"] else "DOES NOT FIT one device",

@@ -59,6 +59,12 @@ class Family:
                  fixed: dict | None = None) -> KernelEstimate:
         raise NotImplementedError(f"{self.name} has no tiled time model")
 
+    def estimate_backward(self, spec: "KernelSpec", hw: "Hardware", c: "Ceilings", knobs: "Knobs",
+                          fixed: dict | None = None) -> KernelEstimate | None:
+        """The backward kernel of a training step (None: the family has no backward model, and
+        the forward is scaled by the backward's FLOP share)."""
+        return None
+
     def workload_for(self, row: dict):
         """(Workload, predict() keyword arguments) of one measured kernel launch of this family."""
         raise AttnDseError(f"family '{self.name}' has no measured kernels", fix="use a measured family")

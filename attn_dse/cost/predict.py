@@ -8,6 +8,7 @@ separate kernels with the scores and probabilities in HBM. The knobs come from
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,7 @@ import numpy as np
 
 from attn_dse.calibration.knobs import Knobs
 from attn_dse.cost.family import family_for, get_family
-from attn_dse.cost.knobs import DEFAULT_IMPLEMENTATION, knobs_for
+from attn_dse.cost.knobs import DEFAULT_IMPLEMENTATION, check_kernel, implementations_for, knobs_for
 from attn_dse.cost.roofline import COMPUTE_LIMITERS, Ceilings, bound_time, ceilings, op_time
 from attn_dse.hardware.loader import load_hardware
 from attn_dse.hardware.spec import Hardware
@@ -98,7 +99,14 @@ def predict(hw: Hardware | str, workload: Workload, phase: str = "decode", batch
     `kernel` names the implementation whose calibration knobs are used (or gives the knobs);
     `kv_dtype` stores the KV cache in another format than `dtype` (fp8, int4, a bit width)."""
     hw = load_hardware(hw)
+    if isinstance(kernel, str) and kernel == "auto":
+        return _fastest(hw, workload, dict(phase=phase, batch=batch, seq=seq, context=context, dtype=dtype,
+                                           scope=scope, causal=causal, fused=fused, achievable=achievable,
+                                           mapping=mapping, dataflow_model=dataflow_model, kv_dtype=kv_dtype))
+    if isinstance(kernel, str):
+        check_kernel(hw, kernel)
     knobs = kernel if isinstance(kernel, Knobs) else knobs_for(hw, kernel)
+    fused = fused and knobs.fused  # an implementation that runs attention as separate kernels
     s = make_shape(phase, batch, seq, context, causal, dtype, kv_dtype)
     ops = active_ops(workload.ops(s, scope), fused)
     cost = total_cost(ops, fused, workload.kv_cache_bytes(s, scope))
@@ -135,6 +143,32 @@ def predict(hw: Hardware | str, workload: Workload, phase: str = "decode", batch
     return out
 
 
+def _fastest(hw: Hardware, workload: Workload, kw: dict) -> Prediction:
+    """`kernel="auto"`: per point, the fastest implementation with knobs on this hardware for the
+    family that claims the attention kernel (named in `kernel`)."""
+    s = make_shape(kw["phase"], kw["batch"], kw["seq"], kw["context"], kw["causal"], kw["dtype"], kw["kv_dtype"])
+    specs = workload.kernel_specs(s, kw["scope"])
+    claimed = {f.name for f in (family_for(spec) for spec, _ in specs) if f is not None}
+    names = [n for n, fams in implementations_for(hw).items() if claimed <= set(fams)] or [DEFAULT_IMPLEMENTATION]
+    preds = [predict(hw, workload, kernel=n, **kw) for n in names]
+    best = np.argmin(np.stack([np.broadcast_to(p.latency_s, np.shape(preds[0].latency_s)) for p in preds]), axis=0)
+
+    def pick(values):
+        if all(isinstance(v, dict) for v in values):
+            keys = set.intersection(*(set(v) for v in values))
+            return {k: pick([v[k] for v in values]) for k in keys}
+        arrays = [np.asarray(v) for v in values]
+        if all(a.shape == arrays[0].shape for a in arrays) and (arrays[0].ndim or best.ndim == 0):
+            out = np.choose(best, [np.broadcast_to(a, np.shape(best)) for a in arrays]) if best.ndim \
+                else arrays[int(best)]
+            return out if np.ndim(out) else out.item()
+        return values[int(np.ravel(best)[0])]
+
+    fields = {f.name: pick([getattr(p, f.name) for p in preds]) for f in dataclasses.fields(Prediction)}
+    fields["kernel"] = np.asarray(names, dtype=object)[best] if np.ndim(best) else names[int(best)]
+    return Prediction(**fields)
+
+
 def _attention(hw, c: Ceilings, knobs: Knobs, wl: Workload, s, scope, core_ops: list[Op], fused: bool,
                fixed=None, achievable: bool = True) -> Part:
     """The attention kernel(s): the claiming family's tiled model when fused, else one roofline
@@ -143,16 +177,24 @@ def _attention(hw, c: Ceilings, knobs: Knobs, wl: Workload, s, scope, core_ops: 
     kernel = [op for op in core_ops if op.kernel == "attention"]
     side = [op for op in core_ops if op.kernel != "attention"]
     fams = [family_for(spec) for spec, _ in specs]
+    if not knobs.fused and kernel and s.phase != "train":
+        return _eager(c, knobs, specs) + _roofline_ops(c, knobs, side, False, "gemm", hw) if side \
+            else _eager(c, knobs, specs)
     if not fused or not kernel or any(f is None for f in fams):
         return _roofline_ops(c, knobs, core_ops, fused, "unfused" if not fused else "gemm", hw, one_kernel=fused)
-    # training: the tiled model times the forward; the backward scales it by its FLOP share
+    # training: each family's backward kernel beside its forward; a family without a backward
+    # model scales its forward by the backward's FLOP share
     forward = [op for op in kernel if not op.name.endswith(".bwd") and not op.fused_only]
     ratio = sum((op.flops for op in kernel), 0.0) / sum((op.flops for op in forward), 0.0) \
         if s.phase == "train" else 1.0
-    # each kernel's matmuls run at its own dtype (a decode kernel over an FP8 cache runs bf16 MMAs)
-    estimates = [(count * ratio, fam.estimate(spec, hw, _ceilings_at(hw, c, spec.compute_dtype, achievable),
-                                              knobs, fixed))
-                 for fam, (spec, count) in zip(fams, specs)]
+    estimates = []
+    for fam, (spec, count) in zip(fams, specs):
+        # each kernel's matmuls run at its own dtype (a decode kernel over an FP8 cache runs bf16 MMAs)
+        at = _ceilings_at(hw, c, spec.compute_dtype, achievable)
+        backward = fam.estimate_backward(spec, hw, at, knobs, fixed) if s.phase == "train" else None
+        estimates.append((count if backward is not None else count * ratio, fam.estimate(spec, hw, at, knobs, fixed)))
+        if backward is not None:
+            estimates.append((count, backward))
     time = sum(n * e.time_s for n, e in estimates)
     hbm = sum(n * e.hbm_bytes for n, e in estimates)
     flops = sum(n * e.flops for n, e in estimates)
@@ -165,6 +207,21 @@ def _attention(hw, c: Ceilings, knobs: Knobs, wl: Workload, s, scope, core_ops: 
 def _ceilings_at(hw, c: Ceilings, dtype: str, achievable: bool) -> Ceilings:
     """The ceilings at another matmul dtype than the workload's ("" = the same)."""
     return ceilings(hw, dtype, achievable) if dtype and hw is not None else c
+
+
+def _eager(c: Ceilings, knobs: Knobs, specs) -> Part:
+    """Attention as separate kernels through HBM (`cost/families/roofline.eager_passes`), each
+    under the roofline with the unfused family's knobs and a launch of its own."""
+    from attn_dse.cost.families.roofline import eager_passes
+    fam = knobs.family("unfused")
+    total = None
+    for spec, count in specs:
+        for k in eager_passes(spec):
+            t, lim = op_time(c, k["flops"], k["vector_flops"], k["exps"], k["hbm_bytes"], fam.compute_efficiency,
+                             fam.memory_efficiency, knobs.launch_overhead_s)
+            part = Part(count * t, lim, count * k["hbm_bytes"], count * k["flops"])
+            total = part if total is None else total + part
+    return total
 
 
 def _roofline_ops(c: Ceilings, knobs: Knobs, ops: list[Op], fused: bool, family: str, hw: Hardware | None = None,

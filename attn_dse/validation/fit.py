@@ -37,11 +37,18 @@ def calibrate(hw: Hardware, rows: list[dict], implementation: str = "triton",
     from scipy.optimize import least_squares
     present = {r["family"] for r in rows}
     fams = tuple(f for f in measured_families() if f in present)
+    if any(r.get("phase") == "train" for r in rows):  # training steps time the backward kernel too
+        fams = fams + ("backward",)
+    base = knobs_for(hw, implementation)
+    if not base.fused:  # separate kernels: the unfused family's efficiencies and the launches
+        fams = ("unfused",)
     params = parameters(fams)
+    if not base.fused:
+        params = [p for p in params if p[0].split(".")[0] in ("compute_efficiency", "memory_efficiency",
+                                                               "launch_overhead_s")]
     test = held_out_mask(len(rows))
     train_rows = [r for r, t in zip(rows, test) if not t]
     measured = np.array([float(r["median_s"]) for r in train_rows])
-    base = knobs_for(hw, implementation)
 
     def to_x(values: dict) -> np.ndarray:
         return np.array([np.log(values[n]) if log else values[n] for n, _, _, log in params])

@@ -3,17 +3,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from attn_dse.errors import AttnDseError
 from attn_dse.cost.knobs import DEFAULT_IMPLEMENTATION, knobs_for
 from attn_dse.hardware.spec import Hardware
 from attn_dse.validation import fit
 from attn_dse.validation.compare import Comparison, compare, default_measurements, held_out_mask, load_measurements
 
 
+def rows_of(rows: list[dict], implementation: str, where: str) -> list[dict]:
+    """The rows that time `implementation`'s kernels (all rows where the CSV names none)."""
+    if "implementation" not in rows[0]:
+        return rows
+    named = {r["implementation"] or DEFAULT_IMPLEMENTATION for r in rows}
+    mine = [r for r in rows if (r["implementation"] or DEFAULT_IMPLEMENTATION) == implementation]
+    if not mine:
+        raise AttnDseError(f"no rows of implementation '{implementation}'", where=where,
+                           fix="--implementation takes one of the file's: " + ", ".join(sorted(named)))
+    return mine
+
+
 def run_validation(hw: Hardware, measurements: str | None, calibrate: bool = False, write: bool = False,
                    implementation: str = DEFAULT_IMPLEMENTATION) -> tuple[dict, Comparison]:
     """The error report (per family, held-out, worst shapes) and the comparison behind it."""
     path = Path(measurements) if measurements else default_measurements(hw.name)
-    rows = load_measurements(path)
+    rows = rows_of(load_measurements(path), implementation, str(path))
     knobs = knobs_for(hw, implementation)
     result = {"hardware": hw.name, "implementation": implementation, "measurements": str(path), "rows": len(rows),
               "model_source": knobs.source, "device": rows[0].get("device", "unknown"),

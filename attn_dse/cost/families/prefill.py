@@ -17,7 +17,7 @@ GPU_TILES = ((32, 32), (64, 32), (64, 64), (64, 128), (128, 64), (128, 128), (12
 TPU_TILES = ((128, 128), (256, 256), (256, 512), (512, 512), (512, 1024), (1024, 1024))
 
 
-def search(spec, hw, c, knobs, family: str, fixed=None):
+def search(spec, hw, c, knobs, family: str, fixed=None, backward: bool = False):
     """The fastest (Br, Bc) tile and pipeline depth per point: the axes are the index into the
     tile list and the stages; pinned block_m/block_n keep the tiles that have them."""
     tiles = np.array(GPU_TILES if hw.kind == "gpu" else TPU_TILES, dtype=np.float64)
@@ -32,11 +32,11 @@ def search(spec, hw, c, knobs, family: str, fixed=None):
     if fixed.get("n_split", 1) != 1:  # a prefill CTA owns its query rows' whole key range
         tiled.no_mapping("n_split", fixed["n_split"], {"n_split": (1,)})
     fixed.pop("n_split", None)
-    fam = knobs.family(family)
+    fam = knobs.family("backward" if backward else family)
 
     def time_of(spec, tile, stages, detail=True):
         br, bc = tiles[tile.astype(int), 0], tiles[tile.astype(int), 1]
-        return prefill_candidate(spec, hw, c, knobs, fam, br, bc, stages, detail)
+        return prefill_candidate(spec, hw, c, knobs, fam, br, bc, stages, detail, backward)
 
     def fields(chosen):
         index = chosen["tile"].astype(int)
@@ -47,7 +47,11 @@ def search(spec, hw, c, knobs, family: str, fixed=None):
     return tiled.search(time_of, spec, axes, fixed, choices(), fields)
 
 
-def prefill_candidate(spec, hw, c, knobs, fam, br, bc, stages, detail=True) -> dict:
+def prefill_candidate(spec, hw, c, knobs, fam, br, bc, stages, detail=True, backward=False) -> dict:
+    """One tile mapping. `backward`: the FlashAttention-2 backward over the same tiles: S = QK^T
+    recomputed, P from the saved log-sum-exp, then dV += P^T dO, dP = dO V^T, dK += dS^T Q and
+    dQ += dS K: 3 d_qk + 2 d_v wide matmuls per pair against the forward's d_qk + d_v; it reads
+    Q, O and dO, writes dQ (accumulated in fp32 through L2), dK and dV."""
     B, S, hq, hkv, b = spec.batch, spec.seq, spec.h_q, spec.h_kv, spec.bytes_per_element
     keys = spec.kv_read_tokens + S
     n_qt = np.ceil(S / br)
@@ -58,7 +62,8 @@ def prefill_candidate(spec, hw, c, knobs, fam, br, bc, stages, detail=True) -> d
     waste = np.where(masked, edges * S * np.maximum(br, bc) / 2, 0.0)
     computed = np.minimum((spec.pairs if spec.tile_pairs is None else spec.tile_pairs) * n_qt * br / S + waste, dense)
     kept = 1 - spec.skip
-    flops = 2 * B * hq * computed * (spec.d_qk + spec.d_v * kept)
+    width = 3 * spec.d_qk + 2 * spec.d_v * kept if backward else spec.d_qk + spec.d_v * kept
+    flops = 2 * B * hq * computed * width
     exps = B * hq * computed * kept
     kv_token = (spec.d_qk if spec.kv_shared else spec.d_qk + spec.d_v) * spec.kv_bytes
     raw_kv = B * hq * computed / br * kv_token  # each query tile streams its key tiles
@@ -67,6 +72,8 @@ def prefill_candidate(spec, hw, c, knobs, fam, br, bc, stages, detail=True) -> d
     hit = tiled.l2_hit(hw, knobs, np.minimum(ctas, hw.cores) / n_qt / (hq / hkv), keys * kv_token)
     hbm_kv = unique_kv + np.maximum(raw_kv - unique_kv, 0) * (1 - hit)
     q_o = B * S * hq * (spec.d_qk + spec.d_v) * b + spec.extra_io_bytes
+    if backward:  # Q, O, dO read; dQ written through an fp32 accumulator; dK, dV written
+        q_o = q_o + B * S * hq * (spec.d_v * b + spec.d_qk * (4 + 4 + b)) + unique_kv
     iterations = B * hq * computed / (br * bc)  # K/V-tile steps over all CTAs
     dequant = raw_kv / spec.kv_bytes * spec.dequant_vector_flops  # each CTA dequantizes the tiles it loads
     return tiled.finish(hw, c, knobs, fam, flops, exps, q_o + hbm_kv, raw_kv, q_o, ctas, iterations,
@@ -90,8 +97,11 @@ class Prefill(Family):
     def estimate(self, spec, hw, c, knobs, fixed=None):
         return search(spec, hw, c, knobs, self.name, fixed)
 
+    def estimate_backward(self, spec, hw, c, knobs, fixed=None):
+        return search(spec, hw, c, knobs, self.name, fixed, backward=True)
+
     def workload_for(self, row):
-        """A measured prefill: GQA, or sliding-window GQA where the row has a window. The tiles
+        """A measured prefill (or a training step, forward + backward, where phase is train): GQA, or sliding-window GQA where the row has a window. The tiles
         the kernel ran with, where the record names them ((block_m, block_n, warps, stages)),
         are pinned: the model is checked on the mapping that ran."""
         from attn_dse.workloads import attention
@@ -101,5 +111,15 @@ class Prefill(Family):
             else attention("gqa", n_heads=hq, n_kv_heads=hkv, head_dim=d)
         cfg = config(row)
         mapping = {"block_m": float(cfg[0]), "block_n": float(cfg[1])} if len(cfg) == 4 else None
-        return wl, dict(phase="prefill", batch=num(row, "batch"), seq=num(row, "seq"),
+        phase = "train" if row.get("phase") == "train" else "prefill"
+        return wl, dict(phase=phase, batch=num(row, "batch"), seq=num(row, "seq"),
                         dtype=row.get("dtype") or "bf16", causal=flag(row, "causal"), mapping=mapping)
+
+
+@register_family
+class Backward(Family):
+    """The backward kernel of fused attention in a training step: timed by the prefill tiles
+    (`prefill_candidate(backward=True)`) with knobs of its own; it claims no kernel itself."""
+    name = "backward"
+    tiled = False
+    compute_efficiency, memory_efficiency = 0.6, 0.9

@@ -300,3 +300,127 @@ def tpla_speedup(hw="h100", batch=1, context=32768, tp=2, scope="core", kernel="
                             kernel=kernel, par=Parallel(tp=tp))
     return {"mla_tp_s": mla.latency_s, "tpla_s": tpla.latency_s, "speedup": mla.latency_s / tpla.latency_s,
             "mla_limiter": mla.limiter, "tpla_limiter": tpla.limiter}
+
+
+# The points gpu/multi.py measures (its TP_LAYER, DECODE, PREFILL, RING, TPLA shapes), so the
+# committed predictions and a later measurement name the same rows.
+_GQA = dict(n_heads=64, n_kv_heads=8, head_dim=128, d_model=8192)
+
+
+def prediction_rows(hw="h200", devices: int = 8) -> list[dict]:
+    """Predictions for a devices-GPU node: collectives over sizes 4 KB-1 GB, the TP layer in
+    decode and prefill, ring CP prefill, TPLA and MLA-TP decode at tp = devices."""
+    hw = load_hardware(hw)
+    fab = fabric(hw)
+    rows = []
+    for op in ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv"):
+        for n in [4096 * 4**i for i in range(10)] + [2**30]:
+            topo = Topology(2, 1) if op == "send_recv" else Topology(devices, 1)
+            c = collective(op, n, topo, fab)
+            rows.append({"kind": "collective", "op": op, "bytes": n, "devices": devices, "predicted_s": c.time_s,
+                         "algorithm": c.algorithm, "protocol": c.protocol})
+    gqa = attention("gqa", **_GQA)
+    for phase, kw in (("decode", dict(batch=16, context=8192)), ("prefill", dict(batch=1, seq=8192))):
+        r = predict_parallel(hw, gqa, phase, scope="layer", par=Parallel(tp=devices), **kw)
+        rows.append({"kind": "tp_layer", "phase": phase, "devices": devices, "predicted_s": r.latency_s,
+                     "comm_s": r.comm_s, **kw})
+    r = predict_parallel(hw, gqa, "prefill", 1, 32768, par=Parallel(cp=devices))
+    rows.append({"kind": "ring_prefill", "phase": "prefill", "devices": devices, "batch": 1, "seq": 32768,
+                 "predicted_s": r.latency_s, "comm_s": r.comm_s, "exposed_comm_s": r.exposed_comm_s})
+    t = tpla_speedup(hw, 1, 32768, tp=devices)
+    rows.append({"kind": "tpla_decode", "phase": "decode", "devices": devices, "batch": 1, "context": 32768,
+                 "predicted_s": t["tpla_s"], "mla_tp_s": t["mla_tp_s"], "speedup": t["speedup"]})
+    return [{k: (float(v) if hasattr(v, "dtype") and v.ndim == 0 and v.dtype.kind == "f" else v) for k, v in row.items()}
+            for row in rows]
+
+
+def _md(headers, rows) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
+
+
+def tables(hw="h200") -> str:
+    """The tables of docs/PARALLEL.md."""
+    hw = load_hardware(hw)
+    fab = fabric(hw)
+    us = lambda t: f"{float(t) * 1e6:,.1f}"  # noqa: E731
+    out = [f"### All-reduce on {hw.name} (us; algorithm/protocol)"]
+    topos = [Topology(2, 1), Topology(4, 1), Topology(8, 1)] + [Topology(8, m) for m in (2, 4, 8, 16)]
+    rows = []
+    for n in (16 << 10, 1 << 20, 64 << 20, 1 << 30):
+        rows.append([f"{n:,}"] + [f"{us(c.time_s)} {c.algorithm}/{c.protocol}"
+                                   for c in (collective("all_reduce", n, t, fab) for t in topos)])
+    out.append(_md(["bytes"] + [f"{t.gpus_per_node}x{t.nodes}" for t in topos], rows))
+    gqa = attention("gqa", **_GQA)
+    out.append(f"\n### Tensor parallel, GQA 64/8 x 128 layer (scope layer) on {hw.name}")
+    rows = []
+    for tp in (1, 2, 4, 8):
+        d = predict_parallel(hw, gqa, "decode", 16, context=8192, scope="layer", par=Parallel(tp=tp))
+        p = predict_parallel(hw, gqa, "prefill", 1, 8192, scope="layer", par=Parallel(tp=tp))
+        rows.append([tp, us(d.latency_s), us(d.comm_s), us(p.latency_s), us(p.comm_s)])
+    out.append(_md(["tp", "decode B16 ctx 8k (us)", "of which all-reduce", "prefill 8k (us)", "of which all-reduce"], rows))
+    out.append(f"\n### Context parallel prefill, GQA 64/8 x 128 core, 128k tokens on {hw.name}")
+    rows = []
+    for cp, nodes in ((1, 1), (2, 1), (4, 1), (8, 1), (16, 2), (32, 4), (64, 8), (128, 16)):
+        cells = [cp, nodes]
+        for scheme in ("ring", "ulysses"):
+            try:
+                r = predict_parallel(hw, gqa, "prefill", 1, 131072, par=Parallel(cp=cp, nodes=nodes, cp_scheme=scheme))
+                cells += [us(r.latency_s), us(r.exposed_comm_s)]
+            except AttnDseError:
+                cells += ["-", "-"]
+        rows.append(cells)
+    out.append(_md(["cp", "nodes", "ring (us)", "ring exposed comm", "ulysses (us)", "ulysses all-to-all"], rows))
+    out.append(f"\n### DeepSeek-V3 decode, 32k context, batch 1: MLA-TP vs TPLA on {hw.name}")
+    rows = []
+    for tp in (2, 4, 8):
+        for b in (1, 32):
+            c, l = tpla_speedup(hw, b, 32768, tp, "core"), tpla_speedup(hw, b, 32768, tp, "layer")
+            rows.append([tp, b, us(c["mla_tp_s"]), us(c["tpla_s"]), f"{float(c['speedup']):.2f}",
+                         f"{c['mla_limiter']}/{c['tpla_limiter']}", f"{float(l['speedup']):.2f}"])
+    out.append(_md(["tp", "batch", "MLA-TP core (us)", "TPLA core (us)", "speed-up core", "limiters", "speed-up layer"], rows))
+    out.append(f"\n### Best split of 8 {hw.name} GPUs (latency of one step)")
+    rows = []
+    for phase, kw in (("prefill 128k", dict(phase="prefill", batch=1, seq=131072)),
+                      ("decode B64 ctx 32k", dict(phase="decode", batch=64, context=32768))):
+        best = best_split(hw, gqa, 8, scope="layer", **kw)
+        rows += [[phase, f"tp{r.tp} cp{r.cp} {r.cp_scheme if r.cp > 1 and r.phase == 'prefill' else ''}".strip(),
+                  us(r.latency_s)] for r in best[:3]]
+    out.append(_md(["workload", "split", "latency (us)"], rows))
+    return "\n".join(out)
+
+
+def best_split(hw, wl: Workload, devices: int, nodes: int = 1, **kw) -> list[ParallelPrediction]:
+    """Every tp x cp = devices split (and CP scheme) that is valid, fastest first."""
+    out = []
+    for tp in (d for d in range(1, devices + 1) if devices % d == 0):
+        schemes = CP_SCHEMES if kw.get("phase") == "prefill" and devices // tp > 1 else ("ring",)
+        for scheme in schemes:
+            try:
+                out.append(predict_parallel(hw, wl, par=Parallel(tp, devices // tp, nodes, scheme), **kw))
+            except AttnDseError:
+                continue
+    return sorted(out, key=lambda r: float(np.max(r.latency_s)))
+
+
+def main(argv=None) -> None:
+    import argparse
+    import csv
+    ap = argparse.ArgumentParser(description="Tables of docs/PARALLEL.md; --csv writes a node's predictions.")
+    ap.add_argument("--hw", default="h200")
+    ap.add_argument("--csv", help="write the predictions for --devices GPUs here")
+    ap.add_argument("--devices", type=int, default=8)
+    a = ap.parse_args(argv)
+    if a.csv:
+        rows = prediction_rows(a.hw, a.devices)
+        keys = list(dict.fromkeys(k for r in rows for k in r))
+        with open(a.csv, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys)
+            w.writeheader()
+            w.writerows(rows)
+        return
+    print(tables(a.hw))
+
+
+if __name__ == "__main__":
+    main()

@@ -81,3 +81,27 @@ def fit_collectives(rows: list[dict], start: Fabric) -> CollectiveFit:
     fab = fab_of(sol.x)
     held_mape = _mape(predict_rows(held, fab), np.array([float(r["median_s"]) for r in held])) if held else float("nan")
     return CollectiveFit(fab, len(fit), len(held), _mape(predict_rows(fit, fab), meas), held_mape, tuple(names))
+
+
+def main(argv=None) -> None:
+    """python -m attn_dse.validation.collectives HW COLLECTIVES.csv: the fit and its held-out error."""
+    import argparse
+
+    from attn_dse.cost.collectives import fabric
+    from attn_dse.hardware.loader import load_hardware
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("hw")
+    ap.add_argument("csv")
+    a = ap.parse_args(argv)
+    start = fabric(load_hardware(a.hw))
+    fit = fit_collectives(read_rows(a.csv), start)
+    f = fit.fabric
+    print(f"{a.hw}: fitted {', '.join(fit.fitted)} on {fit.n_fit} rows, held out {fit.n_held_out}")
+    print(f"  call_latency {f.call_latency_s * 1e6:.2f} us, hop_scale {f.hop_scale:.3f}, "
+          f"bus bandwidth {f.intra_bytes_per_s / 1e9:.1f} GB/s (preset {start.intra_bytes_per_s / 1e9:.1f})"
+          + (f", between nodes {f.inter_bytes_per_s / 1e9:.1f} GB/s" if "inter_bytes_per_s" in fit.fitted else ""))
+    print(f"  MAPE fit {fit.fit_mape:.1f}%, held out {fit.held_out_mape:.1f}%")
+
+
+if __name__ == "__main__":
+    main()

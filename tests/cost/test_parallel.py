@@ -66,3 +66,11 @@ def test_bad_parallel_inputs():
         predict_parallel("h200", GQA, "decode", 1, context=4096, par=Parallel(tp=3, nodes=1))
     with pytest.raises(AttnDseError, match="cp-scheme"):
         predict_parallel("h200", GQA, "prefill", 1, 4096, par=Parallel(cp=2, cp_scheme="zigzag"))
+
+
+def test_parallel_doc_tables_are_current():
+    from pathlib import Path
+
+    from attn_dse.cost.parallel import tables
+    doc = (Path(__file__).parents[2] / "docs" / "PARALLEL.md").read_text()
+    assert tables("h200") in doc, "docs/PARALLEL.md is stale: python3 -m attn_dse.cost.parallel reprints its tables"

@@ -36,9 +36,14 @@ POSITIVE = click.IntRange(min=1)  # counts: batch, tokens, splits, samples
               help="KV-cache page in tokens: each sequence's context is held in whole pages.")
 @click.option("--fragmentation", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
               help="Share of the usable memory the allocator loses.")
+@click.option("--tp", type=POSITIVE, default=1, show_default=True, help="Tensor-parallel devices (heads; TPLA: latent).")
+@click.option("--cp", type=POSITIVE, default=1, show_default=True, help="Context-parallel devices (sequence shards).")
+@click.option("--nodes", type=POSITIVE, default=1, show_default=True, help="Nodes the tp x cp devices span.")
+@click.option("--cp-scheme", type=click.Choice(["ring", "ulysses"]), default="ring", show_default=True,
+              help="Context parallelism in prefill: ring attention or Ulysses all-to-all.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def predict(hw, variant, params, model, phase, batch, seq, context, no_causal, dtype, kv_dtype, scope, unfused,
-            datasheet, split, kernel, weight_dtype, kv_block, fragmentation, as_json):
+            datasheet, split, kernel, weight_dtype, kv_block, fragmentation, tp, cp, nodes, cp_scheme, as_json):
     """Predict latency, traffic and the bound of one attention workload on HW, and whether it
     fits one device's memory: the KV cache of every layer (one, when the depth is unknown) plus
     the weights of the scope (core: none; layer: one layer's attention weights; model: the
@@ -59,6 +64,9 @@ def predict(hw, variant, params, model, phase, batch, seq, context, no_causal, d
 
     wl = build_workload(variant, params, model)
     spec = load_hardware(hw)
+    if tp > 1 or cp > 1 or nodes > 1:
+        return _predict_parallel(spec, wl, phase, batch, seq, context, dtype, scope, not no_causal, not unfused,
+                                 not datasheet, kernel, tp, cp, nodes, cp_scheme, as_json)
     p = run_predict(spec, wl, phase=phase, batch=batch, seq=seq, context=context, dtype=dtype, scope=scope,
                     causal=not no_causal, fused=not unfused, achievable=not datasheet,
                     mapping={"n_split": float(split)} if split else None, kernel=kernel, kv_dtype=kv_dtype)
@@ -75,6 +83,22 @@ def predict(hw, variant, params, model, phase, batch, seq, context, no_causal, d
         return
     from attn_dse.cli.report import prediction_table
     prediction_table(p, wl, cap)
+
+
+def _predict_parallel(hw, wl, phase, batch, seq, context, dtype, scope, causal, fused, achievable, kernel,
+                      tp, cp, nodes, cp_scheme, as_json):
+    """predict --tp/--cp/--nodes: one step spread over the devices, with its collectives."""
+    from attn_dse.cost.parallel import Parallel, predict_parallel
+    r = predict_parallel(hw, wl, phase, batch, seq, context, dtype, scope, causal, fused, achievable, kernel,
+                         Parallel(tp, cp, nodes, cp_scheme))
+    d = r.to_dict()
+    if as_json:
+        echo_json(d)
+        return
+    rows = [[k, d[k]] for k in ("hardware", "variant", "phase", "tp", "cp", "nodes", "cp_scheme", "latency_s",
+                                 "compute_s", "comm_s", "exposed_comm_s", "flops", "kv_cache_bytes", "limiter")]
+    rows += [[f"  {k}", v] for k, v in d["breakdown_s"].items()]
+    echo_table(f"{r.variant} on {r.devices} x {r.hardware}", ["field", "value"], rows)
 
 
 def _capacity(hw, wl, p, scope: str, causal: bool, weight_dtype=None, kv_dtype=None, kv_block=1,

@@ -36,6 +36,7 @@ class Block:
     dtype: str
     axes: dict  # numeric axis name -> values
     kv_dtype: str | None = None  # KV-cache format (None: the dtype)
+    parallel: dict | None = None  # {tp, cp, nodes, cp_scheme} of this block, None: one device
 
     @property
     def size(self) -> int:
@@ -60,14 +61,14 @@ def blocks(space: Space, hw_names: tuple[str, ...]) -> list[Block]:
             strings = {k: v for k, v in entry.params.items() if any(isinstance(x, str) for x in v)}
             numeric = {k: v for k, v in entry.params.items() if k not in strings}
             for combo in itertools.product(*strings.values()):
-                for phase in space.phase:
-                    for dtype, kv in itertools.product(space.dtype, space.kv_dtype):
-                        axes = {"batch": space.batch, "context": space.context}
-                        if phase == "decode":
-                            axes["seq"] = space.seq
-                        axes.update(numeric)
-                        out.append(Block(hw_label, hw, entry, dict(zip(strings, combo)), phase, dtype,
-                                         {k: np.asarray(v, dtype=np.float64) for k, v in axes.items()}, kv))
+                for phase, dtype, kv, par in itertools.product(space.phase, space.dtype, space.kv_dtype,
+                                                               space.parallel or (None,)):
+                    axes = {"batch": space.batch, "context": space.context}
+                    if phase == "decode":
+                        axes["seq"] = space.seq
+                    axes.update(numeric)
+                    out.append(Block(hw_label, hw, entry, dict(zip(strings, combo)), phase, dtype,
+                                     {k: np.asarray(v, dtype=np.float64) for k, v in axes.items()}, kv, par))
     return out
 
 
@@ -89,6 +90,8 @@ def evaluate_rows(space: Space, block: Block, flat_index: np.ndarray) -> dict:
         kw = dict(seq=vals["seq"], context=length)
     else:
         kw = dict(seq=length)
+    if block.parallel:
+        return _parallel_rows(space, block, wl, vals, kw, len(flat_index))
     p = predict(block.hw, wl, block.phase, batch, dtype=block.dtype, scope=space.scope,
                 causal=space.causal, fused=space.fused, mapping=space.mapping, kv_dtype=block.kv_dtype, **kw)
     n = len(flat_index)
@@ -123,9 +126,40 @@ def evaluate_rows(space: Space, block: Block, flat_index: np.ndarray) -> dict:
     return cols
 
 
-def _memory(space: Space, block: Block, wl: Workload, vals: dict) -> dict:
+def _parallel_rows(space: Space, block: Block, wl: Workload, vals: dict, kw: dict, n: int) -> dict:
+    """A block spread over devices (cost/parallel.py): its step latency, per-device memory."""
+    from attn_dse.cost.parallel import Parallel, predict_parallel, with_params
+    par = Parallel(**block.parallel)
+    p = predict_parallel(block.hw, wl, block.phase, vals["batch"], scope=space.scope, causal=space.causal,
+                         fused=space.fused, dtype=block.dtype, par=par, **kw)
+    cols = {k: np.full(n, v, dtype=object) for k, v in (("hardware", block.hw_label), ("label", block.entry.label),
+            ("variant", wl.variant.name), ("phase", block.phase), ("dtype", block.dtype), ("cp_scheme", par.cp_scheme))}
+    for k, v in {**block.fixed}.items():
+        cols[k] = np.full(n, v, dtype=object)
+    for k, v in vals.items():
+        cols[k] = np.broadcast_to(v, (n,)).astype(np.float64)
+    tokens = p.batch * p.seq
+    numeric = {"tp": p.tp, "cp": p.cp, "nodes": p.nodes, "devices": p.devices, "latency_s": p.latency_s,
+               "tokens_per_s": tokens / p.latency_s, "time_per_token_s": p.latency_s * p.devices / tokens,
+               "flops": p.flops, "comm_s": p.comm_s, "exposed_comm_s": p.exposed_comm_s,
+               "kv_cache_bytes": p.kv_cache_bytes}
+    shard = {**vals, "context": vals["context"] / (par.cp if block.phase == "decode" else 1)}
+    dev = with_params(wl, tp=par.tp) if par.tp > 1 else wl
+    numeric.update(_memory(space, block, dev, shard, devices=par.tp))  # weights over the TP group
+    for k, v in numeric.items():
+        cols[k] = np.broadcast_to(np.asarray(v, dtype=np.float64), (n,)).copy()
+    cols["bound"] = np.full(n, "", dtype=object)
+    cols["limiter"] = np.broadcast_to(np.asarray(p.limiter, dtype=object), (n,)).copy()
+    cols.update(apply_constraints(space.constraints, cols))
+    cols["feasible"] = np.all([cols[k] for k in cols if k.startswith("ok_")], axis=0) if any(
+        k.startswith("ok_") for k in cols) else np.ones(n, bool)
+    return cols
+
+
+def _memory(space: Space, block: Block, wl: Workload, vals: dict, devices: int | None = None) -> dict:
     """Capacity per device: weights sharded over `devices`, plus this device's KV cache."""
-    devices = block.hw.interconnect.devices_per_node if space.devices == "node" else (space.devices or 1)
+    if devices is None:
+        devices = block.hw.interconnect.devices_per_node if space.devices == "node" else (space.devices or 1)
     cap = capacity(block.hw, wl, block.phase, vals["batch"], vals["context"], vals.get("seq", 1), block.dtype,
                    space.causal, devices, space.usable_memory, space.weight_dtype, space.weights_bytes,
                    block.entry.weight_params, block.entry.label, kv_dtype=block.kv_dtype)

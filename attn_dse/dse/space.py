@@ -20,7 +20,7 @@ from attn_dse.workloads.shape import DTYPE_BYTES, PHASES, SCOPES
 
 STRATEGIES = ("grid", "random", "evolve")
 _TOP = {"name", "description", "hardware", "variants", "workload", "constraints", "objectives", "strategy",
-        "samples", "deployment"}
+        "samples", "deployment", "parallel"}
 _WORKLOAD = {"phase", "batch", "context", "seq", "dtype", "kv_dtype", "scope", "causal", "fused", "mapping"}
 MAPPING_KEYS = ("n_split", "block_m", "block_n", "stages")
 _DEPLOY = {"devices", "usable_memory", "weights", "weight_dtype"}
@@ -67,6 +67,7 @@ class Space:
     objectives: tuple[dict, ...] = ({"minimize": "time_per_token_s"},)
     strategy: str = "grid"
     samples: int = 10000
+    parallel: tuple[dict, ...] = ()  # splits over devices: {tp, cp, nodes, cp_scheme}; () = one device
     source: str = "<space>"  # the file it was read from, for messages
 
 
@@ -94,7 +95,7 @@ def grid_size(space: Space, n_hardware: int | None = None) -> int:
     per_phase = sum(len(space.batch) * len(space.context) * (len(space.seq) if phase == "decode" else 1)
                     for phase in space.phase)
     per_entry = sum(math.prod(len(v) for v in entry.params.values()) for entry in space.variants)
-    return int(n_hardware) * per_entry * len(space.dtype) * len(space.kv_dtype) * per_phase
+    return int(n_hardware) * per_entry * len(space.dtype) * len(space.kv_dtype) * per_phase * max(len(space.parallel), 1)
 
 
 def check_grid(space: Space, max_points: int = MAX_POINTS, n_hardware: int | None = None) -> int:
@@ -141,12 +142,42 @@ def space_from_dict(raw: dict, where: str = "<space>", max_points: int | None = 
         constraints=tuple(_list(raw.get("constraints", [{"memory": True}]) or [], where, "constraints",
                                 empty_ok=True)),  # [] = unconstrained
         objectives=tuple(_list(raw.get("objectives", [{"minimize": "time_per_token_s"}]), where, "objectives")),
-        strategy=strategy, samples=_count(raw.get("samples", 10000), where, "samples"), source=where)
+        strategy=strategy, samples=_count(raw.get("samples", 10000), where, "samples"),
+        parallel=_parallel(raw.get("parallel"), where), source=where)
     from attn_dse.dse.constraints import check_spec
     check_spec(space, where)
     if max_points is not None:
         check_grid(space, max_points)
     return space
+
+
+def _parallel(raw, where: str) -> tuple[dict, ...]:
+    """parallel: {devices: 8, nodes: 1, cp_scheme: [ring, ulysses]} -> every tp x cp = devices
+    split; or explicit axes {tp: [...], cp: [...], nodes: [...], cp_scheme: [...]} (their grid)."""
+    import itertools
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        raise AttnDseError(f"parallel: {_show(raw)} is not a mapping", where=where,
+                           fix="write e.g. 'parallel: {devices: 8, cp_scheme: [ring, ulysses]}'")
+    _check_keys(raw, {"devices", "tp", "cp", "nodes", "cp_scheme"}, where, "parallel.")
+    if "devices" in raw and ("tp" in raw or "cp" in raw):
+        raise AttnDseError("parallel: give devices (every split) or tp/cp axes, not both", where=where,
+                           fix="e.g. 'parallel: {devices: 8}' or 'parallel: {tp: [1, 8], cp: [1, 8]}'")
+    nodes = _numbers(raw.get("nodes", 1), where, "parallel.nodes")
+    schemes = _choices(raw.get("cp_scheme", "ring"), ("ring", "ulysses"), where, "parallel.cp_scheme")
+    if "devices" in raw:
+        n = _count(raw["devices"], where, "parallel.devices")
+        pairs = [(t, n // t) for t in range(1, n + 1) if n % t == 0]
+    else:
+        pairs = list(itertools.product(_numbers(raw.get("tp", 1), where, "parallel.tp"),
+                                       _numbers(raw.get("cp", 1), where, "parallel.cp")))
+    out = []
+    for (tp, cp), m, scheme in itertools.product(pairs, nodes, schemes):
+        if cp == 1 and scheme != schemes[0]:
+            continue  # the scheme only matters with context parallelism
+        out.append({"tp": int(tp), "cp": int(cp), "nodes": int(m), "cp_scheme": scheme})
+    return tuple(out)
 
 
 def _check_keys(raw: dict, known: set, where: str, prefix: str = "") -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 
 from attn_dse import strict_yaml
-from attn_dse.hardware.spec import Achievable, Hardware, Interconnect, MemoryLevel
+from attn_dse.hardware.spec import SCALE_OUT_KINDS, SCALE_UP_KINDS, Achievable, Hardware, Interconnect, Link, MemoryLevel
 from attn_dse.hardware.units import UnitError, parse_quantity
 from attn_dse.errors import AttnDseError, did_you_mean
 
@@ -28,7 +28,9 @@ SCHEMA: dict[str, Any] = {
     "compute": {"cores": "int", "clock": "frequency", "matmul": {d: "flop_rate" for d in DTYPES},
                 "vector": "flop_rate", "exp": "op_rate", "mma_rows": "int"},
     "memory": [_LEVEL],
-    "interconnect": {"link_bandwidth": "bandwidth", "devices_per_node": "int"},
+    "interconnect": {"link_bandwidth": "bandwidth", "devices_per_node": "int", "kind": "str",
+                     "bus_bandwidth": "bandwidth", "call_latency": "time",
+                     "scale_out": {"kind": "str", "bandwidth": "bandwidth", "bus_bandwidth": "bandwidth"}},
     "launch_overhead": "time",
     "achievable": {"matmul": {d: "flop_rate" for d in DTYPES}, "hbm_bandwidth": "bandwidth",
                    "source": "str"},
@@ -313,12 +315,33 @@ def _build(raw: dict, where: str) -> Hardware:
         exp_per_s=f.get("compute.exp", "op_rate"),
         mma_rows=f.get("compute.mma_rows", "int", 64 if kind == "gpu" else 128),
         memory=memory,
-        interconnect=Interconnect(f.get("interconnect.link_bandwidth", "bandwidth"),
-                                  f.get("interconnect.devices_per_node", "int")),
+        interconnect=_interconnect(f, where),
         launch_overhead_s=f.get("launch_overhead", "time"),
         achievable=achievable,
         sources={str(k): str(v) for k, v in sources.items()}, path=where,
         lineage=tuple(raw.get("_lineage") or (f.get("name", "str"),)))
+
+
+def _interconnect(f: _Fields, where: str) -> Interconnect:
+    """The links inside a node and, when the preset has them, between nodes."""
+    def kind(path, default, allowed):
+        value = f.get(path, "str", default, required=default is None)
+        if value not in allowed:
+            raise AttnDseError(f"{path}: '{value}' is not a known link kind", where=where,
+                               fix=did_you_mean(value, allowed) + "; one of " + ", ".join(allowed))
+        return value
+
+    scale_out = None
+    if f.get("interconnect.scale_out", "dict") is not None:
+        scale_out = Link(kind("interconnect.scale_out.kind", None, SCALE_OUT_KINDS),
+                         f.get("interconnect.scale_out.bandwidth", "bandwidth", required=True),
+                         f.get("interconnect.scale_out.bus_bandwidth", "bandwidth"))
+    return Interconnect(
+        f.get("interconnect.link_bandwidth", "bandwidth"), f.get("interconnect.devices_per_node", "int"),
+        kind=kind("interconnect.kind", "nvswitch", SCALE_UP_KINDS),
+        bus_bytes_per_s=f.get("interconnect.bus_bandwidth", "bandwidth"),
+        call_latency_s=f.get("interconnect.call_latency", "time", 0.0),
+        scale_out=scale_out)
 
 
 def _kind_of(path: str) -> str:

@@ -21,10 +21,33 @@ class MemoryLevel:
     per_core: bool = False
 
 
+SCALE_UP_KINDS = ("nvswitch", "nvlink", "pcie", "xgmi", "ici")  # links inside a node
+SCALE_OUT_KINDS = ("infiniband", "roce", "ethernet", "ici")  # links between nodes
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """The devices' links between nodes (scale-out): one NIC's rate per device, per direction."""
+
+    kind: str  # infiniband | roce | ethernet | ici
+    bytes_per_s: float  # line rate (datasheet)
+    bus_bytes_per_s: float | None = None  # what a collective reaches on it (measured or modelled)
+
+    def collective_bytes_per_s(self, achievable: bool = True) -> float:
+        return self.bus_bytes_per_s if achievable and self.bus_bytes_per_s else self.bytes_per_s
+
+
 @dataclass(frozen=True, slots=True)
 class Interconnect:
     link_bytes_per_s: float  # per device, per direction, all links of one device together
     devices_per_node: int
+    kind: str = "nvswitch"  # the links inside a node: nvswitch | nvlink | pcie | xgmi | ici
+    bus_bytes_per_s: float | None = None  # the bus bandwidth a collective reaches inside a node
+    call_latency_s: float = 0.0  # host-side cost of one collective call beyond the library's own latency
+    scale_out: Link | None = None  # between nodes; None: the preset describes one node only
+
+    def collective_bytes_per_s(self, achievable: bool = True) -> float:
+        return self.bus_bytes_per_s if achievable and self.bus_bytes_per_s else self.link_bytes_per_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +169,8 @@ _SCALERS = {
     "exp": lambda hw, f: dataclasses.replace(hw, exp_per_s=hw.exp_per_s * f),
     "vector": lambda hw, f: dataclasses.replace(hw, vector_flop_per_s=hw.vector_flop_per_s * f),
     "interconnect": lambda hw, f: dataclasses.replace(hw, interconnect=dataclasses.replace(
-        hw.interconnect, link_bytes_per_s=hw.interconnect.link_bytes_per_s * f)),
+        hw.interconnect, link_bytes_per_s=hw.interconnect.link_bytes_per_s * f,
+        bus_bytes_per_s=hw.interconnect.bus_bytes_per_s and hw.interconnect.bus_bytes_per_s * f)),
     "core_memory": lambda hw, f: _scale_level(hw, hw.core_memory.name, "capacity_bytes", f),
 }
 SCALABLE = tuple(_SCALERS)

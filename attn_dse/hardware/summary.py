@@ -37,6 +37,16 @@ def details(hw: Hardware) -> list[dict]:
         add(f"memory.{lv.name}.bandwidth", lv.bytes_per_s, "B/s", f"memory.{lv.name}")
     add("interconnect.link_bandwidth", hw.interconnect.link_bytes_per_s, "B/s")
     add("interconnect.devices_per_node", hw.interconnect.devices_per_node, "")
+    ic = hw.interconnect
+    rows.append({"field": "interconnect.kind", "value": ic.kind, "si": None, "source": hw.source_of("interconnect.kind")})
+    if ic.bus_bytes_per_s:
+        add("interconnect.bus_bandwidth", ic.bus_bytes_per_s, "B/s")
+    if ic.call_latency_s:
+        add("interconnect.call_latency", ic.call_latency_s, "s")
+    if ic.scale_out:
+        rows.append({"field": "interconnect.scale_out.kind", "value": ic.scale_out.kind, "si": None,
+                     "source": hw.source_of("interconnect.scale_out")})
+        add("interconnect.scale_out.bandwidth", ic.scale_out.bytes_per_s, "B/s")
     add("launch_overhead", hw.launch_overhead_s, "s")
     for dtype, rate in hw.achievable.matmul_flop_per_s.items():
         rows.append({"field": f"achievable.matmul.{dtype}", "value": format_si(rate, "FLOP/s"),

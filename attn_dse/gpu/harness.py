@@ -18,7 +18,7 @@ from triton.testing import do_bench
 DEV = "cuda"
 FIELDS = ["device", "driver", "torch", "triton", "cuda", "date", "implementation", "family", "variant", "phase", "batch", "seq",
           "context", "n_heads", "n_kv_heads", "head_dim", "causal", "window", "top_k", "block", "dtype", "config",
-          "n_split", "median_s", "p20_s", "p80_s", "flops", "kv_bytes", "tflop_per_s", "tb_per_s"]
+          "n_split", "median_s", "p20_s", "p80_s", "flops", "kv_bytes", "tflop_per_s", "tb_per_s", "kv_dtype"]
 
 
 def provenance() -> dict:

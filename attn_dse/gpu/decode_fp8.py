@@ -1,0 +1,237 @@
+"""Split-KV GQA decode over an fp8 (e4m3) KV cache with per-block scales, bf16 compute, in Triton.
+
+The cache holds K and V as float8_e4m3fn [B, L, Hkv, D] and one fp32 scale per (batch entry,
+block of SCALE_BLOCK tokens, KV head) for each: x = x8 * scale. The kernel loads fp8 tiles (half
+the bytes of bf16), widens them to fp16 for the MMAs (exact: every e4m3 value is an fp16 value;
+the hardware converts e4m3 pairs to fp16 in one instruction, to bf16 only through fp16; bf16
+queries are exact in fp16 within its range), accumulates in fp32 and applies
+the scales to the fp32 scores (K) and to the probabilities before the PV product (V), so no
+dequantized tile is ever stored. Split-KV structure, GQA packing and the combine are those of
+the bf16 decode (decode.py). Rows are family "decode", kv_dtype "fp8".
+
+    python -m attn_dse.gpu.decode_fp8 --out DIR    (checks, then the bf16-vs-fp8 comparison)
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import torch
+import triton
+import triton.language as tl
+
+from attn_dse.gpu import decode as bf16_decode
+from attn_dse.gpu.decode import choose_splits, load_packed_queries, run_splits, store_partial
+from attn_dse.gpu.harness import BF16_BOUND, DEV, Recorder, rel_err, rnd, sm_count, timed
+from attn_dse.gpu.reference import attention_ref
+from attn_dse.gpu.softmax import finish, start_state
+
+SCALE_BLOCK = 64  # tokens per scale
+E4M3_MAX = 448.0
+
+
+def quantize_kv(x: torch.Tensor, block: int = SCALE_BLOCK) -> tuple[torch.Tensor, torch.Tensor]:
+    """x [B, L, H, D] -> (e4m3 [B, L, H, D], fp32 scales [B, ceil(L/block), H]), amax per block."""
+    B, L, H, D = x.shape
+    nb = -(-L // block)
+    xf = torch.nn.functional.pad(x.float(), (0, 0, 0, 0, 0, nb * block - L)).view(B, nb, block, H, D)
+    scale = (xf.abs().amax(dim=(2, 4)) / E4M3_MAX).clamp_min(1e-12)  # [B, nb, H]
+    x8 = (xf / scale[:, :, None, :, None]).clamp(-E4M3_MAX, E4M3_MAX).to(torch.float8_e4m3fn)
+    return x8.view(B, nb * block, H, D)[:, :L].contiguous(), scale.contiguous()
+
+
+def dequantize_kv(x8: torch.Tensor, scale: torch.Tensor, block: int = SCALE_BLOCK) -> torch.Tensor:
+    """The float32 cache the fp8 one stands for: the reference's input."""
+    return x8.float() * scale.repeat_interleave(block, 1)[:, :x8.shape[1], :, None]
+
+
+@triton.jit
+def _decode_fp8_split(Q, K, V, KS, VS, Lens, Part, Lse, stride_qb, stride_qs, stride_qh, stride_kb, stride_kn,
+                      stride_kh, stride_vb, stride_vn, stride_vh, stride_sb, stride_sn, group, seq_q, n_splits,
+                      split_len, sm_scale, HEAD_DIM: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr,
+                      SCALE_BLOCK: tl.constexpr, KEYS_AS_ROWS: tl.constexpr):
+    b = tl.program_id(0).to(tl.int64)
+    kvh = tl.program_id(1)
+    split = tl.program_id(2)
+    q, tok, head, valid = load_packed_queries(Q, b, kvh, group, seq_q, stride_qb, stride_qs, stride_qh,
+                                              HEAD_DIM, BLOCK_H)
+    offs_d = tl.arange(0, HEAD_DIM)
+    length = tl.load(Lens + b)
+    start = split * split_len
+    end = tl.minimum(start + split_len, length)
+    K += b * stride_kb + kvh * stride_kh
+    V += b * stride_vb + kvh * stride_vh
+    KS += b * stride_sb + kvh
+    VS += b * stride_sb + kvh
+    last_visible = length - seq_q + tok
+    qk_scale = sm_scale * 1.4426950408889634
+    if KEYS_AS_ROWS:
+        # scores transposed, s^T = K q^T: the widened K tile is the MMA's register operand, so it
+        # never goes back through shared memory; the query block is the small shared operand
+        qt = tl.trans(q.to(tl.float16))
+        acc = tl.zeros([HEAD_DIM, BLOCK_H], tl.float32)
+        l_i = tl.zeros([BLOCK_H], tl.float32)
+        m_i = tl.full([BLOCK_H], float("-inf"), tl.float32)
+        for n0 in range(start, end, BLOCK_N):
+            offs_n = n0 + tl.arange(0, BLOCK_N)
+            in_range = offs_n < end
+            k = tl.load(K + offs_n[:, None] * stride_kn + offs_d[None, :], mask=in_range[:, None], other=0.0)
+            ks = tl.load(KS + (offs_n // SCALE_BLOCK) * stride_sn, mask=in_range, other=0.0)
+            vs = tl.load(VS + (offs_n // SCALE_BLOCK) * stride_sn, mask=in_range, other=0.0)
+            st = tl.dot(k.to(tl.float16), qt) * (ks * qk_scale)[:, None]
+            keep = in_range[:, None] & (offs_n[:, None] <= last_visible[None, :])
+            st = tl.where(keep, st, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(st, 0))
+            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+            p = tl.math.exp2(st - m_safe[None, :])
+            alpha = tl.math.exp2(m_i - m_safe)
+            l_i = l_i * alpha + tl.sum(p, 0)
+            vt = tl.load(V + offs_n[None, :] * stride_vn + offs_d[:, None], mask=in_range[None, :], other=0.0)
+            acc = acc * alpha[None, :] + tl.dot(vt.to(tl.float16), (p * vs[:, None]).to(tl.float16))
+            m_i = m_new
+        acc = tl.trans(acc)
+    else:
+        acc, l_i, m_i = start_state(BLOCK_H, HEAD_DIM)
+        q16 = q.to(tl.float16)
+        for n0 in range(start, end, BLOCK_N):
+            offs_n = n0 + tl.arange(0, BLOCK_N)
+            in_range = offs_n < end
+            k = tl.load(K + offs_n[None, :] * stride_kn + offs_d[:, None], mask=in_range[None, :], other=0.0)
+            ks = tl.load(KS + (offs_n // SCALE_BLOCK) * stride_sn, mask=in_range, other=0.0)
+            vs = tl.load(VS + (offs_n // SCALE_BLOCK) * stride_sn, mask=in_range, other=0.0)
+            qk = tl.dot(q16, k.to(tl.float16)) * (ks * qk_scale)[None, :]
+            keep = in_range[None, :] & (offs_n[None, :] <= last_visible[:, None])
+            qk = tl.where(keep, qk, float("-inf"))
+            v = tl.load(V + offs_n[:, None] * stride_vn + offs_d[None, :], mask=in_range[:, None], other=0.0)
+            m_new = tl.maximum(m_i, tl.max(qk, 1))
+            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+            p = tl.math.exp2(qk - m_safe[:, None])
+            alpha = tl.math.exp2(m_i - m_safe)
+            l_i = l_i * alpha + tl.sum(p, 1)
+            acc = acc * alpha[:, None] + tl.dot((p * vs[None, :]).to(tl.float16), v.to(tl.float16))
+            m_i = m_new
+    out, lse = finish(acc, l_i, m_i)
+    store_partial(Part, Lse, out, lse, b, tok, head, valid, group, seq_q, split, n_splits, HEAD_DIM)
+
+
+def decode_fp8(q: torch.Tensor, k8: torch.Tensor, v8: torch.Tensor, k_scale: torch.Tensor, v_scale: torch.Tensor,
+               seq_lens: torch.Tensor, n_splits: int | None = None, block_n: int = 64, num_warps: int = 4,
+               num_stages: int = 2, out: torch.Tensor | None = None, keys_as_rows: bool = True) -> torch.Tensor:
+    """q [B, Sq, Hq, D] bf16 against the e4m3 cache k8/v8 [B, L, Hkv, D] with scales [B, L/64, Hkv]."""
+    B, Sq, Hq, D = q.shape
+    L, Hkv = k8.shape[1], k8.shape[2]
+    assert k_scale.stride() == v_scale.stride() and k_scale.stride(2) == 1, "scales [B, L/64, Hkv] contiguous"
+    group = Hq // Hkv
+    n_splits = n_splits or choose_splits(B, Hkv, L, sm_count(q.device), block_n=block_n)
+    split_len = triton.cdiv(triton.cdiv(L, n_splits), block_n) * block_n
+    block_h = max(16, triton.next_power_of_2(group * Sq))
+    return run_splits(lambda part, lse: _decode_fp8_split[(B, Hkv, n_splits)](
+        q, k8, v8, k_scale, v_scale, seq_lens, part, lse, q.stride(0), q.stride(1), q.stride(2),
+        k8.stride(0), k8.stride(1), k8.stride(2), v8.stride(0), v8.stride(1), v8.stride(2),
+        k_scale.stride(0), k_scale.stride(1), group, Sq, n_splits, split_len, 1.0 / math.sqrt(D),
+        HEAD_DIM=D, BLOCK_H=block_h, BLOCK_N=block_n, SCALE_BLOCK=SCALE_BLOCK, KEYS_AS_ROWS=keys_as_rows, num_warps=num_warps,
+        num_stages=num_stages), (B, Sq, Hq, D), n_splits, q, out)
+
+
+# ---------------------------------------------------------------- check and bench
+# Rows carry the cost model's family "decode" with kv_dtype "fp8". No module-level FAMILY: decode.py
+# already holds that key in measure.py's discovery; this module runs through its own main().
+
+
+def fp8_cache(B, L, Hkv, D):
+    k, v = rnd(B, L, Hkv, D), rnd(B, L, Hkv, D)
+    return (*quantize_kv(k), *quantize_kv(v))
+
+
+def check(rec: Recorder, g: torch.Generator) -> None:
+    """Poisoned outputs vs the float32 reference on the dequantized cache, ragged shapes."""
+    for (B, Sq, Hq, Hkv, D, L, splits) in [(3, 1, 32, 8, 128, 3000, 8), (2, 4, 16, 2, 128, 1111, 3),
+                                           (4, 1, 8, 8, 64, 515, None), (1, 2, 8, 1, 128, 4097, 16),
+                                           (5, 1, 64, 8, 128, 2049, 1)]:
+        q = rnd(B, Sq, Hq, D)
+        k8, ks, v8, vs = fp8_cache(B, L, Hkv, D)
+        lens = torch.randint(max(Sq, L // 3), L + 1, (B,), generator=g).to(DEV, torch.int32)
+        ref = attention_ref(q, dequantize_kv(k8, ks), dequantize_kv(v8, vs), True, seq_lens=lens)
+        for keys_as_rows in (True, False):
+            out = torch.full_like(q, float("nan"))
+            decode_fp8(q, k8, v8, ks, vs, lens, n_splits=splits, out=out, keys_as_rows=keys_as_rows)
+            rec.check(f"decode fp8-kv B{B} Sq{Sq} H{Hq}/{Hkv} d{D} L{L} splits={splits} keys_as_rows={keys_as_rows}",
+                      rel_err(out, ref), BF16_BOUND)
+
+
+CONFIGS = [(bn, w, s) for bn in (64, 128) for w in (4, 8) for s in (2, 3, 4)]
+# (block_n, warps, stages, keys_as_rows, splits per choose_splits): the fp8 kernel is bound by the widening
+# of its tiles, not by bytes; more programs per SM hide it (a first run: 64-key tiles and 8 warps were slower)
+CONFIGS8 = [(bn, 4, s, False, m) for bn in (128, 256) for s in (2, 3, 4) for m in (1, 2, 4)]
+
+
+def tune(fn_of_cfg, kv_bytes, configs=CONFIGS) -> tuple:
+    times = {}
+    for c in configs:
+        try:
+            times[c] = timed(lambda: fn_of_cfg(c))[0]
+        except Exception as e:  # noqa: BLE001 (a tile that does not fit in shared memory is no candidate)
+            print(f"  {c}: {type(e).__name__}", flush=True)
+    print("  " + ", ".join(f"{c}:{kv_bytes / t / 1e12:.2f}TB/s" for c, t in times.items()), flush=True)
+    return min(times, key=times.get)
+
+
+def bench(rec: Recorder, shapes=None) -> None:
+    """bf16 decode and fp8-KV decode on the same shapes in the same run; configs tuned at 64 x 32k."""
+    B, L, Hq, Hkv, D = 64, 32768, 64, 8, 128
+    q = rnd(B, 1, Hq, D)
+    lens = torch.full((B,), L, device=DEV, dtype=torch.int32)
+    k, v = rnd(B, L, Hkv, D), rnd(B, L, Hkv, D)
+    print("tune bf16 decode:", flush=True)
+    cfg16 = tune(lambda c: bf16_decode.decode(q, k, v, lens, block_n=c[0], num_warps=c[1], num_stages=c[2]),
+                 2 * B * L * Hkv * D * 2)
+    k8, ks = quantize_kv(k)
+    v8, vs = quantize_kv(v)
+    del k, v
+    print("tune fp8-kv decode:", flush=True)
+    cfg8 = tune(lambda c: decode_fp8(q, k8, v8, ks, vs, lens, block_n=c[0], num_warps=c[1], num_stages=c[2],
+                                     keys_as_rows=c[3], n_splits=c[4] * choose_splits(B, Hkv, L, sm_count(), c[0])),
+                2 * B * L * Hkv * D, CONFIGS8)
+    del q, k8, v8, ks, vs
+    shapes = shapes or ([(b, 1, 64, 8, 128, L) for b in (1, 16, 64, 128) for L in (4096, 32768)]
+                        + [(64, 1, 32, 8, 128, 32768), (16, 4, 64, 8, 128, 32768), (64, 1, 32, 1, 128, 32768)])
+    for B, Sq, Hq, Hkv, D, L in shapes:
+        q = rnd(B, Sq, Hq, D)
+        lens = torch.full((B,), L, device=DEV, dtype=torch.int32)
+        variant = "mha" if Hq == Hkv else ("mqa" if Hkv == 1 else "gqa")
+        common = dict(family="decode", variant=variant, phase="decode", batch=B, seq=Sq, context=L - Sq, n_heads=Hq,
+                      n_kv_heads=Hkv, head_dim=D, causal=True, window="", top_k="", block="", dtype="bf16")
+        k, v = rnd(B, L, Hkv, D), rnd(B, L, Hkv, D)
+        n16 = choose_splits(B, Hkv, L, sm_count(), block_n=cfg16[0])
+        med, p20, p80 = timed(lambda: bf16_decode.decode(q, k, v, lens, n_splits=n16, block_n=cfg16[0],
+                                                         num_warps=cfg16[1], num_stages=cfg16[2]))
+        rec.add(**common, kv_dtype="bf16", config=str(cfg16), n_split=n16, median_s=med, p20_s=p20, p80_s=p80,
+                kv_bytes=2 * B * L * Hkv * D * 2)
+        k8, ks = quantize_kv(k)
+        v8, vs = quantize_kv(v)
+        del k, v
+        n8 = min(128, cfg8[4] * choose_splits(B, Hkv, L, sm_count(), block_n=cfg8[0]))
+        med8, p20, p80 = timed(lambda: decode_fp8(q, k8, v8, ks, vs, lens, n_splits=n8, block_n=cfg8[0],
+                                                  num_warps=cfg8[1], num_stages=cfg8[2],
+                                                  keys_as_rows=cfg8[3]))
+        rec.add(**common, kv_dtype="fp8", config=str(cfg8), n_split=n8, median_s=med8, p20_s=p20, p80_s=p80,
+                kv_bytes=2 * B * L * Hkv * D + 2 * ks.numel() * 4)
+        print(f"  speed-up fp8/bf16 B{B} Sq{Sq} H{Hq}/{Hkv} L{L}: {med / med8:.2f}x", flush=True)
+        del q, k8, v8, ks, vs
+        torch.cuda.empty_cache()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="validate-out", type=Path)
+    args = ap.parse_args()
+    rec = Recorder(args.out)
+    check(rec, torch.Generator(device="cpu").manual_seed(0))
+    bench(rec)
+    rec.write()
+    return 0 if all(c["ok"] for c in rec.checks) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -18,7 +18,8 @@ import numpy as np
 from attn_dse.calibration.knobs import Knobs
 from attn_dse.cost.family import family_for, get_family
 from attn_dse.cost.knobs import DEFAULT_IMPLEMENTATION, check_kernel, implementations_for, knobs_for
-from attn_dse.cost.roofline import COMPUTE_LIMITERS, Ceilings, bound_time, ceilings, op_time
+from attn_dse.cost.roofline import COMPUTE_LIMITERS, Ceilings, bound_time, ceilings, op_time, select
+from attn_dse.cost.step import with_step
 from attn_dse.hardware.loader import load_hardware
 from attn_dse.hardware.spec import Hardware
 from attn_dse.workloads.ops import Op, active_ops, total_cost
@@ -40,7 +41,7 @@ class Part:
 
     def __add__(self, other: "Part") -> "Part":
         _, main = bound_time({"a": self.time_s, "b": other.time_s})
-        return Part(self.time_s + other.time_s, _select(main, {"a": self.limiter, "b": other.limiter}),
+        return Part(self.time_s + other.time_s, select(main, {"a": self.limiter, "b": other.limiter}),
                     self.hbm_bytes + other.hbm_bytes, self.flops + other.flops, self.mapping or other.mapping)
 
 
@@ -124,7 +125,7 @@ def predict(hw: Hardware | str, workload: Workload, phase: str = "decode", batch
     names = list(parts)
     total = sum(parts[n].time_s for n in names)
     _, main = bound_time({n: parts[n].time_s for n in names})
-    limiter = _select(main, {n: parts[n].limiter for n in names})
+    limiter = select(main, {n: parts[n].limiter for n in names})
     out = Prediction(
         hardware=hw.name, variant=workload.name, phase=phase, scope=scope, dtype=dtype,
         batch=s.batch, seq=s.seq, context=s.context, latency_s=total, flops=cost.flops,
@@ -137,8 +138,8 @@ def predict(hw: Hardware | str, workload: Workload, phase: str = "decode", batch
         mapping=parts["attention"].mapping if "attention" in parts else {},
         breakdown={n: parts[n].time_s for n in names})
     if scope == "model" and getattr(workload.model, "ffn", None) is not None:
-        from attn_dse.cost.step import with_step  # every layer's MLP, the norms, embeddings and LM head
-        out = with_step(out, hw, c, knobs, workload, s, fused=fused, achievable=achievable, mapping=mapping,
+        # every layer's MLP, the norms, embeddings and LM head
+        out = with_step(predict, out, hw, c, knobs, workload, s, fused=fused, achievable=achievable, mapping=mapping,
                         dataflow_model=dataflow_model, kernel=knobs)
     return out
 
@@ -199,7 +200,7 @@ def _attention(hw, c: Ceilings, knobs: Knobs, wl: Workload, s, scope, core_ops: 
     hbm = sum(n * e.hbm_bytes for n, e in estimates)
     flops = sum(n * e.flops for n, e in estimates)
     _, main = bound_time({str(i): n * e.time_s for i, (n, e) in enumerate(estimates)})
-    limiter = _select(main, {str(i): e.limiter for i, (_, e) in enumerate(estimates)})
+    limiter = select(main, {str(i): e.limiter for i, (_, e) in enumerate(estimates)})
     part = Part(time, limiter, hbm, flops, estimates[0][1].mapping)  # the first layer group's mapping
     return part + _roofline_ops(c, knobs, side, fused, "gemm", hw) if side else part
 
@@ -251,13 +252,4 @@ def _roofline_ops(c: Ceilings, knobs: Knobs, ops: list[Op], fused: bool, family:
         time, hbm, flops = time + t, hbm + nbytes, flops + op.flops
         times[str(i)], limiters[str(i)] = t, lim
     _, main = bound_time(times)
-    return Part(time, _select(main, limiters), hbm, flops)
-
-
-def _select(which, options: dict):
-    """Elementwise: options[which[i]][i] (which is an array of keys, or one key)."""
-    which = np.asarray(which, dtype=object)
-    out = np.empty(which.shape, dtype=object)
-    for key, value in options.items():
-        out = np.where(which == key, np.asarray(value, dtype=object), out)
-    return out if out.ndim else out.item()
+    return Part(time, select(main, limiters), hbm, flops)

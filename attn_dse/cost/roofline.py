@@ -62,3 +62,12 @@ def op_time(c: Ceilings, flops, vector_flops, exps, hbm_bytes, compute_eff: floa
         "exp": np.asarray(exps) / c.exp_per_s,
         "hbm": np.asarray(hbm_bytes) / (c.hbm_bytes_per_s * memory_eff)})
     return t + launch_s, limiter
+
+
+def select(which, options: dict):
+    """Elementwise: options[which[i]][i] (which is an array of keys, or one key)."""
+    which = np.asarray(which, dtype=object)
+    out = np.empty(which.shape, dtype=object)
+    for key, value in options.items():
+        out = np.where(which == key, np.asarray(value, dtype=object), out)
+    return out if out.ndim else out.item()

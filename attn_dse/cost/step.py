@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from attn_dse.cost.ffn import GemmCosts, Kernels, elementwise, ffn_all_layers, ffn_weight_params, gemm
-from attn_dse.cost.roofline import COMPUTE_LIMITERS, bound_time
+from attn_dse.cost.roofline import COMPUTE_LIMITERS, bound_time, select
 from attn_dse.workloads.shape import DTYPE_BYTES
 
 NORM_VECTOR_OPS = 5.0  # fused residual add + RMSNorm per element: add, square, sum, scale, weight
@@ -82,17 +82,17 @@ def weight_params_per_gpu(wl, attention_weights) -> Any:
     return attention_weights + ffn_weight_params(info.ffn, info.d_model, info.n_layers, tp) + info.embedding_params() / tp
 
 
-def with_step(p, hw, c, knobs, wl, s, **predict_kw):
-    """`p` (attention and projections of every layer, from predict) with the rest of the step
-    added: the Prediction of the whole model. Attention's parts keep p's limiter."""
-    from attn_dse.cost.predict import _select, predict
+def with_step(predict, p, hw, c, knobs, wl, s, **predict_kw):
+    """`p` (attention and projections of every layer, from `predict`, which times chunks of a
+    chunked prefill too) with the rest of the step added: the Prediction of the whole model.
+    Attention's parts keep p's limiter."""
     if s.phase == "prefill" and np.any(n_chunks(wl.model, s) > 1):
         p = _chunked_attention(predict, hw, c, knobs, wl, s, p, **predict_kw)
     extra = step_kernels(hw, c, knobs, wl, s)
     breakdown = {**p.breakdown, **{name: k.time_s for name, k in extra.items()}}
     limiters = {**{name: p.limiter for name in p.breakdown}, **{name: k.limiter for name, k in extra.items()}}
     _, main = bound_time(breakdown)
-    limiter = _select(main, limiters)
+    limiter = select(main, limiters)
     flops = p.flops + sum(k.flops for k in extra.values())
     min_hbm = p.min_hbm_bytes + sum(k.hbm_bytes for k in extra.values())
     return dataclasses.replace(

@@ -38,18 +38,24 @@ def default_measurements(hw_name: str) -> Path:
     return path
 
 
-def load_measurements(path: str | Path) -> list[dict]:
+def read_csv(path: str | Path, required: tuple[str, ...], written_by: str) -> list[dict]:
+    """The rows of a measurements CSV that exists, has rows and the required columns."""
     path = Path(path)
     if not path.is_file():
-        raise AttnDseError(f"no such measurements file '{path}'", fix="give a CSV written by --measure")
+        raise AttnDseError(f"no such measurements file '{path}'", fix=f"give a CSV written by {written_by}")
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows:
         raise AttnDseError("no rows", where=str(path), fix="the CSV needs a header and measurements")
-    missing = [c for c in REQUIRED if c not in rows[0]]
+    missing = [c for c in required if c not in rows[0]]
     if missing:
         raise AttnDseError(f"missing column(s) {', '.join(missing)}", where=str(path),
-                           fix="columns: " + ", ".join(REQUIRED) + " (see attn_dse/validation/compare.py)")
+                           fix="columns: " + ", ".join(required) + f" (written by {written_by})")
+    return rows
+
+
+def load_measurements(path: str | Path) -> list[dict]:
+    rows = read_csv(path, REQUIRED, "--measure")
     for i, row in enumerate(rows):
         _check_row(row, i + 2, str(path))
     return rows

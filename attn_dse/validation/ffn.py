@@ -8,7 +8,6 @@ held-out quarter.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import sys
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from attn_dse.cost.roofline import ceilings
 from attn_dse.cost.step import gemm_costs
 from attn_dse.errors import AttnDseError
 from attn_dse.hardware.loader import load_hardware
+from attn_dse.validation.compare import read_csv
 from attn_dse.workloads.shape import DTYPE_BYTES
 
 REQUIRED = ("kind", "tokens", "d_model", "width", "pairs", "active_experts", "dtype", "median_s")
@@ -39,17 +39,7 @@ class FfnValidation:
 
 
 def load_rows(path) -> list[dict]:
-    path = Path(path)
-    if not path.is_file():
-        raise AttnDseError(f"no such measurements file '{path}'", fix="give a CSV written by python3 -m attn_dse.gpu.ffn")
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        raise AttnDseError("no rows", where=str(path), fix="the CSV needs a header and measurements")
-    missing = [c for c in REQUIRED if c not in rows[0]]
-    if missing:
-        raise AttnDseError(f"missing column(s) {', '.join(missing)}", where=str(path),
-                           fix="columns: " + ", ".join(REQUIRED) + " (written by attn_dse/gpu/ffn.py)")
+    rows = read_csv(path, REQUIRED, "python3 -m attn_dse.gpu.ffn")
     for i, r in enumerate(rows):
         if r["kind"] not in KINDS:
             raise AttnDseError(f"row {i + 2}: kind '{r['kind']}' is unknown", where=str(path), fix="dense_ffn or moe_ffn")

@@ -173,8 +173,10 @@ def list_models(as_json):
               help="Override the space's strategy: exhaustive grid, random samples, or differential evolution.")
 @click.option("--samples", type=POSITIVE, default=None, help="Points for random / evaluations for evolve.")
 @click.option("--no-points", is_flag=True, help="Skip writing every point (summary and figures only).")
+@click.option("--max-points", type=POSITIVE, default=None,
+              help="Refuse a grid above this many points (default 100,000,000).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def sweep(hw, space, out_dir, strategy, samples, no_points, as_json):
+def sweep(hw, space, out_dir, strategy, samples, no_points, max_points, as_json):
     """Explore a design space on HW and report the best designs and the Pareto set.
 
     With no SPACE it runs the built-in study: every registered variant at iso-model
@@ -202,15 +204,18 @@ def sweep(hw, space, out_dir, strategy, samples, no_points, as_json):
 
     with progress_bar("evaluating design points", enabled=sys.stderr.isatty()) as on_progress:
         summary, res = run_sweep(hw, space, out_dir, strategy=strategy, samples=samples,
-                                 on_progress=on_progress, write_points=not no_points)
+                                 on_progress=on_progress, write_points=not no_points,
+                                 max_points=max_points)
     if res.columns:
         summary["figures"] = sweep_figures(res, summary, Path(out_dir))
     summary["files"] = [str(p) for p in sorted(Path(out_dir).iterdir())]
     if as_json:
         echo_json(summary)
-        return
-    from attn_dse.cli.report import sweep_report
-    sweep_report(summary)
+    else:
+        from attn_dse.cli.report import sweep_report
+        sweep_report(summary)
+    if summary.get("partial"):
+        sys.exit(130)  # interrupted (Ctrl-C): what was written is consistent, but incomplete
 
 
 def _is_space(path: str) -> bool:

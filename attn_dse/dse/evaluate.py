@@ -222,13 +222,15 @@ def evaluate(space: Space, hw_names: tuple[str, ...] = (), *, on_chunk: Callable
 
 
 def _record(res, front, kept, cols, on_chunk):
+    # write first: an interrupt inside the writer leaves the chunk uncounted, so the summary
+    # never counts more points than were written
+    if on_chunk:
+        on_chunk(cols)
     res.n_points += len(cols["latency_s"])
     res.n_feasible += int(np.sum(cols["feasible"]))
     front.add(cols)
     if kept is not None:
         kept.append(cols)
-    if on_chunk:
-        on_chunk(cols)
 
 
 def _plan(space: Space, bl: list[Block], seed: int):

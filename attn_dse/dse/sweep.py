@@ -13,16 +13,27 @@ from attn_dse.dse import study
 from attn_dse.dse.constraints import objective_matrix
 from attn_dse.dse.evaluate import evaluate
 from attn_dse.dse.output import PointWriter, rows, write_summary
-from attn_dse.dse.space import Space, load_space
+import math
+
+from attn_dse.errors import AttnDseError
+from attn_dse.dse.space import MAX_POINTS, Space, check_grid, load_space
 
 
 def run_sweep(hw: str | None, space_path: str | None, out_dir: str | Path, *, strategy: str | None = None,
-              samples: int | None = None, on_progress=None, write_points: bool = True):
+              samples: int | None = None, on_progress=None, write_points: bool = True,
+              max_points: int | None = None):
+    limit = max_points or MAX_POINTS
     space = load_space(space_path) if space_path else study.builtin_space()
     if strategy or samples:
         import dataclasses
         space = dataclasses.replace(space, strategy=strategy or space.strategy, samples=samples or space.samples)
     hw_names = (hw,) if hw else ()
+    n_hardware = max(len(hw_names or space.hardware), 1) * math.prod(len(v) for v in space.hardware_axes.values())
+    try:
+        check_grid(space, max_points=limit, n_hardware=n_hardware)
+    except AttnDseError as e:
+        raise AttnDseError(e.problem, where=e.where,
+                           fix=f"raise the limit with --max-points N, or {e.fix}") from None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     writer = PointWriter(out) if write_points else None

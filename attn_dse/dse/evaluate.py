@@ -37,6 +37,7 @@ class Block:
     axes: dict  # numeric axis name -> values
     kv_dtype: str | None = None  # KV-cache format (None: the dtype)
     parallel: dict | None = None  # {tp, cp, nodes, cp_scheme} of this block, None: one device
+    kernel: str = "triton"  # the implementation whose knobs time attention (auto: the fastest known)
 
     @property
     def size(self) -> int:
@@ -61,14 +62,14 @@ def blocks(space: Space, hw_names: tuple[str, ...]) -> list[Block]:
             strings = {k: v for k, v in entry.params.items() if any(isinstance(x, str) for x in v)}
             numeric = {k: v for k, v in entry.params.items() if k not in strings}
             for combo in itertools.product(*strings.values()):
-                for phase, dtype, kv, par in itertools.product(space.phase, space.dtype, space.kv_dtype,
-                                                               space.parallel or (None,)):
+                for phase, dtype, kv, par, kernel in itertools.product(space.phase, space.dtype, space.kv_dtype,
+                                                                       space.parallel or (None,), space.kernel):
                     axes = {"batch": space.batch, "context": space.context}
                     if phase == "decode":
                         axes["seq"] = space.seq
                     axes.update(numeric)
                     out.append(Block(hw_label, hw, entry, dict(zip(strings, combo)), phase, dtype,
-                                     {k: np.asarray(v, dtype=np.float64) for k, v in axes.items()}, kv, par))
+                                     {k: np.asarray(v, dtype=np.float64) for k, v in axes.items()}, kv, par, kernel))
     return out
 
 
@@ -93,12 +94,14 @@ def evaluate_rows(space: Space, block: Block, flat_index: np.ndarray) -> dict:
     if block.parallel:
         return _parallel_rows(space, block, wl, vals, kw, len(flat_index))
     p = predict(block.hw, wl, block.phase, batch, dtype=block.dtype, scope=space.scope,
-                causal=space.causal, fused=space.fused, mapping=space.mapping, kv_dtype=block.kv_dtype, **kw)
+                causal=space.causal, fused=space.fused, mapping=space.mapping, kv_dtype=block.kv_dtype,
+                kernel=block.kernel, **kw)
     n = len(flat_index)
     cols = {"hardware": np.full(n, block.hw_label, dtype=object), "label": np.full(n, block.entry.label, dtype=object),
             "variant": np.full(n, wl.variant.name, dtype=object), "phase": np.full(n, block.phase, dtype=object),
             "dtype": np.full(n, block.dtype, dtype=object),
-            "kv_dtype": np.full(n, block.kv_dtype or block.dtype, dtype=object)}
+            "kv_dtype": np.full(n, block.kv_dtype or block.dtype, dtype=object),
+            "kernel": np.broadcast_to(np.asarray(p.kernel, dtype=object), (n,)).copy()}
     for k, v in block.fixed.items():
         cols[k] = np.full(n, v, dtype=object)
     for k, v in vals.items():
@@ -131,7 +134,7 @@ def _parallel_rows(space: Space, block: Block, wl: Workload, vals: dict, kw: dic
     from attn_dse.cost.parallel import Parallel, predict_parallel, with_params
     par = Parallel(**block.parallel)
     p = predict_parallel(block.hw, wl, block.phase, vals["batch"], scope=space.scope, causal=space.causal,
-                         fused=space.fused, dtype=block.dtype, par=par, **kw)
+                         fused=space.fused, dtype=block.dtype, par=par, kernel=block.kernel, **kw)
     cols = {k: np.full(n, v, dtype=object) for k, v in (("hardware", block.hw_label), ("label", block.entry.label),
             ("variant", wl.variant.name), ("phase", block.phase), ("dtype", block.dtype), ("cp_scheme", par.cp_scheme))}
     for k, v in {**block.fixed}.items():

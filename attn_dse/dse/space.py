@@ -21,7 +21,7 @@ from attn_dse.workloads.shape import DTYPE_BYTES, PHASES, SCOPES
 STRATEGIES = ("grid", "random", "evolve")
 _TOP = {"name", "description", "hardware", "variants", "workload", "constraints", "objectives", "strategy",
         "samples", "deployment", "parallel"}
-_WORKLOAD = {"phase", "batch", "context", "seq", "dtype", "kv_dtype", "scope", "causal", "fused", "mapping"}
+_WORKLOAD = {"phase", "batch", "context", "seq", "dtype", "kv_dtype", "kernel", "scope", "causal", "fused", "mapping"}
 MAPPING_KEYS = ("n_split", "block_m", "block_n", "stages")
 _DEPLOY = {"devices", "usable_memory", "weights", "weight_dtype"}
 _HW_UNITS = {"hbm_bandwidth": "bandwidth", "hbm_capacity": "bytes", "matmul": "flop_rate",
@@ -55,6 +55,7 @@ class Space:
     seq: tuple[int, ...] = (1,)  # decode: new tokens per step
     dtype: tuple[str, ...] = ("bf16",)
     kv_dtype: tuple = (None,)  # KV-cache formats (fp8, int4, a bit width); None = the dtype
+    kernel: tuple[str, ...] = ("triton",)  # implementations whose knobs time attention; auto = fastest known
     scope: str = "model"
     causal: bool = True
     fused: bool = True
@@ -95,7 +96,7 @@ def grid_size(space: Space, n_hardware: int | None = None) -> int:
     per_phase = sum(len(space.batch) * len(space.context) * (len(space.seq) if phase == "decode" else 1)
                     for phase in space.phase)
     per_entry = sum(math.prod(len(v) for v in entry.params.values()) for entry in space.variants)
-    return int(n_hardware) * per_entry * len(space.dtype) * len(space.kv_dtype) * per_phase * max(len(space.parallel), 1)
+    return int(n_hardware) * per_entry * len(space.dtype) * len(space.kv_dtype) * len(space.kernel) * per_phase * max(len(space.parallel), 1)
 
 
 def check_grid(space: Space, max_points: int = MAX_POINTS, n_hardware: int | None = None) -> int:
@@ -130,6 +131,7 @@ def space_from_dict(raw: dict, where: str = "<space>", max_points: int | None = 
         seq=_numbers(wl.get("seq", 1), where, "workload.seq"),
         dtype=_choices(wl.get("dtype", "bf16"), tuple(DTYPE_BYTES), where, "workload.dtype"),
         kv_dtype=_kv_formats(wl.get("kv_dtype"), where),
+        kernel=_kernels(wl.get("kernel", "triton"), where),
         scope=_choices(wl.get("scope", "model"), SCOPES, where, "workload.scope", one=True)[0],
         causal=_flag(wl.get("causal", True), where, "workload.causal"),
         fused=_flag(wl.get("fused", True), where, "workload.fused"),
@@ -221,6 +223,18 @@ def _text(value: Any, where: str, name: str) -> str:
     if not isinstance(value, (str, int, float)) or isinstance(value, bool):
         raise AttnDseError(f"{name}: {_show(value)} is not text", where=where, fix=f"write e.g. '{name}: my-space'")
     return str(value)
+
+
+def _kernels(value: Any, where: str) -> tuple[str, ...]:
+    """workload.kernel: one implementation name or a list (checked against each hardware's
+    knobs when the sweep runs: which are known depends on the hardware)."""
+    names = _list(value, where, "workload.kernel")
+    for i, v in enumerate(names):
+        if not isinstance(v, str) or not v.strip():
+            at = "workload.kernel" if not isinstance(value, list) else f"workload.kernel[{i}]"
+            raise AttnDseError(f"{at}: {_show(v)} is not an implementation name", where=where,
+                               fix="e.g. triton, cudnn, flash, flex, eager or auto")
+    return tuple(names)
 
 
 def _kv_formats(value: Any, where: str) -> tuple:

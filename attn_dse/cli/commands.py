@@ -6,6 +6,7 @@ import click
 
 from attn_dse.cli.common import build_workload, make_out_dir, workload_options
 from attn_dse.cli.output import echo_json, echo_table
+from attn_dse.errors import AttnDseError
 
 POSITIVE = click.IntRange(min=1)  # counts: batch, tokens, splits, samples
 
@@ -168,15 +169,17 @@ def list_models(as_json):
 @click.argument("hw", required=False)
 @click.argument("space", required=False, type=click.Path(dir_okay=False))
 @click.option("--out", "out_dir", default="sweep-out", show_default=True, type=click.Path(file_okay=False),
-              help="Directory for points.csv, points.jsonl, summary.json and figures.")
+              help="Directory for points.parquet (or .csv/.jsonl), summary.json and figures.")
 @click.option("--strategy", type=click.Choice(["grid", "random", "evolve"]), default=None,
               help="Override the space's strategy: exhaustive grid, random samples, or differential evolution.")
 @click.option("--samples", type=POSITIVE, default=None, help="Points for random / evaluations for evolve.")
 @click.option("--no-points", is_flag=True, help="Skip writing every point (summary and figures only).")
+@click.option("--format", "formats", default="parquet", show_default=True, metavar="LIST",
+              help="Point files, comma-separated: parquet (columnar, pyarrow), csv, jsonl.")
 @click.option("--max-points", type=POSITIVE, default=None,
               help="Refuse a grid above this many points (default 100,000,000).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def sweep(hw, space, out_dir, strategy, samples, no_points, max_points, as_json):
+def sweep(hw, space, out_dir, strategy, samples, no_points, formats, max_points, as_json):
     """Explore a design space on HW and report the best designs and the Pareto set.
 
     With no SPACE it runs the built-in study: every registered variant at iso-model
@@ -205,7 +208,7 @@ def sweep(hw, space, out_dir, strategy, samples, no_points, max_points, as_json)
     with progress_bar("evaluating design points", enabled=sys.stderr.isatty()) as on_progress:
         summary, res = run_sweep(hw, space, out_dir, strategy=strategy, samples=samples,
                                  on_progress=on_progress, write_points=not no_points,
-                                 max_points=max_points)
+                                 max_points=max_points, formats=parse_formats(formats))
     if res.columns:
         summary["figures"] = sweep_figures(res, summary, Path(out_dir))
     summary["files"] = [str(p) for p in sorted(Path(out_dir).iterdir())]
@@ -216,6 +219,16 @@ def sweep(hw, space, out_dir, strategy, samples, no_points, max_points, as_json)
         sweep_report(summary)
     if summary.get("partial"):
         sys.exit(130)  # interrupted (Ctrl-C): what was written is consistent, but incomplete
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    from attn_dse.dse.output import FORMATS
+    names = tuple(dict.fromkeys(n.strip().lower() for n in text.split(",") if n.strip()))
+    bad = [n for n in names if n not in FORMATS]
+    if bad or not names:
+        raise AttnDseError(f"--format {text!r}: {', '.join(bad) or 'nothing'} is not a point format",
+                           fix="give parquet, csv or jsonl, comma-separated (e.g. --format parquet,csv)")
+    return names
 
 
 def _is_space(path: str) -> bool:

@@ -21,7 +21,7 @@ from attn_dse.dse.space import MAX_POINTS, Space, check_grid, load_space
 
 def run_sweep(hw: str | None, space_path: str | None, out_dir: str | Path, *, strategy: str | None = None,
               samples: int | None = None, on_progress=None, write_points: bool = True,
-              max_points: int | None = None):
+              max_points: int | None = None, formats: tuple[str, ...] = ("parquet",)):
     limit = max_points or MAX_POINTS
     space = load_space(space_path) if space_path else study.builtin_space()
     if strategy or samples:
@@ -36,7 +36,7 @@ def run_sweep(hw: str | None, space_path: str | None, out_dir: str | Path, *, st
                            fix=f"raise the limit with --max-points N, or {e.fix}") from None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    writer = PointWriter(out) if write_points else None
+    writer = PointWriter(out, formats) if write_points else None
     try:
         res = evaluate(space, hw_names, on_chunk=writer, on_progress=on_progress)
     finally:

@@ -100,7 +100,7 @@ def test_example_spaces_load_and_run(tmp_path):
 
 
 def test_builtin_study_answers_the_questions(tmp_path):
-    s, res = run_sweep("h20", None, tmp_path)
+    s, res = run_sweep("h20", None, tmp_path, formats=("parquet", "csv", "jsonl"))
     sweep_figures(res, s, tmp_path)  # what `attn-dse sweep` draws after the library's job
     st = s["study"]
     assert s["points"] == len(builtin_space().variants) * 2 * 8 * 9
@@ -116,9 +116,20 @@ def test_builtin_study_answers_the_questions(tmp_path):
             assert r["tpot_s"] * 1e3 <= r["tpot_target_ms"]
             assert r["tokens_per_s_per_gpu"] >= r["gqa8_tokens_per_s_per_gpu"]
     files = {p.name for p in tmp_path.iterdir()}
-    assert {"points.csv", "points.jsonl", "summary.json", "pareto.png", "winners-70b-decode.png"} <= files
+    assert {"points.parquet", "points.csv", "points.jsonl", "summary.json", "pareto.png",
+            "winners-70b-decode.png"} <= files
     lines = (tmp_path / "points.csv").read_text().splitlines()
     assert len(lines) == s["points"] + 1
+    # the Parquet file holds the same rows as the CSV, labels dictionary-encoded
+    import csv
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    table = pq.read_table(tmp_path / "points.parquet")
+    assert table.num_rows == s["points"]
+    assert pa.types.is_dictionary(table.schema.field("variant").type)
+    by_csv = list(csv.DictReader(open(tmp_path / "points.csv")))
+    assert [str(v) for v in table.column("variant").to_pylist()] == [r["variant"] for r in by_csv]
+    assert table.column("latency_s").to_pylist() == pytest.approx([float(r["latency_s"]) for r in by_csv], rel=1e-12)
     assert json.loads((tmp_path / "summary.json").read_text())["points"] == s["points"]
 
 
@@ -133,10 +144,13 @@ def test_interrupt_leaves_partial_result(monkeypatch, tmp_path):
             raise KeyboardInterrupt
         return real(*a, **k)
     monkeypatch.setattr(ev, "evaluate_rows", flaky)
-    s, _ = run_sweep("h100", None, tmp_path)
+    s, _ = run_sweep("h100", None, tmp_path, formats=("parquet", "csv"))
     assert s["partial"] and 0 < s["points"] < 4320
     rows = (tmp_path / "points.csv").read_text().splitlines()
     assert len(rows) == s["points"] + 1
+    import pyarrow.parquet as pq
+    assert pq.read_table(tmp_path / "points.parquet").num_rows == s["points"]
+    assert not list(tmp_path.glob("*.part"))  # every file renamed into place
 
 
 def test_pinned_mapping_in_a_space():

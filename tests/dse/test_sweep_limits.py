@@ -56,7 +56,7 @@ def test_interrupt_inside_the_writer_leaves_summary_equal_to_rows(space_file, tm
 
     monkeypatch.setattr(sweep_mod, "PointWriter", Interrupting)
     monkeypatch.setattr("attn_dse.dse.evaluate.CHUNK", 7)
-    s, _ = run_sweep("h100", str(space_file), tmp_path / "o")
+    s, _ = run_sweep("h100", str(space_file), tmp_path / "o", formats=("csv",))
     with open(tmp_path / "o" / "points.csv") as f:
         n_rows = sum(1 for _ in csv.DictReader(f))
     assert s["partial"] and s["points"] == n_rows == 7

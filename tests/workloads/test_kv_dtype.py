@@ -91,7 +91,7 @@ def test_spaces_sweep_a_kv_dtype_axis(tmp_path):
     space = tmp_path / "kv.yaml"
     space.write_text("name: kv\nvariants:\n  - {variant: gqa, params: {n_heads: 32, n_kv_heads: 8, n_layers: 32}}\n"
                      "workload: {phase: decode, batch: [16], context: [8192], kv_dtype: [bf16, fp8, 4]}\n")
-    out = CliRunner().invoke(cli, ["sweep", "h100", str(space), "--out", str(tmp_path / "o")])
+    out = CliRunner().invoke(cli, ["sweep", "h100", str(space), "--out", str(tmp_path / "o"), "--format", "csv"])
     assert out.exit_code == 0, out.output
     rows = {r["kv_dtype"]: r for r in csv.DictReader(open(tmp_path / "o" / "points.csv"))}
     assert set(rows) == {"bf16", "fp8", "int4"}

@@ -178,8 +178,18 @@ def list_models(as_json):
               help="Point files, comma-separated: parquet (columnar, pyarrow), csv, jsonl.")
 @click.option("--max-points", type=POSITIVE, default=None,
               help="Refuse a grid above this many points (default 100,000,000).")
+@click.option("--workers", type=POSITIVE, default=None,
+              help="Local worker processes (default: one per core; sweeps of at most 200,000 points "
+                   "run in this process unless --workers is given).")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Run on an existing Dask cluster, e.g. tcp://10.0.0.1:8786 (its workers write the "
+                   "parts, so --out must be on a filesystem they share).")
+@click.option("--resume", is_flag=True,
+              help="Continue an interrupted sweep into the same --out: finished chunks are read back, "
+                   "not evaluated again.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def sweep(hw, space, out_dir, strategy, samples, no_points, formats, max_points, as_json):
+def sweep(hw, space, out_dir, strategy, samples, no_points, formats, max_points, workers, scheduler, resume,
+          as_json):
     """Explore a design space on HW and report the best designs and the Pareto set.
 
     With no SPACE it runs the built-in study: every registered variant at iso-model
@@ -192,7 +202,14 @@ def sweep(hw, space, out_dir, strategy, samples, no_points, formats, max_points,
       attn-dse sweep hw/h20.yaml
       attn-dse sweep h100 spaces/gqa-vs-mla.yaml --out results/
       attn-dse sweep spaces/hardware-what-if.yaml --strategy random --samples 5000
-    SPACE files: see spaces/*.yaml. Ctrl-C stops early and still writes a valid partial result.
+      attn-dse sweep h100 big.yaml --workers 8 --out big/       (Ctrl-C, then add --resume)
+      attn-dse sweep h100 big.yaml --scheduler tcp://head:8786  (a Dask cluster)
+
+    Points go to OUT/points.parquet/, a Parquet dataset with one part per chunk of 50,000
+    points: pyarrow.parquet.read_table, pandas.read_parquet or DuckDB read it as one table.
+    The result is the same whatever runs it: this process, --workers N or --scheduler.
+    SPACE files: see spaces/*.yaml. Ctrl-C stops early and still writes a valid partial result,
+    which --resume continues.
     """
     import sys
     from pathlib import Path
@@ -208,7 +225,8 @@ def sweep(hw, space, out_dir, strategy, samples, no_points, formats, max_points,
     with progress_bar("evaluating design points", enabled=sys.stderr.isatty()) as on_progress:
         summary, res = run_sweep(hw, space, out_dir, strategy=strategy, samples=samples,
                                  on_progress=on_progress, write_points=not no_points,
-                                 max_points=max_points, formats=parse_formats(formats))
+                                 max_points=max_points, formats=parse_formats(formats), workers=workers,
+                                 scheduler=scheduler, resume=resume)
     if res.columns:
         summary["figures"] = sweep_figures(res, summary, Path(out_dir))
     summary["files"] = [str(p) for p in sorted(Path(out_dir).iterdir())]

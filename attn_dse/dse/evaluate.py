@@ -23,7 +23,9 @@ from attn_dse.cost.predict import predict
 from attn_dse.workloads import attention
 from attn_dse.workloads.registry import Workload
 
-CHUNK = 50_000
+CHUNK = 50_000  # points per task (one predict call per block segment)
+KEEP_LIMIT = 200_000  # up to here every row is kept in memory; above, every k-th (for figures)
+N_BEST = 10  # rows of the summary's 'best' table
 
 
 @dataclass
@@ -47,11 +49,13 @@ class Block:
 @dataclass
 class Results:
     space: Space
-    columns: dict | None = None  # every point, when kept
+    columns: dict | None = None  # every point (or every k-th above the keep limit)
     front: dict = field(default_factory=dict)  # the Pareto set of feasible points
     n_points: int = 0
     n_feasible: int = 0
+    best: dict = field(default_factory=dict)  # the best feasible rows by the first objective
     partial: bool = False
+    sampled: bool = False  # columns hold every k-th row, not all
     elapsed_s: float = 0.0
 
 
@@ -79,6 +83,17 @@ def build_workload(entry: VariantAxis, params: dict) -> Workload:
     return attention(entry.variant, **params)
 
 
+def space_params(space: Space) -> dict[str, bool]:
+    """Every variant parameter of the space, in order, and whether it holds labels (strings):
+    each chunk carries all of them (an entry without one has it empty), so every chunk of a
+    space has the same columns in the same order."""
+    out: dict[str, bool] = {}
+    for entry in space.variants:
+        for k, v in entry.params.items():
+            out[k] = out.get(k, False) or any(isinstance(x, str) for x in v)
+    return out
+
+
 def evaluate_rows(space: Space, block: Block, flat_index: np.ndarray) -> dict:
     """The columns of the block's points at these flat grid indices."""
     shape = [len(v) for v in block.axes.values()]
@@ -91,21 +106,14 @@ def evaluate_rows(space: Space, block: Block, flat_index: np.ndarray) -> dict:
         kw = dict(seq=vals["seq"], context=length)
     else:
         kw = dict(seq=length)
+    n = len(flat_index)
     if block.parallel:
-        return _parallel_rows(space, block, wl, vals, kw, len(flat_index))
+        return _parallel_rows(space, block, wl, vals, kw, n)
     p = predict(block.hw, wl, block.phase, batch, dtype=block.dtype, scope=space.scope,
                 causal=space.causal, fused=space.fused, mapping=space.mapping, kv_dtype=block.kv_dtype,
                 kernel=block.kernel, **kw)
-    n = len(flat_index)
-    cols = {"hardware": np.full(n, block.hw_label, dtype=object), "label": np.full(n, block.entry.label, dtype=object),
-            "variant": np.full(n, wl.variant.name, dtype=object), "phase": np.full(n, block.phase, dtype=object),
-            "dtype": np.full(n, block.dtype, dtype=object),
-            "kv_dtype": np.full(n, block.kv_dtype or block.dtype, dtype=object),
-            "kernel": np.broadcast_to(np.asarray(p.kernel, dtype=object), (n,)).copy()}
-    for k, v in block.fixed.items():
-        cols[k] = np.full(n, v, dtype=object)
-    for k, v in vals.items():
-        cols[k] = np.broadcast_to(v, (n,)).astype(np.float64)
+    cols = _inputs(space, block, wl, vals, kw, n, kv_dtype=block.kv_dtype or block.dtype,
+                   kernel=np.broadcast_to(np.asarray(p.kernel, dtype=object), (n,)).copy())
     tokens = p.batch * p.seq
     devices = np.asarray(wl.params.get("tp", 1.0), dtype=np.float64)  # devices one replica spans
     numeric = {"latency_s": p.latency_s, "tokens_per_s": tokens / p.latency_s,
@@ -119,13 +127,38 @@ def evaluate_rows(space: Space, block: Block, flat_index: np.ndarray) -> dict:
     for k in ("n_split", "block_m", "block_n"):
         numeric[k] = p.mapping.get(k, np.nan) if p.mapping else np.nan
     numeric.update(_memory(space, block, wl, vals))
+    return _outputs(space, cols, numeric, n, bound=p.bound, limiter=p.limiter)
+
+
+def _inputs(space: Space, block: Block, wl: Workload, vals: dict, kw: dict, n: int, **labels) -> dict:
+    """The columns that say which point a row is: its labels, then batch, context, seq (the
+    new tokens per sequence; a prefill's whole prompt), then every parameter of the space."""
+    cols = {k: np.full(n, v, dtype=object) for k, v in (("hardware", block.hw_label), ("label", block.entry.label),
+            ("variant", wl.variant.name), ("phase", block.phase), ("dtype", block.dtype))}
+    for k, v in labels.items():
+        cols[k] = v if isinstance(v, np.ndarray) else np.full(n, v, dtype=object)
+    for k in ("batch", "context"):
+        cols[k] = np.broadcast_to(vals[k], (n,)).astype(np.float64)
+    cols["seq"] = np.broadcast_to(kw["seq"], (n,)).astype(np.float64)
+    for k, is_label in space_params(space).items():
+        if k in block.fixed:
+            cols[k] = np.full(n, block.fixed[k], dtype=object)
+        elif k in vals:
+            cols[k] = np.broadcast_to(vals[k], (n,)).astype(np.float64)
+        else:  # this entry has no such parameter
+            cols[k] = np.full(n, None, dtype=object) if is_label else np.full(n, np.nan)
+    return cols
+
+
+def _outputs(space: Space, cols: dict, numeric: dict, n: int, bound, limiter) -> dict:
+    """The model's figures as float columns, what bounds each point, and the constraints' verdicts."""
     for k, v in numeric.items():
         cols[k] = np.broadcast_to(np.asarray(v, dtype=np.float64), (n,)).copy()
-    for k in ("bound", "limiter"):
-        cols[k] = np.broadcast_to(np.asarray(getattr(p, k), dtype=object), (n,)).copy()
+    cols["bound"] = np.broadcast_to(np.asarray(bound, dtype=object), (n,)).copy()
+    cols["limiter"] = np.broadcast_to(np.asarray(limiter, dtype=object), (n,)).copy()
     cols.update(apply_constraints(space.constraints, cols))
-    cols["feasible"] = np.all([cols[k] for k in cols if k.startswith("ok_")], axis=0) if any(
-        k.startswith("ok_") for k in cols) else np.ones(n, bool)
+    oks = [cols[k] for k in cols if k.startswith("ok_")]
+    cols["feasible"] = np.all(oks, axis=0) if oks else np.ones(n, bool)
     return cols
 
 
@@ -135,12 +168,7 @@ def _parallel_rows(space: Space, block: Block, wl: Workload, vals: dict, kw: dic
     par = Parallel(**block.parallel)
     p = predict_parallel(block.hw, wl, block.phase, vals["batch"], scope=space.scope, causal=space.causal,
                          fused=space.fused, dtype=block.dtype, par=par, kernel=block.kernel, **kw)
-    cols = {k: np.full(n, v, dtype=object) for k, v in (("hardware", block.hw_label), ("label", block.entry.label),
-            ("variant", wl.variant.name), ("phase", block.phase), ("dtype", block.dtype), ("cp_scheme", par.cp_scheme))}
-    for k, v in {**block.fixed}.items():
-        cols[k] = np.full(n, v, dtype=object)
-    for k, v in vals.items():
-        cols[k] = np.broadcast_to(v, (n,)).astype(np.float64)
+    cols = _inputs(space, block, wl, vals, kw, n, cp_scheme=par.cp_scheme)
     tokens = p.batch * p.seq
     numeric = {"tp": p.tp, "cp": p.cp, "nodes": p.nodes, "devices": p.devices, "latency_s": p.latency_s,
                "tokens_per_s": tokens / p.latency_s, "time_per_token_s": p.latency_s * p.devices / tokens,
@@ -149,14 +177,7 @@ def _parallel_rows(space: Space, block: Block, wl: Workload, vals: dict, kw: dic
     shard = {**vals, "context": vals["context"] / (par.cp if block.phase == "decode" else 1)}
     dev = with_params(wl, tp=par.tp) if par.tp > 1 else wl
     numeric.update(_memory(space, block, dev, shard, devices=par.tp))  # weights over the TP group
-    for k, v in numeric.items():
-        cols[k] = np.broadcast_to(np.asarray(v, dtype=np.float64), (n,)).copy()
-    cols["bound"] = np.full(n, "", dtype=object)
-    cols["limiter"] = np.broadcast_to(np.asarray(p.limiter, dtype=object), (n,)).copy()
-    cols.update(apply_constraints(space.constraints, cols))
-    cols["feasible"] = np.all([cols[k] for k in cols if k.startswith("ok_")], axis=0) if any(
-        k.startswith("ok_") for k in cols) else np.ones(n, bool)
-    return cols
+    return _outputs(space, cols, numeric, n, bound="", limiter=p.limiter)
 
 
 def _memory(space: Space, block: Block, wl: Workload, vals: dict, devices: int | None = None) -> dict:
@@ -171,74 +192,138 @@ def _memory(space: Space, block: Block, wl: Workload, vals: dict, devices: int |
             "max_batch": cap.max_batch}
 
 
-class _Front:
-    """The running Pareto set of feasible rows (bounded: only the front is kept)."""
+@dataclass
+class Chunk:
+    """What one evaluated chunk hands to the reduce: counts, its Pareto set, its best rows by
+    the first objective, and its rows for figures (all, or every k-th)."""
+    id: int
+    n_points: int
+    n_feasible: int
+    front: dict
+    best: dict
+    sample: dict | None
 
-    def __init__(self, objectives):
-        self.objectives, self.rows = objectives, None
 
-    def add(self, cols: dict) -> None:
-        feas = cols["feasible"]
-        if not np.any(feas):
-            return
-        sub = {k: v[feas] for k, v in cols.items()}
-        merged = sub if self.rows is None else _concat([self.rows, sub])
-        keep = pareto_mask(objective_matrix(self.objectives, merged))
-        self.rows = {k: v[keep] for k, v in merged.items()}
+def summarize(space: Space, task_id: int, cols: dict, sample_every: int = 1, n_best: int = N_BEST) -> Chunk:
+    feas = np.flatnonzero(cols["feasible"])
+    sub = {k: v[feas] for k, v in cols.items()}
+    front = {k: v[pareto_mask(objective_matrix(space.objectives, sub))] for k, v in sub.items()}
+    order = np.argsort(objective_matrix(space.objectives[:1], sub)[:, 0], kind="stable")[:n_best]
+    sample = None if not sample_every else cols if sample_every == 1 else {k: v[::sample_every] for k, v in cols.items()}
+    return Chunk(task_id, len(cols["latency_s"]), len(feas), front, {k: v[order] for k, v in sub.items()}, sample)
+
+
+class Reduce:
+    """Folds chunks, in chunk order, into the sweep's result: the same chunks in the same order
+    give the same result, whichever engine evaluated them."""
+
+    def __init__(self, space: Space, n_best: int = N_BEST):
+        self.space, self.n_best = space, n_best
+        self.n_points = self.n_feasible = 0
+        self.front: dict = {}
+        self.best: dict = {}
+        self.samples: list[dict] = []
+
+    def add(self, c: Chunk) -> None:
+        self.n_points += c.n_points
+        self.n_feasible += c.n_feasible
+        if c.n_feasible:
+            merged = _concat([self.front, c.front]) if self.front else c.front
+            keep = pareto_mask(objective_matrix(self.space.objectives, merged))
+            self.front = {k: v[keep] for k, v in merged.items()}
+            merged = _concat([self.best, c.best]) if self.best else c.best
+            order = np.argsort(objective_matrix(self.space.objectives[:1], merged)[:, 0], kind="stable")
+            self.best = {k: v[order[:self.n_best]] for k, v in merged.items()}
+        if c.sample is not None:
+            self.samples.append(c.sample)
 
 
 def _concat(parts: list[dict]) -> dict:
-    """Stack chunks column-wise; a parameter one variant lacks (n_kv_heads for MLA) is None there."""
-    keys = list(dict.fromkeys(k for p in parts for k in p))
-    sizes = [len(p["latency_s"]) for p in parts]
-    return {k: np.concatenate([p[k] if k in p else np.full(n, None, dtype=object) for p, n in zip(parts, sizes)])
-            for k in keys}
+    """Stack chunks column-wise (every chunk of a space has the same columns)."""
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def evaluate(space: Space, hw_names: tuple[str, ...] = (), *, on_chunk: Callable | None = None,
-             on_progress: Callable | None = None, keep_limit: int = 2_000_000, seed: int = 0) -> Results:
-    """Run the space's strategy. on_chunk(cols) receives every evaluated chunk (for writers);
-    on_progress(done, total) follows the evaluation (total is None for evolve)."""
+@dataclass(frozen=True)
+class Task:
+    """A chunk of work: segments (block index, the block's flat indices as a range or an array)
+    of at most CHUNK points together, so many small blocks make one task."""
+    id: int
+    segments: tuple
+
+
+def tasks(plan, chunk: int = CHUNK):
+    """Pack the plan's (block index, indices) into tasks of at most `chunk` points, lazily."""
+    segs, size, n = [], 0, 0
+    for b, idx in plan:
+        for lo in range(0, len(idx), chunk):
+            piece = idx[lo:lo + chunk]
+            if segs and size + len(piece) > chunk:
+                yield Task(n, tuple(segs))
+                segs, size, n = [], 0, n + 1
+            segs.append((b, piece))
+            size += len(piece)
+    if segs:
+        yield Task(n, tuple(segs))
+
+
+def task_rows(space: Space, bl: list[Block], task: Task) -> dict:
+    """Evaluate a task's segments; one set of columns."""
+    parts = [evaluate_rows(space, bl[b], np.arange(p.start, p.stop) if isinstance(p, range) else p)
+             for b, p in task.segments]
+    return parts[0] if len(parts) == 1 else _concat(parts)
+
+
+def evaluate(space: Space, hw_names: tuple[str, ...] = (), *, on_progress: Callable | None = None,
+             keep_limit: int = KEEP_LIMIT, seed: int = 0, engine=None, points_dir=None, journal=None,
+             chunk: int = CHUNK) -> Results:
+    """Run the space's strategy as a map over chunks (`engine`: this process by default) and a
+    reduce of their summaries. With `points_dir` every chunk writes its rows there as a Parquet
+    part; with a `journal`, finished chunks are recorded, and those an earlier run recorded are
+    read back instead of evaluated. Up to `keep_limit` points every row stays in
+    `Results.columns`; above, every k-th. on_progress(done, total) follows the evaluation
+    (total is None for evolve). Ctrl-C stops between chunks and leaves a valid partial result."""
+    from attn_dse.dse import engine as engines
     start = time.perf_counter()
     bl = blocks(space, hw_names)
-    plan = _plan(space, bl, seed)
-    total = sum(len(ix) for _, ix in plan) if space.strategy != "evolve" else None
-    res = Results(space)
-    front = _Front(space.objectives)
-    kept: list[dict] = []
-    keep = total is None or total <= keep_limit
-    done = 0
+    evolve = space.strategy == "evolve"
+    plan = _evolve_plan(space, bl, seed) if evolve else _plan(space, bl, seed)
+    total = None if evolve else sum(len(ix) for _, ix in plan)
+    sample_every = 0 if not keep_limit else 1 if total is None else max(1, -(-total // keep_limit))
+    job = engines.Job(space, tuple(hw_names), str(points_dir) if points_dir else None, sample_every)
+    engine = engine or engines.Serial()
+    red, res = Reduce(space), Results(space)
+    earlier = journal.finished() if journal else {}
+    if evolve:  # the plan is a generator: walk it once, every chunk evaluated here
+        plan = list(plan)
+    all_tasks = list(tasks(_indexed(plan, bl), chunk))
+    finished = engine.map(job, (t for t in all_tasks if t.id not in earlier))
     try:
-        for block, indices in (plan if space.strategy != "evolve" else _evolve_plan(space, bl, seed)):
-            for lo in range(0, len(indices), CHUNK):
-                cols = evaluate_rows(space, block, indices[lo:lo + CHUNK])
-                _record(res, front, kept if keep else None, cols, on_chunk)
-                done += len(cols["latency_s"])
-                if on_progress:
-                    on_progress(done, total)
+        for t in all_tasks:
+            c = earlier.get(t.id) or next(finished)
+            if journal and t.id not in earlier:
+                journal.record(c)
+            red.add(c)
+            if on_progress:
+                on_progress(red.n_points, total)
     except KeyboardInterrupt:
         res.partial = True
-    res.front = front.rows or {}
-    res.columns = _concat(kept) if keep and kept else ({} if keep else None)
+    finally:
+        finished.close()
+    res.n_points, res.n_feasible, res.front, res.best = red.n_points, red.n_feasible, red.front, red.best
+    res.columns = (_concat(red.samples) if red.samples else {}) if sample_every else None
+    res.sampled = sample_every > 1
     res.elapsed_s = time.perf_counter() - start
     return res
 
 
-def _record(res, front, kept, cols, on_chunk):
-    # write first: an interrupt inside the writer leaves the chunk uncounted, so the summary
-    # never counts more points than were written
-    if on_chunk:
-        on_chunk(cols)
-    res.n_points += len(cols["latency_s"])
-    res.n_feasible += int(np.sum(cols["feasible"]))
-    front.add(cols)
-    if kept is not None:
-        kept.append(cols)
+def _indexed(plan, bl: list[Block]):
+    index = {id(b): i for i, b in enumerate(bl)}
+    return [(index[id(b)], ix) for b, ix in plan]
 
 
 def _plan(space: Space, bl: list[Block], seed: int):
     if space.strategy == "grid":
-        return [(b, np.arange(b.size)) for b in bl]
+        return [(b, range(b.size)) for b in bl]
     if space.strategy == "random":
         rng = np.random.default_rng(seed)
         sizes = np.array([b.size for b in bl], dtype=float)

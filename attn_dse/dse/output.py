@@ -1,12 +1,24 @@
-"""Sweep results on disk: every point streamed to Parquet (default), CSV or JSON Lines, a summary JSON."""
+"""Sweep results on disk: every point as Parquet (default), CSV or JSON Lines, a summary JSON,
+and the journal that lets an interrupted sweep resume.
+
+Points land in `points.parquet/`, a Parquet dataset: one part per chunk, written by whichever
+worker evaluated it (labels dictionary-encoded, figures byte-stream-split and zstd-compressed:
+about 50-60 bytes per point). `pyarrow.parquet.read_table("points.parquet")`, pandas, Polars
+and DuckDB read it as one table, in chunk order. CSV and JSON Lines are made from the parts
+at the end, on request. Every file is written under a temporary name and renamed when whole.
+"""
 from __future__ import annotations
 
-import csv
 import json
 import math
+import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
+
+FORMATS = ("parquet", "csv", "jsonl")
+POINTS = "points.parquet"
 
 
 def _plain(v):
@@ -20,77 +32,162 @@ def _plain(v):
     return v
 
 
-FORMATS = ("parquet", "csv", "jsonl")
+def to_table(cols: dict):
+    """Columns -> an Arrow table: numbers as float64, flags as bool, anything else as
+    dictionary-encoded text (None stays null)."""
+    import pyarrow as pa
+    arrays = []
+    for col in cols.values():
+        col = np.asarray(col)
+        if col.dtype.kind in "fiu":
+            arrays.append(pa.array(col.astype(np.float64, copy=False)))
+        elif col.dtype.kind == "b":
+            arrays.append(pa.array(col))
+        else:
+            missing = np.equal(col, None)
+            text = np.where(missing, "", col).astype(str)
+            values, codes = np.unique(text, return_inverse=True)
+            arrays.append(pa.DictionaryArray.from_arrays(
+                pa.array(codes.astype(np.int32), mask=missing if missing.any() else None), pa.array(values)))
+    return pa.Table.from_arrays(arrays, names=list(cols))
 
 
-class PointWriter:
-    """Streams chunks of columns to points.parquet (one row group per chunk, labels
-    dictionary-encoded), points.csv and/or points.jsonl, in bounded memory. Each file is written
-    as NAME.part and renamed when closed: a file under its final name is whole. The columns are
-    the first chunk's; a later chunk's missing column is empty."""
+def part_path(points_dir: Path, task_id: int) -> Path:
+    return points_dir / f"part-{task_id:07d}.parquet"
 
-    def __init__(self, out_dir: Path, formats: tuple[str, ...] = ("parquet",)):
-        out_dir.mkdir(parents=True, exist_ok=True)
-        self.formats = tuple(formats)
-        self.paths = {f: out_dir / f"points.{f}" for f in self.formats}
-        self._part = {f: p.with_name(p.name + ".part") for f, p in self.paths.items()}
-        self._csv = self._part["csv"].open("w", newline="") if "csv" in self.formats else None
-        self._jsonl = self._part["jsonl"].open("w") if "jsonl" in self.formats else None
-        self._parquet = None
-        self._fields: list[str] | None = None
-        self._schema = None
-        self._writer = None
 
-    def __call__(self, cols: dict) -> None:
-        if self._fields is None:
-            self._fields = list(cols)
-            if self._csv:
-                self._writer = csv.writer(self._csv)
-                self._writer.writerow(self._fields)
-        n = len(cols["latency_s"])
-        data = [cols.get(f, np.full(n, None, dtype=object)) for f in self._fields]
-        if "parquet" in self.formats:
-            self._write_parquet(data)
-        if self._csv or self._jsonl:
-            for row in zip(*data):
-                row = [_plain(v) for v in row]
-                if self._csv:
-                    self._writer.writerow(row)
-                if self._jsonl:
-                    self._jsonl.write(json.dumps(dict(zip(self._fields, row))) + "\n")
+def write_part(points_dir: Path, task_id: int, cols: dict) -> None:
+    import pyarrow.parquet as pq
+    table = to_table(cols)
+    floats = [f.name for f in table.schema if f.type == "double"]
+    points_dir.mkdir(parents=True, exist_ok=True)
+    path = part_path(points_dir, task_id)
+    tmp = path.with_name(f".{path.name}.tmp")  # hidden: readers of the dataset skip it
+    pq.write_table(table, tmp, compression="zstd", use_dictionary=[f.name for f in table.schema
+                                                                    if f.name not in floats],
+                   use_byte_stream_split=floats)
+    tmp.replace(path)
 
-    def _write_parquet(self, data: list) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-        if self._schema is None:  # types from the first chunk: numbers, flags, or labels
-            fields = []
-            for name, col in zip(self._fields, data):
-                kind = np.asarray(col).dtype.kind
-                typ = pa.float64() if kind in "fiu" else pa.bool_() if kind == "b" else pa.dictionary(pa.int32(), pa.string())
-                fields.append(pa.field(name, typ))
-            self._schema = pa.schema(fields)
-            self._parquet = pq.ParquetWriter(self._part["parquet"], self._schema)
-        arrays = []
-        for field, col in zip(self._schema, data):
-            if pa.types.is_dictionary(field.type):
-                text = [None if v is None else str(_plain(v)) for v in np.asarray(col, dtype=object)]
-                arrays.append(pa.array(text, type=pa.string()).dictionary_encode())
-            elif pa.types.is_boolean(field.type):
-                arrays.append(pa.array(np.asarray(col, dtype=object), type=pa.bool_(), from_pandas=True))
-            else:
-                values = np.array([np.nan if v is None else v for v in np.asarray(col, dtype=object)], dtype=np.float64)
-                arrays.append(pa.array(values, type=pa.float64()))
-        self._parquet.write_table(pa.Table.from_arrays(arrays, schema=self._schema))
+
+def reset(out: Path) -> None:
+    """Remove the point files and journal of an earlier sweep into `out`."""
+    for name in (POINTS, "points.csv", "points.jsonl", Journal.DIR):
+        p = out / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+
+
+def finish(out: Path, formats: tuple[str, ...], recorded: set[int]) -> None:
+    """After the evaluation: drop parts no chunk summary counts (an interrupt leaves some
+    in flight), make the CSV / JSON Lines files from the parts, and drop the parts if Parquet
+    was not asked for."""
+    points = out / POINTS
+    points.mkdir(exist_ok=True)
+    for p in points.glob(".*.tmp"):
+        p.unlink()
+    parts = sorted(points.glob("part-*.parquet"))
+    for p in parts:
+        if int(p.stem.split("-")[1]) not in recorded:
+            p.unlink()
+    parts = [p for p in parts if p.exists()]
+    if "csv" in formats:
+        _write_csv(parts, out / "points.csv")
+    if "jsonl" in formats:
+        _write_jsonl(parts, out / "points.jsonl")
+    if "parquet" not in formats:
+        shutil.rmtree(points)
+
+
+def _tables(parts: list[Path]):
+    import pyarrow.parquet as pq
+    for p in parts:
+        yield pq.read_table(p)
+
+
+def _plain_table(table):
+    """Labels as text, NaN as null: the form CSV and JSON readers expect."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    cols = []
+    for col in table.columns:
+        if pa.types.is_dictionary(col.type):
+            col = col.cast(pa.string())
+        elif pa.types.is_floating(col.type):
+            col = pc.if_else(pc.is_nan(col), pa.scalar(None, col.type), col)
+        cols.append(col)
+    return pa.Table.from_arrays(cols, names=table.column_names)
+
+
+def _write_csv(parts: list[Path], path: Path) -> None:
+    import pyarrow.csv as pcsv
+    tmp = path.with_name(path.name + ".part")
+    writer = None
+    with tmp.open("wb") as f:
+        for table in _tables(parts):
+            table = _plain_table(table)
+            if writer is None:
+                writer = pcsv.CSVWriter(f, table.schema, write_options=pcsv.WriteOptions(quoting_style="needed"))
+            writer.write_table(table)
+        if writer is not None:
+            writer.close()
+    tmp.replace(path)
+
+
+def _write_jsonl(parts: list[Path], path: Path) -> None:
+    tmp = path.with_name(path.name + ".part")
+    with tmp.open("w") as f:
+        for table in _tables(parts):
+            for row in _plain_table(table).to_pylist():
+                f.write(json.dumps(row) + "\n")
+    tmp.replace(path)
+
+
+class Journal:
+    """The chunks a sweep has finished, kept in OUT/chunks/ until the sweep completes: a fingerprint of
+    the sweep (space, hardware, chunking) and one summary file per chunk. A resumed sweep
+    reads them back instead of evaluating those chunks again."""
+    DIR = "chunks"
+
+    def __init__(self, out: Path, fingerprint: str, resume: bool):
+        from attn_dse.errors import AttnDseError
+        self.dir = out / self.DIR
+        stamp = self.dir / "sweep.json"
+        if resume:
+            if not stamp.exists():
+                raise AttnDseError(f"--resume: {out} holds no interrupted sweep (no {self.DIR}/sweep.json)",
+                                   fix="run without --resume to start it")
+            if json.loads(stamp.read_text()).get("fingerprint") != fingerprint:
+                raise AttnDseError(f"--resume: the sweep in {out} was started with another space, hardware "
+                                   "or options", fix="rerun it with the same arguments, or drop --resume "
+                                                     "to start over")
+        else:
+            reset(out)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(json.dumps({"fingerprint": fingerprint}))
+        self.recorded: set[int] = set()
+
+    def finished(self) -> dict:
+        out = {}
+        for p in sorted(self.dir.glob("*.pkl")):
+            with p.open("rb") as f:
+                c = pickle.load(f)
+            out[c.id] = c
+        self.recorded |= set(out)
+        return out
+
+    def record(self, chunk) -> None:
+        path = self.dir / f"{chunk.id:07d}.pkl"
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("wb") as f:
+            pickle.dump(chunk, f, protocol=pickle.HIGHEST_PROTOCOL)
+        tmp.replace(path)
+        self.recorded.add(chunk.id)
 
     def close(self) -> None:
-        for f in (self._csv, self._jsonl, self._parquet):
-            if f is not None:
-                f.close()
-        if "parquet" in self.formats and self._parquet is None:
-            self._part["parquet"].touch()  # no chunk came: an empty file says so
-        for fmt, part in self._part.items():
-            if part.exists():
-                part.replace(self.paths[fmt])
+        """The sweep completed: nothing to resume."""
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def rows(cols: dict, index) -> list[dict]:

@@ -144,13 +144,13 @@ def test_interrupt_leaves_partial_result(monkeypatch, tmp_path):
             raise KeyboardInterrupt
         return real(*a, **k)
     monkeypatch.setattr(ev, "evaluate_rows", flaky)
-    s, _ = run_sweep("h100", None, tmp_path, formats=("parquet", "csv"))
+    s, _ = run_sweep("h100", None, tmp_path, formats=("parquet", "csv"), chunk=50)
     assert s["partial"] and 0 < s["points"] < 4320
     rows = (tmp_path / "points.csv").read_text().splitlines()
     assert len(rows) == s["points"] + 1
     import pyarrow.parquet as pq
     assert pq.read_table(tmp_path / "points.parquet").num_rows == s["points"]
-    assert not list(tmp_path.glob("*.part"))  # every file renamed into place
+    assert not list(tmp_path.glob("*.part")) and not list(tmp_path.glob("points.parquet/.*"))  # all renamed
 
 
 def test_pinned_mapping_in_a_space():

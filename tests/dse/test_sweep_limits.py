@@ -6,7 +6,6 @@ import sys
 import pytest
 import yaml
 
-from attn_dse.dse import sweep as sweep_mod
 from attn_dse.dse.sweep import run_sweep
 from attn_dse.errors import AttnDseError
 
@@ -43,20 +42,21 @@ def test_cli_max_points_error_is_one_line_exit_2(space_file, tmp_path):
     assert r.returncode == 2 and "--max-points" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
-def test_interrupt_inside_the_writer_leaves_summary_equal_to_rows(space_file, tmp_path, monkeypatch):
-    real = sweep_mod.PointWriter
+def test_interrupt_inside_a_part_write_leaves_summary_equal_to_rows(space_file, tmp_path, monkeypatch):
+    """Ctrl-C while the second chunk's part is written: that chunk is neither counted nor kept."""
+    import attn_dse.dse.output as out_mod
+    real = out_mod.write_part
     calls = {"n": 0}
 
-    class Interrupting(real):
-        def __call__(self, cols):
-            calls["n"] += 1
-            if calls["n"] == 2:
-                raise KeyboardInterrupt
-            super().__call__(cols)
+    def interrupting(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        real(*a, **k)
 
-    monkeypatch.setattr(sweep_mod, "PointWriter", Interrupting)
-    monkeypatch.setattr("attn_dse.dse.evaluate.CHUNK", 7)
-    s, _ = run_sweep("h100", str(space_file), tmp_path / "o", formats=("csv",))
+    monkeypatch.setattr(out_mod, "write_part", interrupting)
+    s, _ = run_sweep("h100", str(space_file), tmp_path / "o", formats=("csv",), chunk=7)
     with open(tmp_path / "o" / "points.csv") as f:
         n_rows = sum(1 for _ in csv.DictReader(f))
     assert s["partial"] and s["points"] == n_rows == 7
+    assert not (tmp_path / "o" / "points.parquet").exists()  # parquet was not asked for

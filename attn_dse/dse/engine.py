@@ -1,0 +1,147 @@
+"""Where a sweep's chunks run: in this process, on a local process pool, or on a Dask cluster.
+
+A sweep is a map over independent chunks and a reduce of what each returns (counts, its
+Pareto set, its best rows, rows for figures; `evaluate.Reduce`). A chunk writes its own rows
+as a Parquet part, so points never travel back to the caller, and results are taken in
+chunk order, so the reduce — and every file — is the same for one process, N processes or a
+cluster. At most `window` chunks are in flight, so memory stays bounded however large the
+sweep.
+"""
+from __future__ import annotations
+
+import collections
+import hashlib
+import os
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from attn_dse.errors import AttnDseError
+
+SMALL = 200_000  # sweeps up to this many points run in this process: starting workers costs more
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every worker needs to evaluate any chunk of one sweep."""
+    space: object
+    hw_names: tuple
+    points_dir: str | None  # where chunks write their Parquet parts (None: no point files)
+    sample_every: int  # rows kept for figures: every k-th (1: all, 0: none)
+    key: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        digest = hashlib.sha256(pickle.dumps((self.space, self.hw_names))).hexdigest()
+        object.__setattr__(self, "key", digest)
+
+
+_BLOCKS: dict = {}  # per worker process: the blocks of the job it last saw
+
+
+def run_task(job: Job, task):
+    """Evaluate one chunk, write its part, summarize it (runs in the worker)."""
+    from attn_dse.dse import evaluate as ev
+    from attn_dse.dse.output import write_part
+    if job.key not in _BLOCKS:
+        _BLOCKS.clear()
+        _BLOCKS[job.key] = ev.blocks(job.space, job.hw_names)
+    cols = ev.task_rows(job.space, _BLOCKS[job.key], task)
+    if job.points_dir:
+        write_part(Path(job.points_dir), task.id, cols)
+    return ev.summarize(job.space, task.id, cols, job.sample_every)
+
+
+class Serial:
+    """Every chunk in this process, one after another."""
+    name = "serial"
+    workers = 1
+
+    def map(self, job: Job, tasks):
+        for t in tasks:
+            yield run_task(job, t)
+
+
+class _Submitting:
+    """Chunks submitted to an executor, at most `window` in flight, results in chunk order."""
+
+    def map(self, job: Job, tasks):
+        pending: collections.deque = collections.deque()
+        try:
+            for t in tasks:
+                pending.append(self._submit(job, t))
+                if len(pending) >= self.window:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:  # interrupted or done: nothing more is started
+            for f in pending:
+                f.cancel()
+            self._close()
+
+
+class Pool(_Submitting):
+    """A local pool of worker processes (spawned: no state shared with this one)."""
+    name = "processes"
+
+    def __init__(self, workers: int):
+        import concurrent.futures
+        import multiprocessing
+        self.workers, self.window = workers, 2 * workers
+        self._pool = concurrent.futures.ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_interrupts)
+
+    def _submit(self, job, task):
+        return self._pool.submit(run_task, job, task)
+
+    def _close(self):
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class Dask(_Submitting):
+    """An existing Dask cluster, reached through its scheduler (`dask scheduler`, a
+    dask-jobqueue SLURMCluster, or a LocalCluster). Workers write parts to the output
+    directory, so it must be on a filesystem they share."""
+    name = "dask"
+
+    def __init__(self, address: str, timeout_s: float = 10):
+        try:
+            from distributed import Client
+        except ImportError:
+            raise AttnDseError("--scheduler needs dask.distributed, which is not installed",
+                               fix="pip install 'dask[distributed]'") from None
+        try:
+            self._client = Client(address, timeout=timeout_s, set_as_default=False)
+        except (OSError, TimeoutError) as e:
+            raise AttnDseError(f"cannot reach the Dask scheduler at {address!r} ({type(e).__name__})",
+                               fix="start one (`dask scheduler`, then `dask worker ADDRESS` on each node) "
+                                   "and pass its address, e.g. --scheduler tcp://10.0.0.1:8786") from None
+        self.workers = max(1, sum(w.get("nthreads", 1) for w in self._client.scheduler_info()["workers"].values()))
+        self.window = 2 * self.workers
+
+    def _submit(self, job, task):
+        return self._client.submit(run_task, job, task, pure=False)
+
+    def _close(self):
+        self._client.close()
+
+
+def _ignore_interrupts():  # Ctrl-C reaches the whole process group: only the parent stops the sweep
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def make_engine(workers: int | None = None, scheduler: str | None = None, points: int | None = None):
+    """The engine for a sweep: Dask at `scheduler`; else `workers` processes (default: the
+    cores), except that a sweep of at most SMALL points without an explicit `workers` runs here."""
+    if scheduler:
+        return Dask(scheduler)
+    if workers is None:
+        workers = cores() if points is None or points > SMALL else 1
+    return Serial() if workers <= 1 else Pool(workers)

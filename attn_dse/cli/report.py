@@ -46,8 +46,12 @@ def sweep_report(summary: dict) -> None:
     """Conclusions first, then the best designs, the Pareto set, capacity, files."""
     import click
 
+    eng = summary.get("engine") or {}
+    where = {"serial": " in this process", "processes": f" on {eng.get('workers')} worker processes",
+             "dask": f" on a Dask cluster of {eng.get('workers')} threads"}.get(eng.get("name"), "")
     head = (f"{summary['space']}: {summary['points']:,} points, {summary['feasible']:,} feasible, "
-            f"{summary['elapsed_s']:.2f} s" + (" (PARTIAL: interrupted)" if summary["partial"] else ""))
+            f"{summary['elapsed_s']:.2f} s{where}"
+            + (" (PARTIAL: interrupted; rerun with --resume to finish it)" if summary["partial"] else ""))
     click.secho(head, bold=True)
     study = summary.get("study")
     if study:

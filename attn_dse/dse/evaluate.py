@@ -207,7 +207,8 @@ class Chunk:
 def summarize(space: Space, task_id: int, cols: dict, sample_every: int = 1, n_best: int = N_BEST) -> Chunk:
     feas = np.flatnonzero(cols["feasible"])
     sub = {k: v[feas] for k, v in cols.items()}
-    front = {k: v[pareto_mask(objective_matrix(space.objectives, sub))] for k, v in sub.items()}
+    on_front = pareto_mask(objective_matrix(space.objectives, sub))
+    front = {k: v[on_front] for k, v in sub.items()}
     order = np.argsort(objective_matrix(space.objectives[:1], sub)[:, 0], kind="stable")[:n_best]
     sample = None if not sample_every else cols if sample_every == 1 else {k: v[::sample_every] for k, v in cols.items()}
     return Chunk(task_id, len(cols["latency_s"]), len(feas), front, {k: v[order] for k, v in sub.items()}, sample)

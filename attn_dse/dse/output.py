@@ -43,6 +43,8 @@ def to_table(cols: dict):
             arrays.append(pa.array(col.astype(np.float64, copy=False)))
         elif col.dtype.kind == "b":
             arrays.append(pa.array(col))
+        elif len(col) and isinstance(col[0], str) and (col == col[0]).all():  # one label (most columns)
+            arrays.append(pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(col), np.int32)), pa.array([col[0]])))
         else:
             missing = np.equal(col, None)
             text = np.where(missing, "", col).astype(str)

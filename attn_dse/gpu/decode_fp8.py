@@ -46,36 +46,11 @@ def dequantize_kv(x8: torch.Tensor, scale: torch.Tensor, block: int = SCALE_BLOC
     return x8.float() * scale.repeat_interleave(block, 1)[:, :x8.shape[1], :, None]
 
 
-BIT_MOVE_SCALE = 256.0  # 2^(15 - 7): fp16's exponent bias over e4m3's
-
-
-def widen_by_bit_move(codes: torch.Tensor) -> torch.Tensor:
-    """What the kernel's bit move makes of e4m3 codes (uint8), as float32: the fp16 whose sign is
-    the code's top bit and whose exponent and mantissa are the code's low 7 bits moved up 7
-    places, times BIT_MOVE_SCALE. Equal to the e4m3 value for every code but NaN (0x7f, 0xff)."""
-    x = codes.to(torch.int32)
-    bits = ((x & 0x80) << 8) | ((x & 0x7F) << 7)
-    return bits.to(torch.int16).view(torch.float16).float() * BIT_MOVE_SCALE
-
-
-@triton.jit
-def _widen(x8, BIT_MOVE: tl.constexpr):
-    """e4m3 -> fp16. The hardware conversion (two elements per instruction, at a fraction of the
-    integer rate), or three integer operations on the codes loaded as uint8 (the result is the
-    value / BIT_MOVE_SCALE, folded into the block scales)."""
-    if BIT_MOVE:
-        x = x8.to(tl.int16)
-        return (((x & 0x80) << 8) | ((x & 0x7F) << 7)).to(tl.float16, bitcast=True)
-    else:
-        return x8.to(tl.float16)
-
-
 @triton.jit
 def _decode_fp8_split(Q, K, V, KS, VS, Lens, Part, Lse, stride_qb, stride_qs, stride_qh, stride_kb, stride_kn,
                       stride_kh, stride_vb, stride_vn, stride_vh, stride_sb, stride_sn, group, seq_q, n_splits,
                       split_len, sm_scale, HEAD_DIM: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr,
-                      SCALE_BLOCK: tl.constexpr, KEYS_AS_ROWS: tl.constexpr, BIT_MOVE: tl.constexpr,
-                      SCALE_MUL: tl.constexpr):
+                      SCALE_BLOCK: tl.constexpr, KEYS_AS_ROWS: tl.constexpr):
     b = tl.program_id(0).to(tl.int64)
     kvh = tl.program_id(1)
     split = tl.program_id(2)
@@ -102,9 +77,9 @@ def _decode_fp8_split(Q, K, V, KS, VS, Lens, Part, Lse, stride_qb, stride_qs, st
             offs_n = n0 + tl.arange(0, BLOCK_N)
             in_range = offs_n < end
             k = tl.load(K + offs_n[:, None] * stride_kn + offs_d[None, :], mask=in_range[:, None], other=0.0)
-            ks = tl.load(KS + (offs_n // SCALE_BLOCK) * stride_sn, mask=in_range, other=0.0) * SCALE_MUL
-            vs = tl.load(VS + (offs_n // SCALE_BLOCK) * stride_sn, mask=in_range, other=0.0) * SCALE_MUL
-            st = tl.dot(_widen(k, BIT_MOVE), qt) * (ks * qk_scale)[:, None]
+            ks = tl.load(KS + (offs_n // SCALE_BLOCK) * stride_sn, mask=in_range, other=0.0)
+            vs = tl.load(VS + (offs_n // SCALE_BLOCK) * stride_sn, mask=in_range, other=0.0)
+            st = tl.dot(k.to(tl.float16), qt) * (ks * qk_scale)[:, None]
             keep = in_range[:, None] & (offs_n[:, None] <= last_visible[None, :])
             st = tl.where(keep, st, float("-inf"))
             m_new = tl.maximum(m_i, tl.max(st, 0))
@@ -113,7 +88,7 @@ def _decode_fp8_split(Q, K, V, KS, VS, Lens, Part, Lse, stride_qb, stride_qs, st
             alpha = tl.math.exp2(m_i - m_safe)
             l_i = l_i * alpha + tl.sum(p, 0)
             vt = tl.load(V + offs_n[None, :] * stride_vn + offs_d[:, None], mask=in_range[None, :], other=0.0)
-            acc = acc * alpha[None, :] + tl.dot(_widen(vt, BIT_MOVE), (p * vs[:, None]).to(tl.float16))
+            acc = acc * alpha[None, :] + tl.dot(vt.to(tl.float16), (p * vs[:, None]).to(tl.float16))
             m_i = m_new
         acc = tl.trans(acc)
     else:
@@ -123,9 +98,9 @@ def _decode_fp8_split(Q, K, V, KS, VS, Lens, Part, Lse, stride_qb, stride_qs, st
             offs_n = n0 + tl.arange(0, BLOCK_N)
             in_range = offs_n < end
             k = tl.load(K + offs_n[None, :] * stride_kn + offs_d[:, None], mask=in_range[None, :], other=0.0)
-            ks = tl.load(KS + (offs_n // SCALE_BLOCK) * stride_sn, mask=in_range, other=0.0) * SCALE_MUL
-            vs = tl.load(VS + (offs_n // SCALE_BLOCK) * stride_sn, mask=in_range, other=0.0) * SCALE_MUL
-            qk = tl.dot(q16, _widen(k, BIT_MOVE)) * (ks * qk_scale)[None, :]
+            ks = tl.load(KS + (offs_n // SCALE_BLOCK) * stride_sn, mask=in_range, other=0.0)
+            vs = tl.load(VS + (offs_n // SCALE_BLOCK) * stride_sn, mask=in_range, other=0.0)
+            qk = tl.dot(q16, k.to(tl.float16)) * (ks * qk_scale)[None, :]
             keep = in_range[None, :] & (offs_n[None, :] <= last_visible[:, None])
             qk = tl.where(keep, qk, float("-inf"))
             v = tl.load(V + offs_n[:, None] * stride_vn + offs_d[None, :], mask=in_range[:, None], other=0.0)
@@ -134,7 +109,7 @@ def _decode_fp8_split(Q, K, V, KS, VS, Lens, Part, Lse, stride_qb, stride_qs, st
             p = tl.math.exp2(qk - m_safe[:, None])
             alpha = tl.math.exp2(m_i - m_safe)
             l_i = l_i * alpha + tl.sum(p, 1)
-            acc = acc * alpha[:, None] + tl.dot((p * vs[None, :]).to(tl.float16), _widen(v, BIT_MOVE))
+            acc = acc * alpha[:, None] + tl.dot((p * vs[None, :]).to(tl.float16), v.to(tl.float16))
             m_i = m_new
     out, lse = finish(acc, l_i, m_i)
     store_partial(Part, Lse, out, lse, b, tok, head, valid, group, seq_q, split, n_splits, HEAD_DIM)
@@ -142,12 +117,8 @@ def _decode_fp8_split(Q, K, V, KS, VS, Lens, Part, Lse, stride_qb, stride_qs, st
 
 def decode_fp8(q: torch.Tensor, k8: torch.Tensor, v8: torch.Tensor, k_scale: torch.Tensor, v_scale: torch.Tensor,
                seq_lens: torch.Tensor, n_splits: int | None = None, block_n: int = 64, num_warps: int = 4,
-               num_stages: int = 2, out: torch.Tensor | None = None, keys_as_rows: bool = True,
-               bit_move: bool = False) -> torch.Tensor:
-    """q [B, Sq, Hq, D] bf16 against the e4m3 cache k8/v8 [B, L, Hkv, D] with scales [B, L/64, Hkv];
-    bit_move widens the codes with integer operations instead of the conversion instruction."""
-    if bit_move:
-        k8, v8 = k8.view(torch.uint8), v8.view(torch.uint8)
+               num_stages: int = 2, out: torch.Tensor | None = None, keys_as_rows: bool = True) -> torch.Tensor:
+    """q [B, Sq, Hq, D] bf16 against the e4m3 cache k8/v8 [B, L, Hkv, D] with scales [B, L/64, Hkv]."""
     B, Sq, Hq, D = q.shape
     L, Hkv = k8.shape[1], k8.shape[2]
     assert k_scale.stride() == v_scale.stride() and k_scale.stride(2) == 1, "scales [B, L/64, Hkv] contiguous"
@@ -159,8 +130,7 @@ def decode_fp8(q: torch.Tensor, k8: torch.Tensor, v8: torch.Tensor, k_scale: tor
         q, k8, v8, k_scale, v_scale, seq_lens, part, lse, q.stride(0), q.stride(1), q.stride(2),
         k8.stride(0), k8.stride(1), k8.stride(2), v8.stride(0), v8.stride(1), v8.stride(2),
         k_scale.stride(0), k_scale.stride(1), group, Sq, n_splits, split_len, 1.0 / math.sqrt(D),
-        HEAD_DIM=D, BLOCK_H=block_h, BLOCK_N=block_n, SCALE_BLOCK=SCALE_BLOCK, KEYS_AS_ROWS=keys_as_rows,
-        BIT_MOVE=bit_move, SCALE_MUL=BIT_MOVE_SCALE if bit_move else 1.0, num_warps=num_warps,
+        HEAD_DIM=D, BLOCK_H=block_h, BLOCK_N=block_n, SCALE_BLOCK=SCALE_BLOCK, KEYS_AS_ROWS=keys_as_rows, num_warps=num_warps,
         num_stages=num_stages), (B, Sq, Hq, D), n_splits, q, out)
 
 
@@ -184,21 +154,16 @@ def check(rec: Recorder, g: torch.Generator) -> None:
         lens = torch.randint(max(Sq, L // 3), L + 1, (B,), generator=g).to(DEV, torch.int32)
         ref = attention_ref(q, dequantize_kv(k8, ks), dequantize_kv(v8, vs), True, seq_lens=lens)
         for keys_as_rows in (True, False):
-            for bit_move in (False, True):
-                out = torch.full_like(q, float("nan"))
-                decode_fp8(q, k8, v8, ks, vs, lens, n_splits=splits, out=out, keys_as_rows=keys_as_rows,
-                           bit_move=bit_move)
-                rec.check(f"decode fp8-kv B{B} Sq{Sq} H{Hq}/{Hkv} d{D} L{L} splits={splits} "
-                          f"keys_as_rows={keys_as_rows} bit_move={bit_move}", rel_err(out, ref), BF16_BOUND)
+            out = torch.full_like(q, float("nan"))
+            decode_fp8(q, k8, v8, ks, vs, lens, n_splits=splits, out=out, keys_as_rows=keys_as_rows)
+            rec.check(f"decode fp8-kv B{B} Sq{Sq} H{Hq}/{Hkv} d{D} L{L} splits={splits} keys_as_rows={keys_as_rows}",
+                      rel_err(out, ref), BF16_BOUND)
 
 
 CONFIGS = [(bn, w, s) for bn in (64, 128) for w in (4, 8) for s in (2, 3, 4)]
 # (block_n, warps, stages, keys_as_rows, splits per choose_splits): the fp8 kernel is bound by the widening
 # of its tiles, not by bytes; more programs per SM hide it (a first run: 64-key tiles and 8 warps were slower)
-# a second run (bn 128, 4 warps, 4 stages, 1x splits) reached 3.06 TB/s of fp8 bytes where bf16 reaches 4.39:
-# the widening still binds, so the integer bit move and the keys-as-rows orientation are candidates too
-CONFIGS8 = [(bn, w, 4, rows, 1, bits) for bn in (128, 256) for w in (4, 8) for rows in (False, True)
-            for bits in (False, True)]
+CONFIGS8 = [(bn, 4, s, False, m) for bn in (128, 256) for s in (2, 3, 4) for m in (1, 2, 4)]
 
 
 def tune(fn_of_cfg, kv_bytes, configs=CONFIGS) -> tuple:
@@ -226,8 +191,7 @@ def bench(rec: Recorder, shapes=None) -> None:
     del k, v
     print("tune fp8-kv decode:", flush=True)
     cfg8 = tune(lambda c: decode_fp8(q, k8, v8, ks, vs, lens, block_n=c[0], num_warps=c[1], num_stages=c[2],
-                                     keys_as_rows=c[3], n_splits=c[4] * choose_splits(B, Hkv, L, sm_count(), c[0]),
-                                     bit_move=c[5]),
+                                     keys_as_rows=c[3], n_splits=c[4] * choose_splits(B, Hkv, L, sm_count(), c[0])),
                 2 * B * L * Hkv * D, CONFIGS8)
     del q, k8, v8, ks, vs
     shapes = shapes or ([(b, 1, 64, 8, 128, L) for b in (1, 16, 64, 128) for L in (4096, 32768)]
@@ -250,7 +214,7 @@ def bench(rec: Recorder, shapes=None) -> None:
         n8 = min(128, cfg8[4] * choose_splits(B, Hkv, L, sm_count(), block_n=cfg8[0]))
         med8, p20, p80 = timed(lambda: decode_fp8(q, k8, v8, ks, vs, lens, n_splits=n8, block_n=cfg8[0],
                                                   num_warps=cfg8[1], num_stages=cfg8[2],
-                                                  keys_as_rows=cfg8[3], bit_move=cfg8[5]))
+                                                  keys_as_rows=cfg8[3]))
         rec.add(**common, kv_dtype="fp8", config=str(cfg8), n_split=n8, median_s=med8, p20_s=p20, p80_s=p80,
                 kv_bytes=2 * B * L * Hkv * D + 2 * ks.numel() * 4)
         print(f"  speed-up fp8/bf16 B{B} Sq{Sq} H{Hq}/{Hkv} L{L}: {med / med8:.2f}x", flush=True)

@@ -10,7 +10,7 @@ tokens/tp of the replica's tokens. The busiest GPU sets the step: each of the T 
 in the expert-parallel group picks each of its local experts with probability
 p = min(imbalance * top_k / n_experts, 1), so an expert's rows are Binomial(T, p) (uniform
 top-k routing; `imbalance` scales the busiest GPU's share). From that distribution
-(`routing`): the experts that receive a token, whose weights are read once each (the share
+(`expert_routing`): the experts that receive a token, whose weights are read once each (the share
 1 - (1 - p)^T: why a small decode batch reads only part of a MoE's weights), and the GEMM
 tiles each expert's rows pad up to. Every field broadcasts over numpy arrays.
 """
@@ -135,27 +135,35 @@ def expected_tiles(n, p, m):
     return np.where(summed, lo + terms.sum(axis=-1), mu / m + (m - 1.0) / (2.0 * m))
 
 
-def expert_routing(n, p):
-    """What a grouped GEMM needs of the routing of n tokens, each picking a given expert with
-    probability p: the tile rows of the grouped kernel, the mean tiles per expert, and the share
-    of experts that get a token."""
+@dataclass(frozen=True)
+class Routing:
+    """What a grouped GEMM needs of the routing: the grouped kernel's tile rows, the mean tiles
+    per expert, and the share of experts that get a token."""
+
+    tile_rows: Any
+    tiles: Any
+    hit: Any
+
+
+def expert_routing(n, p) -> Routing:
+    """The routing of n tokens, each picking a given expert with probability p."""
     mean_rows = np.asarray(n, dtype=np.float64) * p
     m = np.where(mean_rows <= GROUPED_SMALL, *GROUPED_TILE_ROWS)
-    return m, expected_tiles(n, p, m), experts_hit(n, p)
+    return Routing(m, expected_tiles(n, p, m), experts_hit(n, p))
 
 
 def grouped_gemm(c: Ceilings, g: GemmCosts, n, p, experts, d_in, d_out, *, act_bytes=2,
-                 weight_bytes_per_param=2, routing=None) -> Kernels:
+                 weight_bytes_per_param=2, routing: Routing | None = None) -> Kernels:
     """One grouped GEMM over `experts` local experts, each of the n routed tokens picking each
     with probability p: every expert's rows padded to the grouped kernel's tile height, the
     weights of each expert that got a token read once, with the grouped GEMM's own knobs.
     `routing`: expert_routing(n, p), when the caller has it."""
     gg = g.grouped_costs
-    m, tiles, hit = expert_routing(n, p) if routing is None else routing
+    r = expert_routing(n, p) if routing is None else routing
     rows = experts * np.asarray(n, dtype=np.float64) * p  # (token, expert) pairs
     flops = 2.0 * rows * d_in * d_out
-    executed = 2.0 * experts * m * tiles * d_in * d_out
-    w = experts * hit * d_in * d_out * weight_bytes_per_param
+    executed = 2.0 * experts * r.tile_rows * r.tiles * d_in * d_out
+    w = experts * r.hit * d_in * d_out * weight_bytes_per_param
     hbm = w + rows * (d_in + d_out) * act_bytes
     t, lim = op_time(c, executed, 0.0, 0.0, hbm, gg.compute_efficiency, gg.memory_efficiency, gg.launch_s)
     return Kernels(t, flops, executed, hbm, w, 0.0, lim)

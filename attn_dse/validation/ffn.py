@@ -99,7 +99,8 @@ def validate(hw_name: str, rows: list[dict], implementation: str = "triton", fit
     n_fitted = 0
     if fit:
         dense = dataclasses.replace(g, grouped=None)
-        g = _fit(hw, [r for r, h in zip(rows, held) if not h], measured[~held], dataclasses.replace(dense, grouped=dense))
+        start = dataclasses.replace(dense, grouped=dense)
+        g = _fit(hw, [r for r, h in zip(rows, held) if not h], measured[~held], start)
         n_fitted = int((~held).sum())
     pred = predict_rows(hw, rows, g)
     err = np.abs(pred / measured - 1)

@@ -2,7 +2,7 @@
 variant (MoBA-style, 4 blocks of 256) inside Llama-3-70B, on H100 and H20: the figure and table
 of docs/STEP.md.
 
-    python3 benchmarks/step_figure.py [-o docs/step-tps-vs-tpot.png]
+    PYTHONPATH=. python3 benchmarks/step_figure.py [-o docs/step-tps-vs-tpot.png]   (from the repository root)
 
 Each point is one decode batch that fits the memory plan (fp8 weights, activations and KV cache),
 tensor parallel over the 8 GPUs of a node: attention heads, MLP and vocabulary sharded; GQA-8's
@@ -17,6 +17,7 @@ from attn_dse.dse.study import serving_curves
 from attn_dse.plots.style import COLORS, pyplot, save
 
 HARDWARE = ("h100", "h20")
+TICKS_MS = (2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200)
 LABELS = ("gqa-8", "mla", "moba-4x256")
 CONTEXTS = (8192, 32768)
 
@@ -39,8 +40,12 @@ def draw(rows, path):
         ax.set_xlabel("time per output token (ms)")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        lo, hi = ax.get_xlim()
+        ax.set_xticks([t for t in TICKS_MS if lo <= t <= hi], [f"{t:g}" for t in TICKS_MS if lo <= t <= hi])
+        ax.set_xticks([], minor=True)
     axes[0].set_ylabel("tokens/s per GPU")
-    axes[-1].legend(fontsize=8)
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, fontsize=8)
     return save(fig, path)
 
 

@@ -43,3 +43,27 @@ def test_memory_table_matches_predict(args, row):
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[2] == f"{got[0]['memory_weight_bytes'] / 1e9:.1f} GB"
     assert [int(cells[3]), int(cells[4])] == [int(g["max_batch"]) for g in got]
+
+
+def _step_figure():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("step_figure", ROOT / "benchmarks" / "step_figure.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_serving_table_is_what_the_figure_script_prints():
+    fig = _step_figure()
+    assert fig.table(fig.curves()) in DOC
+
+
+def test_readme_shows_the_h100_and_h20_serving_figures_of_step_doc():
+    readme = (ROOT / "README.md").read_text()
+    assert "![tokens/s per GPU vs TPOT, H100 and H20](docs/step-tps-vs-tpot.png)" in readme
+    step = {tuple(c.strip() for c in line.strip("|").split("|")[:3]): [c.strip() for c in line.strip("|").split("|")]
+            for line in DOC.splitlines() if line.startswith("| h")}
+    for label, name in (("gqa-8", "GQA-8"), ("mla", "MLA"), ("moba-4x256", "MoBA-4x256")):
+        row = next(line for line in readme.splitlines() if line.startswith(f"| {name} "))
+        cells = [c.strip().replace(" tokens/s per GPU", "") for c in row.strip("|").split("|")]
+        assert cells[1:] == [step[(hw, "8k", label)][4] for hw in ("h100", "h20")]  # the TPOT <= 50 ms column

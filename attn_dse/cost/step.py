@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from attn_dse.cost.ffn import GemmCosts, Kernels, elementwise, ffn_all_layers, ffn_weight_params, gemm
+from attn_dse.cost.knobs import knobs_for
 from attn_dse.cost.roofline import COMPUTE_LIMITERS, bound_time, select
 from attn_dse.workloads.shape import DTYPE_BYTES
 
@@ -36,9 +37,19 @@ def tensor_parallel(wl) -> Any:
 ROW_GRANULE = 8
 
 
+# The grouped GEMM's knobs are the GEMM library's, whatever the attention kernel: stored as the
+# `gemm` family and launch cost of `calibration/knobs/HW/gemm/grouped.yaml` (written by
+# `python3 -m attn_dse.validation.ffn HW CSV --write`), found along the hardware's relatives like
+# any knobs; without a file, the `gemm` family's defaults.
+GROUPED_GEMM_KNOBS = "gemm/grouped"
+
+
 def gemm_costs(hw, knobs) -> GemmCosts:
-    fam = knobs.family("gemm")
-    return GemmCosts(fam.compute_efficiency, fam.memory_efficiency, knobs.launch_overhead_s, ROW_GRANULE)
+    """The dense GEMMs' costs from the `gemm` family of `knobs`, the grouped GEMM's from its own file."""
+    fam, grouped = knobs.family("gemm"), knobs_for(hw, GROUPED_GEMM_KNOBS)
+    gg = grouped.family("gemm")
+    return GemmCosts(fam.compute_efficiency, fam.memory_efficiency, knobs.launch_overhead_s, ROW_GRANULE,
+                     GemmCosts(gg.compute_efficiency, gg.memory_efficiency, grouped.launch_overhead_s, ROW_GRANULE))
 
 
 def n_chunks(info, s):

@@ -130,3 +130,24 @@ def test_small_sweeps_run_here_unless_workers_are_asked_for():
     big = engine.make_engine(points=engine.SMALL + 1)
     assert big.name == ("processes" if engine.cores() > 1 else "serial")
     assert engine.make_engine(workers=1, points=10**9).name == "serial"
+
+
+def test_above_the_keep_limit_results_hold_every_kth_row_and_the_same_front(space_file):
+    from attn_dse.dse.evaluate import evaluate
+    from attn_dse.dse.space import load_space
+    sp = load_space(space_file)
+    whole = evaluate(sp, ("h100",), chunk=CHUNK)
+    thin = evaluate(sp, ("h100",), chunk=CHUNK, keep_limit=10)
+    k = -(-N // 10)  # every 5th row of each chunk
+    assert not whole.sampled and len(whole.columns["latency_s"]) == N
+    assert thin.sampled and k == 5
+    # rows 0, 5, 10, ... of each chunk
+    from attn_dse.dse import evaluate as ev
+    bl = ev.blocks(sp, ("h100",))
+    sizes = [sum(len(p) for _, p in t.segments) for t in ev.tasks(ev._indexed(ev._plan(sp, bl, 0), bl), CHUNK)]
+    assert len(thin.columns["latency_s"]) == sum(-(-n // k) for n in sizes) < N / 3
+    assert set(thin.columns["latency_s"]) <= set(whole.columns["latency_s"])
+    for key in ("latency_s", "kv_bytes_per_token"):
+        np.testing.assert_array_equal(np.sort(thin.front[key]), np.sort(whole.front[key]))
+    assert thin.n_points == whole.n_points and thin.n_feasible == whole.n_feasible
+    np.testing.assert_array_equal(thin.best["latency_s"], whole.best["latency_s"])

@@ -34,7 +34,8 @@ def err(out, ref):
 
 @pytest.mark.parametrize("B,Sq,Sk,Hq,Hkv,D,causal,config", [
     (1, 37, 37, 4, 2, 16, True, TINY), (2, 40, 40, 2, 1, 32, False, TINY), (1, 20, 45, 4, 2, 32, True, TINY),
-    (1, 17, 17, 2, 2, 16, False, TINY), (1, 33, 33, 8, 2, 16, True, (TINY[1], TINY[0]))])
+    (1, 17, 17, 2, 2, 16, False, TINY), (1, 33, 33, 8, 2, 16, True, (TINY[1], TINY[0])),
+    (1, 37, 37, 4, 2, 16, True, (TINY[0], None)), (1, 20, 45, 4, 1, 32, False, (TINY[1], None))])  # single pass
 def test_gradients_match_float32_autograd(B, Sq, Sk, Hq, Hkv, D, causal, config):
     q, k, v, do = rnd(B, Sq, Hq, D), rnd(B, Sk, Hkv, D), rnd(B, Sk, Hkv, D), rnd(B, Sq, Hq, D)
     o, lse = forward(q, k, v, causal, config=FWD)

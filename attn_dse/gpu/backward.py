@@ -39,7 +39,7 @@ import triton.language as tl
 
 from attn_dse.gpu.prefill import prefill
 
-LOG2E = 1.4426950408889634
+SEQ_ARGS = ["seq_q", "seq_k"]  # one compilation for every length (the ragged checks, then the grid)
 
 
 @triton.jit
@@ -58,7 +58,7 @@ def _vec(ptr, offs, n, MASK: tl.constexpr):
     return tl.load(ptr + offs)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["seq_q"])
 def _delta(O, DO, Delta, stride_b, stride_s, stride_h, n_heads, seq_q,
            HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr):
     pid_m = tl.program_id(0)
@@ -97,7 +97,7 @@ def _dkdv_step(dk, dv, k, v, Q, DO, Lse, Delta, DQacc, start_m, offs_n, seq_q, s
     return dk, dv
 
 
-@triton.jit
+@triton.jit(do_not_specialize=SEQ_ARGS)
 def _dkdv(Q, K, V, DO, Lse, Delta, DK, DV, DQacc, stride_qb, stride_qs, stride_qh, stride_kb, stride_ks, stride_kh,
           n_heads, n_kv_heads, seq_q, seq_k, sm_scale,
           HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr,
@@ -164,7 +164,7 @@ def _dq_step(dq, q, do, lse, delta, K, V, offs_m, start_n, seq_k, stride_ks, qk_
     return dq
 
 
-@triton.jit
+@triton.jit(do_not_specialize=SEQ_ARGS)
 def _dq(Q, K, V, DO, Lse, Delta, DQ, stride_qb, stride_qs, stride_qh, stride_kb, stride_ks, stride_kh,
         n_heads, n_kv_heads, seq_q, seq_k, sm_scale,
         HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr):

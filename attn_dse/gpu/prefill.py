@@ -40,11 +40,11 @@ def _tile(acc, l_i, m_i, q, K, V, offs_m, start_n, seq_k, stride_kn, stride_vn, 
 
 
 @triton.jit
-def _prefill_fwd(Q, K, V, O, stride_qb, stride_qs, stride_qh, stride_kb, stride_ks, stride_kh,
+def _prefill_fwd(Q, K, V, O, LSE, stride_qb, stride_qs, stride_qh, stride_kb, stride_ks, stride_kh,
                  stride_vb, stride_vs, stride_vh, stride_ob, stride_os, stride_oh,
                  n_heads, group, seq_q, seq_k, sm_scale, window,
                  HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                 CAUSAL: tl.constexpr, WINDOW: tl.constexpr, EVEN: tl.constexpr):
+                 CAUSAL: tl.constexpr, WINDOW: tl.constexpr, EVEN: tl.constexpr, STORE_LSE: tl.constexpr):
     pid_m = tl.program_id(0)
     bh = tl.program_id(1)
     b = (bh // n_heads).to(tl.int64)  # int64: batch offsets pass 2**31 elements
@@ -85,28 +85,36 @@ def _prefill_fwd(Q, K, V, O, stride_qb, stride_qs, stride_qh, stride_kb, stride_
     for start_n in range(full_hi, hi, BLOCK_N):
         acc, l_i, m_i = _tile(acc, l_i, m_i, q, K, V, offs_m, start_n, seq_k, stride_ks, stride_vs, qk_scale,
                               HEAD_DIM, BLOCK_N, True, CAUSAL, WINDOW, window, q_offset)
-    out, _ = finish(acc, l_i, m_i)
+    out, lse = finish(acc, l_i, m_i)
     tl.store(O + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_os + offs_d[None, :],
              out.to(O.dtype.element_ty), mask=offs_m[:, None] < seq_q)
+    if STORE_LSE:  # [B, Hq, Sq] contiguous, log2 domain: what the backward recomputes P from
+        tl.store(LSE + bh.to(tl.int64) * seq_q + offs_m, lse, mask=offs_m < seq_q)
 
 
 DEFAULT_CONFIG = {64: (128, 64, 4, 3), 128: (128, 64, 8, 3), 256: (64, 32, 8, 2)}  # BLOCK_M, BLOCK_N, warps, stages
 
 
 def prefill(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = True, window: int | None = None,
-            config: tuple | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
-    """Attention forward for q [B, Sq, Hq, D], k/v [B, Sk, Hkv, D] (Sq <= Sk, queries last)."""
+            config: tuple | None = None, out: torch.Tensor | None = None,
+            lse: torch.Tensor | None = None) -> torch.Tensor:
+    """Attention forward for q [B, Sq, Hq, D], k/v [B, Sk, Hkv, D] (Sq <= Sk, queries last).
+    lse: a contiguous float32 [B, Hq, Sq] that receives each row's log2-sum-exp of the scores
+    times scale * log2(e) (the backward's input), when given."""
     B, Sq, Hq, D = q.shape
     Sk, Hkv = k.shape[1], k.shape[2]
-    assert Hq % Hkv == 0 and D in DEFAULT_CONFIG and q.stride(-1) == 1 and k.stride(-1) == 1 and v.stride(-1) == 1
+    assert Hq % Hkv == 0 and (config or D in DEFAULT_CONFIG)
+    assert q.stride(-1) == 1 and k.stride(-1) == 1 and v.stride(-1) == 1
     block_m, block_n, warps, stages = config or DEFAULT_CONFIG[D]
     o = torch.empty_like(q) if out is None else out
     grid = (triton.cdiv(Sq, block_m), B * Hq)
-    _prefill_fwd[grid](q, k, v, o, q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
+    if lse is not None:
+        assert lse.shape == (B, Hq, Sq) and lse.dtype == torch.float32 and lse.is_contiguous()
+    _prefill_fwd[grid](q, k, v, o, lse, q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
                        v.stride(0), v.stride(1), v.stride(2), o.stride(0), o.stride(1), o.stride(2),
                        Hq, Hq // Hkv, Sq, Sk, 1.0 / math.sqrt(D), window or 0,
                        HEAD_DIM=D, BLOCK_M=block_m, BLOCK_N=block_n, CAUSAL=causal, WINDOW=window is not None,
-                       EVEN=Sk % block_n == 0, num_warps=warps, num_stages=stages)
+                       EVEN=Sk % block_n == 0, STORE_LSE=lse is not None, num_warps=warps, num_stages=stages)
     return o
 
 

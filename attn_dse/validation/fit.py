@@ -43,6 +43,10 @@ def calibrate(hw: Hardware, rows: list[dict], implementation: str = "triton",
     if not base.fused:  # separate kernels: the unfused family's efficiencies and the launches
         fams = ("unfused",)
     params = parameters(fams)
+    if all(r.get("phase") == "train" for r in rows) and base.source:
+        # training steps of an implementation whose forward is calibrated already: the forward's
+        # knobs stay, so the fit is the backward kernel's alone
+        params = [p for p in params if p[0].endswith(".backward")]
     if not base.fused:
         params = [p for p in params if p[0].split(".")[0] in ("compute_efficiency", "memory_efficiency",
                                                                "launch_overhead_s")]
@@ -91,6 +95,8 @@ def write_knobs(hw: Hardware, knobs: Knobs, measurements: str, report: dict) -> 
     """Store fitted knobs as calibration/knobs/HW/IMPLEMENTATION.yaml (the first knob directory)."""
     import dataclasses
     note = provenance_note(measurements, report)
+    if all(k.endswith(".backward") for k in report["values"]):  # the forward's knobs came along unchanged
+        note = f"forward: {knobs.source}; backward: {note}"
     path = store.knob_dirs()[0] / hw.name / f"{knobs.implementation}.yaml"
     return store.write(path, dataclasses.replace(knobs, source=note), hw.name,
                        f"{Path(measurements).name} (every 4th row held out)")

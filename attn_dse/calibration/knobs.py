@@ -3,7 +3,9 @@
 Per kernel family: the share of the matmul and HBM ceilings its kernels reach in steady state,
 and the most one core streams on its own. Shared by the families of one implementation: the L2's
 share of K/V re-reads, the exp/matmul overlap, a per-tile overhead, a wave's pipeline-fill
-latency and the launch overhead.
+latency and the launch overhead. And the implementation's profile: properties of its kernels
+declared from their source, not fitted (the row tile its decode kernel computes whole, when it
+splits the keys).
 
 Lookup (`stored`): the first file `HW/IMPLEMENTATION.yaml` found for the hardware's own name, then
 for each preset it `extends:` (an H200 uses the H100's knobs until it has its own), in the
@@ -27,6 +29,7 @@ from attn_dse.errors import AttnDseError, did_you_mean
 
 FAMILY_FIELDS = ("compute_efficiency", "memory_efficiency", "core_bytes_per_s")
 SHARED_FIELDS = ("l2_reuse", "exp_overlap", "tile_overhead_cycles", "wave_latency_s", "launch_overhead_s")
+PROFILE_FIELDS = ("decode_block_m", "split_block_m", "split_below_ctas_per_core")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +37,25 @@ class FamilyKnobs:
     compute_efficiency: float  # share of the matmul ceiling in steady state
     memory_efficiency: float  # share of the HBM ceiling
     core_bytes_per_s: float  # the most one core (SM/TensorCore) streams on its own
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """What an implementation's kernels do by construction (0: as the model's own kernel).
+    decode_block_m: the query-row tile of its one-pass decode kernel, computed whole (the padded
+    rows of a KV head's packed query rows are executed MMA work). split_block_m: the same for its
+    split-KV kernel (0: decode_block_m). split_below_ctas_per_core: the kernel splits the keys
+    only while its unsplit CTAs number fewer than this many per core (0: the model picks the
+    split count freely). source: where these were read."""
+
+    decode_block_m: float = 0.0
+    split_block_m: float = 0.0
+    split_below_ctas_per_core: float = 0.0
+    source: str = ""
+
+    @property
+    def split_rows(self) -> float:
+        return self.split_block_m or self.decode_block_m
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +74,7 @@ class Knobs:
     implementation: str = "triton"
     source: str = "defaults (uncalibrated)"
     fused: bool = True  # False: the implementation runs attention as separate kernels (eager)
+    profile: Profile = Profile()
 
     def family(self, name: str) -> FamilyKnobs:
         return self.families[name]
@@ -72,6 +95,10 @@ class Knobs:
             out.append({"field": f"knobs[{self.implementation}].{key}",
                         "value": format_si(value, unit) if unit else f"{value:.3g}", "si": value,
                         "source": self.source})
+        for key in PROFILE_FIELDS:
+            value = getattr(self.profile, key)
+            out.append({"field": f"knobs[{self.implementation}].profile.{key}", "value": f"{value:g}", "si": value,
+                        "source": self.profile.source or "the model's own kernel"})
         return out
 
     def with_values(self, values: Mapping[str, float], source: str | None = None) -> "Knobs":
@@ -125,7 +152,7 @@ def implementations_stored() -> set[str]:
 
 def merge(defaults: Knobs, raw: dict, where: str) -> Knobs:
     """Stored values over the defaults; unknown names are refused."""
-    known = {"hardware", "implementation", "source", "fitted_on", "families", "execution", *SHARED_FIELDS}
+    known = {"hardware", "implementation", "source", "fitted_on", "families", "execution", "profile", *SHARED_FIELDS}
     for key in raw:
         if key not in known:
             raise AttnDseError(f"{key}: unknown knob", where=where, fix=did_you_mean(str(key), known))
@@ -147,7 +174,23 @@ def merge(defaults: Knobs, raw: dict, where: str) -> Knobs:
         raise AttnDseError(f"execution: {execution!r} is neither fused nor unfused", where=where,
                            fix="fused: one attention kernel; unfused: QK^T, softmax and PV as kernels of their own")
     knobs = defaults.with_values(values, source=str(raw.get("source", where)))
-    return dataclasses.replace(knobs, fused=execution == "fused")
+    return dataclasses.replace(knobs, fused=execution == "fused", profile=_profile(raw.get("profile") or {}, where))
+
+
+def _profile(raw, where: str) -> Profile:
+    if not isinstance(raw, dict):
+        raise AttnDseError("profile: is not a mapping", where=where,
+                           fix="profile: {decode_block_m: 128, split_block_m: 64, ...}")
+    values = {}
+    for key, value in raw.items():
+        if key == "source":
+            values[key] = str(value)
+        elif key in PROFILE_FIELDS:
+            values[key] = _number(value, where, f"profile.{key}")
+        else:
+            raise AttnDseError(f"profile.{key}: unknown property", where=where,
+                               fix=did_you_mean(str(key), (*PROFILE_FIELDS, "source")))
+    return Profile(**values)
 
 
 def _number(value, where: str, name: str) -> float:
@@ -163,6 +206,8 @@ def write(path: Path, knobs: Knobs, hardware: str, fitted_on: str) -> Path:
             "fitted_on": fitted_on, "execution": "fused" if knobs.fused else "unfused",
             **{f: getattr(knobs, f) for f in SHARED_FIELDS},
             "families": {name: dataclasses.asdict(k) for name, k in knobs.families.items()}}
+    if knobs.profile != Profile():
+        data["profile"] = {k: v for k, v in dataclasses.asdict(knobs.profile).items() if v}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("# Written by `attn-dse validate --calibrate --write`; SI units.\n"
                     + yaml.safe_dump(data, sort_keys=False, width=1000))

@@ -212,14 +212,14 @@ def _ceilings_at(hw, c: Ceilings, dtype: str, achievable: bool) -> Ceilings:
 
 def _eager(c: Ceilings, knobs: Knobs, specs) -> Part:
     """Attention as separate kernels through HBM (`cost/families/roofline.eager_passes`), each
-    under the roofline with the unfused family's knobs and a launch of its own."""
+    under the roofline with the knobs of its family (unfused, or strided) and its launches."""
     from attn_dse.cost.families.roofline import eager_passes
-    fam = knobs.family("unfused")
     total = None
     for spec, count in specs:
         for k in eager_passes(spec):
+            fam = knobs.family(k["family"])
             t, lim = op_time(c, k["flops"], k["vector_flops"], k["exps"], k["hbm_bytes"], fam.compute_efficiency,
-                             fam.memory_efficiency, knobs.launch_overhead_s)
+                             fam.memory_efficiency, knobs.launch_overhead_s * k["launches"])
             part = Part(count * t, lim, count * k["hbm_bytes"], count * k["flops"])
             total = part if total is None else total + part
     return total

@@ -14,7 +14,7 @@ import numpy as np
 
 from attn_dse.calibration import knobs as store
 from attn_dse.calibration.knobs import Knobs
-from attn_dse.cost.knobs import knobs_for
+from attn_dse.cost.knobs import default_knobs, knobs_for
 from attn_dse.hardware.spec import Hardware
 from attn_dse.validation.compare import compare, held_out_mask, measured_families
 
@@ -40,16 +40,18 @@ def calibrate(hw: Hardware, rows: list[dict], implementation: str = "triton",
     if any(r.get("phase") == "train" for r in rows):  # training steps time the backward kernel too
         fams = fams + ("backward",)
     base = knobs_for(hw, implementation)
-    if not base.fused:  # separate kernels: the unfused family's efficiencies and the launches
-        fams = ("unfused",)
+    if not base.fused:  # separate kernels (roofline.eager_passes): the GEMMs' two efficiencies, the
+        # element-wise and the strided passes' shares of HBM (they run no matmul), the launches
+        fams = ("gemm", "unfused", "strided")
     params = parameters(fams)
     if all(r.get("phase") == "train" for r in rows) and base.source:
         # training steps of an implementation whose forward is calibrated already: the forward's
         # knobs stay, so the fit is the backward kernel's alone
         params = [p for p in params if p[0].endswith(".backward")]
     if not base.fused:
-        params = [p for p in params if p[0].split(".")[0] in ("compute_efficiency", "memory_efficiency",
-                                                               "launch_overhead_s")]
+        params = [p for p in params if p[0] in ("compute_efficiency.gemm", "memory_efficiency.gemm",
+                                                "memory_efficiency.unfused", "memory_efficiency.strided",
+                                                "launch_overhead_s")]
     test = held_out_mask(len(rows))
     train_rows = [r for r, t in zip(rows, test) if not t]
     measured = np.array([float(r["median_s"]) for r in train_rows])
@@ -65,16 +67,21 @@ def calibrate(hw: Hardware, rows: list[dict], implementation: str = "triton",
 
     lo = [np.log(a) if log else a for _, a, _, log in params]
     hi = [np.log(b) if log else b for _, _, b, log in params]
-    start = base.flat()
     # one core's streaming rate starts at its fair share of HBM (the least that lets all cores
     # together reach it) and rises only where rows with few busy cores show more: rows with many
     # cores busy cannot tell the rates above that share apart
     fair = (hw.achievable.hbm_bytes_per_s or hw.hbm.bytes_per_s) / hw.cores
-    start.update({f"core_bytes_per_s.{f}": fair for f in fams})
-    x0 = np.clip(to_x(start), lo, hi)
+
+    def x0(start: dict) -> np.ndarray:
+        return np.clip(to_x({**start, **{f"core_bytes_per_s.{f}": fair for f in fams}}), lo, hi)
+
     # soft-L1: a few rows the model's structure misses must not drag the fit of the rest
     common = dict(bounds=(lo, hi), max_nfev=max_evals, x_scale="jac", diff_step=1e-3, ftol=1e-10, xtol=1e-10)
-    first = least_squares(residuals, x0, **common)  # plain least squares from the defaults ...
+    # plain least squares from the stored knobs and from the families' defaults (a time model that
+    # changed since the last fit may leave the stored values where one bound hides another: a
+    # compute-bound shape fitted as memory-bound has no gradient in the compute efficiency) ...
+    starts = [base.flat(), default_knobs(hw, implementation).flat()]
+    first = min((least_squares(residuals, x0(s), **common) for s in starts), key=lambda r: r.cost)
     fit = least_squares(residuals, first.x, loss="soft_l1", f_scale=0.1, **common)  # ... then robust
     values = from_x(fit.x)
     calibrated = base.with_values(values)

@@ -45,7 +45,22 @@ def test_user_knob_directory_is_searched_first(tmp_path, monkeypatch):
     assert knobs_for(hw).family("prefill").compute_efficiency == 0.5 and knobs_for(hw).source == "mine"
 
 
+def test_a_declared_profile_survives_a_refit_and_the_dumper(tmp_path):
+    """The profile is declared (read from the kernel's source), not fitted: a knob file written
+    from refitted knobs keeps it, with its source."""
+    hw = load_hardware("h200")
+    k = knobs_for(hw, "flash")
+    assert k.profile.decode_block_m == 128 and k.profile.split_rows == 64 and "flash_api.cpp" in k.profile.source
+    refit = k.with_values({"compute_efficiency.decode": 0.3}, source="refit")
+    path = store.write(tmp_path / "h200" / "flash.yaml", refit, "h200", "test")
+    again = store.merge(default_knobs(hw, "flash"), store.strict_yaml.read(path), str(path))
+    assert again.profile == k.profile and again.family("decode").compute_efficiency == 0.3
+    assert default_knobs(hw).profile.decode_block_m == 0  # our own kernel declares none
+
+
 @pytest.mark.parametrize("text,words", [
+    ("profile: {decode_rows: 128}\n", ["profile.decode_rows: unknown property", "did you mean 'decode_block_m'"]),
+    ("profile: {split_block_m: -64}\n", ["profile.split_block_m: -64 is not a non-negative number"]),
     ("l2_reus: 0.9\n", ["l2_reus: unknown knob", "did you mean 'l2_reuse'"]),
     ("families: {prefil: {compute_efficiency: 0.5}}\n", ["families.prefil: unknown kernel family"]),
     ("families: {prefill: {compute_efficiency: fast}}\n", ["compute_efficiency: 'fast' is not a non-negative number"]),

@@ -2,6 +2,13 @@
 tiles (GQA packing), the keys are split across n_split CTAs to fill the cores, and each split
 writes an fp32 partial output plus its log-sum-exp for a combine kernel. Few CTAs leave cores
 idle: bandwidth is capped at active cores x one core's streaming rate.
+
+An implementation's profile (`calibration/knobs.Profile`) may fix what its kernels do by
+construction instead: the row tile each (split or unsplit) kernel computes whole, padded rows
+included, and the CTA count below which it splits the keys. FlashAttention-2, for one, packs a
+GQA group's query rows of a single-token decode into the query-length dimension, then runs its
+prefill kernel (128 rows) unless fewer than 0.8 x 2 x SMs CTAs would run, when it runs its
+split-KV kernel (64 rows); no row of either tile is skipped.
 """
 from __future__ import annotations
 
@@ -22,22 +29,38 @@ def kv_width(spec):
     return spec.d_qk if spec.kv_shared else spec.d_qk + spec.d_v * (1 - spec.skip * (spec.phase == "decode"))
 
 
-def grid(hw, fixed: dict) -> dict:
+def grid(hw, fixed: dict, profile) -> dict:
     """The mapping axes in search order (splits, Bc, stages, row tile); a pinned n_split may be
-    any count (it is taken out of `fixed`)."""
+    any count (it is taken out of `fixed`). A profile's row tiles replace the searched ones."""
     key_tiles = GPU_BC if hw.kind == "gpu" else TPU_BC
     row_tiles = (hw.mma_rows, MMA_ROWS) if hw.kind == "gpu" else (hw.mma_rows,)
+    if profile.decode_block_m:
+        row_tiles = tuple(sorted({profile.split_rows, profile.decode_block_m}))
     splits = (fixed.pop("n_split"),) if "n_split" in fixed else SPLITS
     return {"n_split": splits, "block_n": key_tiles, "stages": tiled.STAGES, "block_m": row_tiles}
 
 
-def decode_candidate(spec, hw, c, knobs, fam, n_split, bc, stages, rows, detail=True) -> dict:
+def profile_allows(profile, hw, B, hkv, m_rows, n_split, rows, split_searched: bool = True):
+    """Where a profile fixes the kernels: the candidates that are the kernel the implementation
+    runs (its own row tile for split and unsplit; splits only below its CTA threshold when the
+    split count is left to it); everywhere True without a profile."""
+    if not profile.decode_block_m:
+        return True
+    own = rows == np.where(n_split > 1, profile.split_rows, profile.decode_block_m)
+    if not (split_searched and profile.split_below_ctas_per_core):
+        return own
+    unsplit = B * hkv * np.ceil(m_rows / profile.split_rows)
+    return own & ((n_split == 1) | (unsplit < profile.split_below_ctas_per_core * hw.cores))
+
+
+def decode_candidate(spec, hw, c, knobs, fam, n_split, bc, stages, rows, detail=True, split_searched=True) -> dict:
     B, S, hq, hkv, b = spec.batch, spec.seq, spec.h_q, spec.h_kv, spec.bytes_per_element
     keys = spec.kv_read_tokens + S
     m_rows = hq / hkv * S  # GQA packing: a KV head's query rows share its K/V loads
     m_tiles = np.ceil(m_rows / rows)
-    # small-M decode uses the narrowest MMA (mma.sync m16 on GPUs); TPU MXUs pad to full rows
-    pad = MMA_ROWS if hw.kind == "gpu" else rows
+    # small-M decode uses the narrowest MMA (mma.sync m16 on GPUs); TPU MXUs pad to full rows, and
+    # so does an implementation whose profile says its kernels compute their row tiles whole
+    pad = MMA_ROWS if hw.kind == "gpu" and not knobs.profile.decode_block_m else rows
     kept = 1 - spec.skip
     padded = B * hkv * np.ceil(m_rows / pad) * pad * keys  # padded rows are wasted work
     flops = 2 * padded * (spec.d_qk + spec.d_v * kept)
@@ -53,9 +76,11 @@ def decode_candidate(spec, hw, c, knobs, fam, n_split, bc, stages, rows, detail=
     combine = np.where(n_split > 1, partial / (c.hbm_bytes_per_s * fam.memory_efficiency)
                        + knobs.launch_overhead_s, 0.0)
     dequant = raw_kv / spec.kv_bytes * spec.dequant_vector_flops  # each CTA dequantizes the elements it loads
+    runs = tiled.fits_on_chip(hw, spec, rows, bc, stages) \
+        & profile_allows(knobs.profile, hw, B, hkv, m_rows, n_split, rows, split_searched)
     est = tiled.finish(hw, c, knobs, fam, flops, exps, q_o + hbm_kv, raw_kv, q_o, ctas, iterations,
-                       tiled.tile_bytes(spec, rows, bc, stages), tiled.fits_on_chip(hw, spec, rows, bc, stages),
-                       stages, detail, extra_s=combine, vector_flops=dequant)
+                       tiled.tile_bytes(spec, rows, bc, stages), runs, stages, detail, extra_s=combine,
+                       vector_flops=dequant)
     if detail:
         est["hbm"] = est["hbm"] + partial
     return est
@@ -65,11 +90,12 @@ def estimate_decode(name: str, spec, hw, c, knobs, fixed=None):
     """The decode model with the knobs of family `name` (MLA and sparse decode share it)."""
     fixed = dict(fixed or {})
     fam = knobs.family(name)
+    split_searched = "n_split" not in fixed  # a pinned split count is the caller's, not the kernel's heuristic
 
     def time_of(spec, block_m, block_n, n_split, stages, detail=True):
-        return decode_candidate(spec, hw, c, knobs, fam, n_split, block_n, stages, block_m, detail)
+        return decode_candidate(spec, hw, c, knobs, fam, n_split, block_n, stages, block_m, detail, split_searched)
 
-    mappings = grid(hw, fixed)
+    mappings = grid(hw, fixed, knobs.profile)
     return tiled.search(time_of, spec, mappings, fixed, {"n_split": SPLITS, "block_n": GPU_BC})
 
 

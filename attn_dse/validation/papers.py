@@ -28,6 +28,7 @@ class ClaimResult:
     setup: dict  # predict arguments and the workloads compared
     setup_sources: dict = field(default_factory=dict)
     reason: str = ""  # why the model misses it, where it does
+    knobs: str = ""  # where the time model's knobs came from (a stored file, or the family defaults)
 
     @property
     def ratio(self) -> float:
@@ -41,7 +42,8 @@ class ClaimResult:
         return {"id": self.id, "title": self.title, "source": self.source, "quantity": self.quantity,
                 "hardware": self.hardware, "setup": self.setup, "setup_sources": self.setup_sources,
                 "published": self.published, "predicted": self.predicted, "ratio": self.ratio,
-                "tolerance": self.tolerance, "within": self.within, "reason": self.reason or None}
+                "tolerance": self.tolerance, "within": self.within, "reason": self.reason or None,
+                "knobs": self.knobs}
 
 
 def load_claims(path: str | Path = PAPERS) -> list[dict]:
@@ -70,6 +72,16 @@ def load_claims(path: str | Path = PAPERS) -> list[dict]:
     return claims
 
 
+def knobs_origin(hw: str) -> str:
+    """Which stored knob file the predictions of `hw` use (its own, or a same-silicon relative's:
+    `cost/knobs.py: relatives`), or that none is stored and the families' defaults apply."""
+    from attn_dse.calibration.knobs import stored
+    from attn_dse.cost.knobs import DEFAULT_IMPLEMENTATION, relatives
+    from attn_dse.hardware.loader import load_hardware
+    found = stored(relatives(load_hardware(hw)), DEFAULT_IMPLEMENTATION)
+    return f"{found[1].parent.name}/{found[1].name}" if found else f"family defaults (no knobs stored for {hw})"
+
+
 def _predict(hw: str, entry: dict, kw: dict):
     from attn_dse import attention, predict
     wl = attention(entry["variant"], **(entry.get("params") or {}))
@@ -96,7 +108,7 @@ def evaluate(claim: dict) -> ClaimResult:
     return ClaimResult(id=claim["id"], title=claim.get("title", ""), source=dict(claim["source"]), quantity=q,
                        published=float(claim["published"]), predicted=float(value), tolerance=float(claim["tolerance"]),
                        hardware=hw, setup=setup, setup_sources=dict(claim.get("setup_sources") or {}),
-                       reason=" ".join(str(claim.get("reason") or "").split()))
+                       reason=" ".join(str(claim.get("reason") or "").split()), knobs=knobs_origin(hw))
 
 
 def evaluate_all(path: str | Path = PAPERS) -> list[ClaimResult]:
@@ -110,4 +122,4 @@ def describe_setup(r: ClaimResult) -> str:
         return f"{e['variant']}({params})"
     args = " ".join(f"{k}={v}" for k, v in r.setup["predict"].items())
     pair = f"{wl(r.setup['baseline'])} -> {wl(r.setup['candidate'])}" if "baseline" in r.setup else wl(r.setup["candidate"])
-    return f"{r.hardware} {args}; {pair}"
+    return f"{r.hardware} {args}; {pair}; knobs: {r.knobs}"

@@ -50,3 +50,21 @@ def test_bad_claims_file_is_one_clear_error(tmp_path):
     bad.write_text("claims:\n  - {id: x, source: {}, quantity: speed, published: 1, tolerance: 0.1, hardware: h100, candidate: {}}\n")
     with pytest.raises(AttnDseError, match="quantity"):
         load_claims(bad)
+
+
+def test_each_claim_names_the_knobs_it_ran_with():
+    """A preset with its own stored knobs names that file; a preset without any (the A100) says the
+    family defaults ran; one without its own (the H200 for triton) names its same-silicon relative's."""
+    from pathlib import Path
+
+    import attn_dse.calibration as calibration
+    store = Path(calibration.__file__).parent / "knobs"
+    for r in RESULTS:
+        own = store / r.hardware / "triton.yaml"
+        if own.is_file():
+            assert r.knobs == f"{r.hardware}/triton.yaml"
+        elif not (store / r.hardware).is_dir():
+            assert r.knobs.startswith("family defaults") and r.hardware in r.knobs
+        else:
+            assert r.knobs.endswith("/triton.yaml") and (store / r.knobs).is_file()
+    assert {r.hardware for r in RESULTS} >= {"a100", "h100", "h200"}  # all three paths are exercised

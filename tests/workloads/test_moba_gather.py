@@ -82,3 +82,12 @@ def test_without_the_gate_the_data_movement_stays():
     names = {op.name for op in wl.ops(make_shape("prefill", 1, S, None, True, "bf16"), "core")}
     assert {"kv_prepare", "gather_q", "merge_lse", "merge_out"} <= names
     assert not names & {"gate_pool", "gate_cast", "gate", "gate_mask", "top_k", "selection_mask"}
+
+
+def test_gather_has_no_decode_path():
+    from attn_dse import predict
+    from attn_dse.errors import AttnDseError
+    wl = attention("block_sparse", n_heads=H, n_kv_heads=HKV, head_dim=D, block_size=BLOCK, top_k=TOP_K,
+                   execution="gather")
+    with pytest.raises(AttnDseError, match="prefill path.*dense"):
+        predict("h100", wl, phase="decode", batch=1, context=64)

@@ -45,6 +45,9 @@ class BlockSparse(GQA):
                 f"block_sparse: top_k={np.max(p['top_k']):g} exceeds the {np.min(n):g} blocks of a "
                 f"{np.min(s.kv_len):g}-token context at block_size={np.max(p['block_size']):g}",
                 "lower top_k or block_size, or raise the context")
+        require(p["execution"] != "gather" or s.phase != "decode",
+                "block_sparse: execution=gather is MoBA's released prefill path; its decode step runs dense "
+                "flash attention (moba/wrapper.py)", "use execution=fused for decode, or the gqa variant for dense")
 
     def pairs(self, p, s):
         return P.blocks_selected(s.seq, s.past, p["block_size"], p["top_k"], s.causal)

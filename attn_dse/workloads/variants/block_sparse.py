@@ -122,8 +122,8 @@ class BlockSparse(GQA):
                 one("gate", Q * 4 + n * h_q * d * 4, nHS * 4, vector_flops=2 * nHS * d),
                 one("gate_mask", 11 * n * S + 4 * nHS, 7 * n * S + 4 * nHS, kernels=5),  # positions, masks, fill
                 one("top_k", nHS * 4, k1 * HS * 12, vector_flops=nHS),
-                one("selection_mask", nHS * 4 + nHS + k1 * HS * 8 + 2 * nHS + 2 * nHS, 2 * nHS + 2 * nHS + k1 * HS
-                    + 16 * nnz, kernels=7)]  # isinf, not, zeros, scatter, and, nonzero, sum
+                one("selection_mask", 9 * nHS + 8 * k1 * HS, 4 * nHS + k1 * HS + 16 * nnz,
+                    kernels=7)]  # isinf, not, zeros, scatter, and, nonzero (two int64 indices), sum
         gather = one("gather_q", nnz * (d * b + 8) + 40 * nnz, nnz * d * b + 32 * nnz, kernels=5)  # index_select, indices
         # merge: 17 kernels over the LSEs (transposes, index_reduce, subtractions, exp, index_add, log,
         # index_select), then 6 over the outputs (zeros, rescale, +=, rescale, index_add, cast)

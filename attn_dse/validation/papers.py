@@ -12,7 +12,7 @@ from attn_dse.errors import AttnDseError
 PAPERS = Path(__file__).with_name("papers.yaml")
 QUANTITIES = ("speedup", "latency_s", "intensity", "flop_rate", "hbm_rate")
 KEYS = {"id", "title", "source", "quantity", "published", "tolerance", "hardware", "predict", "baseline",
-        "candidate", "setup_sources", "reason"}
+        "candidate", "setup_sources", "reason", "up_to"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +66,11 @@ def load_claims(path: str | Path = PAPERS) -> list[dict]:
             raise AttnDseError(f"{where}: quantity '{c['quantity']}' is unknown", fix="use one of " + ", ".join(QUANTITIES))
         if c["quantity"] == "speedup" and "baseline" not in c:
             raise AttnDseError(f"{where}: a speedup needs a baseline", fix="add baseline: {variant: ..., params: {...}}")
+        grid = c.get("up_to")
+        if grid is not None and not (isinstance(grid, dict) and grid
+                                     and all(isinstance(v, list) and v for v in grid.values())):
+            raise AttnDseError(f"{where}: up_to must map axes to lists of values",
+                               fix="e.g. up_to: {context: [4096, 8192], n_heads: [16, 128]}")
         if c["id"] in seen:
             raise AttnDseError(f"{where}: id '{c['id']}' appears twice", fix="give each claim its own id")
         seen.add(c["id"])
@@ -88,23 +93,44 @@ def _predict(hw: str, entry: dict, kw: dict):
     return predict(hw, wl, **kw)
 
 
-def evaluate(claim: dict) -> ClaimResult:
-    """One claim: the prediction of its quantity under its setup."""
-    kw = dict(claim.get("predict") or {})
-    hw = claim["hardware"]
-    cand = _predict(hw, claim["candidate"], kw)
-    q = claim["quantity"]
+def _value(claim: dict, kw: dict, params: dict):
+    """The claim's quantity at one point (`params` override both workloads' parameters)."""
+    hw, q = claim["hardware"], claim["quantity"]
+
+    def run(entry):
+        return _predict(hw, {**entry, "params": {**(entry.get("params") or {}), **params}}, kw)
+    cand = run(claim["candidate"])
     if q == "speedup":
-        value = _predict(hw, claim["baseline"], kw).latency_s / cand.latency_s
-    elif q == "latency_s":
-        value = cand.latency_s
-    elif q == "intensity":
-        value = cand.arithmetic_intensity
-    elif q == "flop_rate":
-        value = cand.flops / cand.latency_s
-    else:
-        value = cand.hbm_bytes / cand.latency_s
-    setup = {"predict": kw, "candidate": claim["candidate"], **({"baseline": claim["baseline"]} if "baseline" in claim else {})}
+        return run(claim["baseline"]).latency_s / cand.latency_s
+    if q == "latency_s":
+        return cand.latency_s
+    if q == "intensity":
+        return cand.arithmetic_intensity
+    if q == "flop_rate":
+        return cand.flops / cand.latency_s
+    return cand.min_hbm_bytes / cand.latency_s  # bytes as a benchmark counts them: each tensor once
+
+
+def evaluate(claim: dict) -> ClaimResult:
+    """One claim: the prediction of its quantity under its setup. A claim of the form 'up to X'
+    over a benchmark grid (`up_to`: axis -> values; an axis is a predict argument or a workload
+    parameter) is the largest value over the grid."""
+    import inspect
+    import itertools
+
+    from attn_dse import predict
+    kw = dict(claim.get("predict") or {})
+    hw, q = claim["hardware"], claim["quantity"]
+    grid = claim.get("up_to") or {}
+    predict_args = set(inspect.signature(predict).parameters)
+    values = []
+    for point in itertools.product(*grid.values()):
+        at = dict(zip(grid, point))
+        values.append(float(_value(claim, {**kw, **{k: v for k, v in at.items() if k in predict_args}},
+                                   {k: v for k, v in at.items() if k not in predict_args})))
+    value = max(values)
+    setup = {"predict": kw, "candidate": claim["candidate"], **({"baseline": claim["baseline"]} if "baseline" in claim else {}),
+             **({"up_to": grid} if grid else {})}
     return ClaimResult(id=claim["id"], title=claim.get("title", ""), source=dict(claim["source"]), quantity=q,
                        published=float(claim["published"]), predicted=float(value), tolerance=float(claim["tolerance"]),
                        hardware=hw, setup=setup, setup_sources=dict(claim.get("setup_sources") or {}),
@@ -122,4 +148,6 @@ def describe_setup(r: ClaimResult) -> str:
         return f"{e['variant']}({params})"
     args = " ".join(f"{k}={v}" for k, v in r.setup["predict"].items())
     pair = f"{wl(r.setup['baseline'])} -> {wl(r.setup['candidate'])}" if "baseline" in r.setup else wl(r.setup["candidate"])
-    return f"{r.hardware} {args}; {pair}; knobs: {r.knobs}"
+    grid = r.setup.get("up_to")
+    over = "; max over " + ", ".join(f"{k} in {v}" for k, v in grid.items()) if grid else ""
+    return f"{r.hardware} {args}; {pair}{over}; knobs: {r.knobs}"

@@ -12,7 +12,7 @@ from attn_dse.errors import AttnDseError
 PAPERS = Path(__file__).with_name("papers.yaml")
 QUANTITIES = ("speedup", "latency_s", "intensity", "flop_rate", "hbm_rate")
 KEYS = {"id", "title", "source", "quantity", "published", "tolerance", "hardware", "predict", "baseline",
-        "candidate", "setup_sources", "reason"}
+        "candidate", "setup_sources", "reason", "up_to"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +28,7 @@ class ClaimResult:
     setup: dict  # predict arguments and the workloads compared
     setup_sources: dict = field(default_factory=dict)
     reason: str = ""  # why the model misses it, where it does
+    knobs: str = ""  # where the time model's knobs came from (a stored file, or the family defaults)
 
     @property
     def ratio(self) -> float:
@@ -41,7 +42,8 @@ class ClaimResult:
         return {"id": self.id, "title": self.title, "source": self.source, "quantity": self.quantity,
                 "hardware": self.hardware, "setup": self.setup, "setup_sources": self.setup_sources,
                 "published": self.published, "predicted": self.predicted, "ratio": self.ratio,
-                "tolerance": self.tolerance, "within": self.within, "reason": self.reason or None}
+                "tolerance": self.tolerance, "within": self.within, "reason": self.reason or None,
+                "knobs": self.knobs}
 
 
 def load_claims(path: str | Path = PAPERS) -> list[dict]:
@@ -64,10 +66,25 @@ def load_claims(path: str | Path = PAPERS) -> list[dict]:
             raise AttnDseError(f"{where}: quantity '{c['quantity']}' is unknown", fix="use one of " + ", ".join(QUANTITIES))
         if c["quantity"] == "speedup" and "baseline" not in c:
             raise AttnDseError(f"{where}: a speedup needs a baseline", fix="add baseline: {variant: ..., params: {...}}")
+        grid = c.get("up_to")
+        if grid is not None and not (isinstance(grid, dict) and grid
+                                     and all(isinstance(v, list) and v for v in grid.values())):
+            raise AttnDseError(f"{where}: up_to must map axes to lists of values",
+                               fix="e.g. up_to: {context: [4096, 8192], n_heads: [16, 128]}")
         if c["id"] in seen:
             raise AttnDseError(f"{where}: id '{c['id']}' appears twice", fix="give each claim its own id")
         seen.add(c["id"])
     return claims
+
+
+def knobs_origin(hw: str) -> str:
+    """Which stored knob file the predictions of `hw` use (its own, or a same-silicon relative's:
+    `cost/knobs.py: relatives`), or that none is stored and the families' defaults apply."""
+    from attn_dse.calibration.knobs import stored
+    from attn_dse.cost.knobs import DEFAULT_IMPLEMENTATION, relatives
+    from attn_dse.hardware.loader import load_hardware
+    found = stored(relatives(load_hardware(hw)), DEFAULT_IMPLEMENTATION)
+    return f"{found[1].parent.name}/{found[1].name}" if found else f"family defaults (no knobs stored for {hw})"
 
 
 def _predict(hw: str, entry: dict, kw: dict):
@@ -76,27 +93,48 @@ def _predict(hw: str, entry: dict, kw: dict):
     return predict(hw, wl, **kw)
 
 
-def evaluate(claim: dict) -> ClaimResult:
-    """One claim: the prediction of its quantity under its setup."""
-    kw = dict(claim.get("predict") or {})
-    hw = claim["hardware"]
-    cand = _predict(hw, claim["candidate"], kw)
-    q = claim["quantity"]
+def _value(claim: dict, kw: dict, params: dict):
+    """The claim's quantity at one point (`params` override both workloads' parameters)."""
+    hw, q = claim["hardware"], claim["quantity"]
+
+    def run(entry):
+        return _predict(hw, {**entry, "params": {**(entry.get("params") or {}), **params}}, kw)
+    cand = run(claim["candidate"])
     if q == "speedup":
-        value = _predict(hw, claim["baseline"], kw).latency_s / cand.latency_s
-    elif q == "latency_s":
-        value = cand.latency_s
-    elif q == "intensity":
-        value = cand.arithmetic_intensity
-    elif q == "flop_rate":
-        value = cand.flops / cand.latency_s
-    else:
-        value = cand.hbm_bytes / cand.latency_s
-    setup = {"predict": kw, "candidate": claim["candidate"], **({"baseline": claim["baseline"]} if "baseline" in claim else {})}
+        return run(claim["baseline"]).latency_s / cand.latency_s
+    if q == "latency_s":
+        return cand.latency_s
+    if q == "intensity":
+        return cand.arithmetic_intensity
+    if q == "flop_rate":
+        return cand.flops / cand.latency_s
+    return cand.min_hbm_bytes / cand.latency_s  # bytes as a benchmark counts them: each tensor once
+
+
+def evaluate(claim: dict) -> ClaimResult:
+    """One claim: the prediction of its quantity under its setup. A claim of the form 'up to X'
+    over a benchmark grid (`up_to`: axis -> values; an axis is a predict argument or a workload
+    parameter) is the largest value over the grid."""
+    import inspect
+    import itertools
+
+    from attn_dse import predict
+    kw = dict(claim.get("predict") or {})
+    hw, q = claim["hardware"], claim["quantity"]
+    grid = claim.get("up_to") or {}
+    predict_args = set(inspect.signature(predict).parameters)
+    values = []
+    for point in itertools.product(*grid.values()):
+        at = dict(zip(grid, point))
+        values.append(float(_value(claim, {**kw, **{k: v for k, v in at.items() if k in predict_args}},
+                                   {k: v for k, v in at.items() if k not in predict_args})))
+    value = max(values)
+    setup = {"predict": kw, "candidate": claim["candidate"], **({"baseline": claim["baseline"]} if "baseline" in claim else {}),
+             **({"up_to": grid} if grid else {})}
     return ClaimResult(id=claim["id"], title=claim.get("title", ""), source=dict(claim["source"]), quantity=q,
                        published=float(claim["published"]), predicted=float(value), tolerance=float(claim["tolerance"]),
                        hardware=hw, setup=setup, setup_sources=dict(claim.get("setup_sources") or {}),
-                       reason=" ".join(str(claim.get("reason") or "").split()))
+                       reason=" ".join(str(claim.get("reason") or "").split()), knobs=knobs_origin(hw))
 
 
 def evaluate_all(path: str | Path = PAPERS) -> list[ClaimResult]:
@@ -110,4 +148,6 @@ def describe_setup(r: ClaimResult) -> str:
         return f"{e['variant']}({params})"
     args = " ".join(f"{k}={v}" for k, v in r.setup["predict"].items())
     pair = f"{wl(r.setup['baseline'])} -> {wl(r.setup['candidate'])}" if "baseline" in r.setup else wl(r.setup["candidate"])
-    return f"{r.hardware} {args}; {pair}"
+    grid = r.setup.get("up_to")
+    over = "; max over " + ", ".join(f"{k} in {v}" for k, v in grid.items()) if grid else ""
+    return f"{r.hardware} {args}; {pair}{over}; knobs: {r.knobs}"

@@ -50,3 +50,44 @@ def test_bad_claims_file_is_one_clear_error(tmp_path):
     bad.write_text("claims:\n  - {id: x, source: {}, quantity: speed, published: 1, tolerance: 0.1, hardware: h100, candidate: {}}\n")
     with pytest.raises(AttnDseError, match="quantity"):
         load_claims(bad)
+
+
+def test_each_claim_names_the_knobs_it_ran_with():
+    """A preset with its own stored knobs names that file; a preset without any (the A100) says the
+    family defaults ran; one without its own (the H200 for triton) names its same-silicon relative's."""
+    from pathlib import Path
+
+    import attn_dse.calibration as calibration
+    store = Path(calibration.__file__).parent / "knobs"
+    for r in RESULTS:
+        own = store / r.hardware / "triton.yaml"
+        if own.is_file():
+            assert r.knobs == f"{r.hardware}/triton.yaml"
+        elif not (store / r.hardware).is_dir():
+            assert r.knobs.startswith("family defaults") and r.hardware in r.knobs
+        else:
+            assert r.knobs.endswith("/triton.yaml") and (store / r.knobs).is_file()
+    assert {r.hardware for r in RESULTS} >= {"a100", "h100", "h200"}  # all three paths are exercised
+
+
+def test_up_to_claims_take_the_largest_value_over_their_grid(tmp_path):
+    """An 'up to X' claim is the maximum over its benchmark grid, each point predicted on its own."""
+    from attn_dse import attention, predict
+    path = tmp_path / "p.yaml"
+    path.write_text("claims:\n  - {id: g, source: {url: 'https://x', where: y}, quantity: flop_rate, published: 1.0e14,\n"
+                    "     tolerance: 0.1, hardware: h100, predict: {phase: decode, batch: 8, context: 2048},\n"
+                    "     up_to: {seq: [1, 2], n_heads: [16, 128]}, candidate: {variant: mla, params: {scheme: absorbed}},\n"
+                    "     setup_sources: {x: y}}\n")
+    from attn_dse.validation.papers import evaluate
+    result = evaluate(load_claims(path)[0])
+    rates = []
+    for seq in (1, 2):
+        for heads in (16, 128):
+            p = predict("h100", attention("mla", scheme="absorbed", n_heads=heads), phase="decode", batch=8, seq=seq, context=2048)
+            rates.append(float(p.flops / p.latency_s))
+    assert result.predicted == pytest.approx(max(rates), rel=1e-12) and max(rates) > min(rates)
+    assert "max over seq in [1, 2], n_heads in [16, 128]" in __import__(
+        "attn_dse.validation.papers", fromlist=["describe_setup"]).describe_setup(result)
+    path.write_text(path.read_text().replace("seq: [1, 2]", "seq: 1"))
+    with pytest.raises(AttnDseError, match="up_to must map axes to lists"):
+        load_claims(path)

@@ -28,7 +28,7 @@ class BlockSparse(GQA):
               Param("top_k", int, 3, "blocks each query attends (its own included)"),
               Param("gate", bool, True, "include the gate kernels (pooling, scoring, top-k); false: attention only"),
               Param("execution", str, "fused", "fused: one kernel reads the selection; gather: MoBA's released "
-                    "code (gate scores through HBM, queries gathered per selected block, fp32 partials merged)",
+                    "code pass by pass (fp32 gate through HBM, queries gathered per selected block, fp32 LSE merge)",
                     choices=("fused", "gather")),
               TP)
 
@@ -45,6 +45,9 @@ class BlockSparse(GQA):
                 f"block_sparse: top_k={np.max(p['top_k']):g} exceeds the {np.min(n):g} blocks of a "
                 f"{np.min(s.kv_len):g}-token context at block_size={np.max(p['block_size']):g}",
                 "lower top_k or block_size, or raise the context")
+        require(p["execution"] != "gather" or s.phase != "decode",
+                "block_sparse: execution=gather is MoBA's released prefill path; its decode step runs dense "
+                "flash attention (moba/wrapper.py)", "use execution=fused for decode, or the gqa variant for dense")
 
     def pairs(self, p, s):
         return P.blocks_selected(s.seq, s.past, p["block_size"], p["top_k"], s.causal)
@@ -60,10 +63,11 @@ class BlockSparse(GQA):
 
     def gather_io_bytes(self, p, s):
         """What the gather execution's attention kernels stream beyond Q/K/V/O: a query copy per
-        selection, and fp32 partial outputs with their LSE, one per query (own block) and selection."""
+        selection, and per query (own block) and selection an output row (the query dtype) with
+        its fp32 log-sum-exp (flash_attn varlen forward returns both)."""
         h_q, _ = self.heads(p)
-        d, B, sel = p["head_dim"], s.batch, self.selections(p, s)
-        return B * h_q * (sel * d * s.bytes_per_element + (s.seq + sel) * (d + 1) * 4)
+        d, B, b, sel = p["head_dim"], s.batch, s.bytes_per_element, self.selections(p, s)
+        return B * h_q * (sel * d * b + (s.seq + sel) * (d * b + 4))
 
     def layer_ops(self, p, s):
         self.check_shape(p, s)
@@ -87,30 +91,50 @@ class BlockSparse(GQA):
                                  cache_tokens=self.cache_read_tokens(p, s))
         core[0] = dataclasses.replace(core[0], reads=core[0].reads + (selection,))  # QK^T reads the selection
         if p["execution"] == "gather":
-            gate, core = self._gather_execution(p, s, gate, core)
+            gate, core = self._gather_execution(p, s, core)
         pre, post = qkv_out_projections(s, p["d_model"], h_q, h_kv, d, d)
         return pre + (gate if p["gate"] else []) + core + post
 
-    def _gather_execution(self, p, s, gate, core):
-        """MoBA's released implementation (moba_efficient.py): the gate scores are a tensor in HBM
-        for top-k; queries are copied per selected block into varlen batches; FlashAttention runs on
-        the own blocks and the gathered batches, each writing fp32 outputs and LSEs that a last
-        kernel merges."""
-        h_q, _ = self.heads(p)
-        d, b, B, sel = p["head_dim"], s.bytes_per_element, s.batch, self.selections(p, s)
-        gate = [dataclasses.replace(op, writes=tuple(dataclasses.replace(t, kind="activation") for t in op.writes),
-                                    reads=tuple(dataclasses.replace(t, kind="activation") if t.name == "gate_scores"
-                                                else t for t in op.reads)) for op in gate]
-        q = Tensor("q", B * s.seq * h_q * d * b)
-        q_rows = Tensor("q_gathered", B * h_q * sel * d * b)
-        partials = Tensor("o_partials", B * h_q * (s.seq + sel) * (d + 1) * 4)
-        out = Tensor("o", B * s.seq * h_q * d * b)
+    def _gather_execution(self, p, s, core):
+        """MoBA's released implementation (moba/wrapper.py, moba/moba_efficient.py), pass by pass,
+        each a PyTorch kernel through HBM: the KV heads repeated to the query heads and stacked;
+        the n = ceil(N/block) - 1 earlier blocks copied out and mean-pooled; the gate an fp32
+        einsum of every query with every pooled block (fp32 matmul runs on the FP32 units, PyTorch's
+        default without TF32), masked, top-(k-1) over blocks, turned into a boolean mask and its
+        nonzero indices; the selected queries copied out; FlashAttention varlen over the own blocks
+        and over the gathered (block, head) batches; the merge by log-sum-exp in fp32 (index_reduce,
+        exp, index_add, log, rescaled outputs promoted to fp32, index_add into an fp32 output, cast)."""
+        h_q, h_kv = self.heads(p)
+        d, b, B, bs = p["head_dim"], s.bytes_per_element, s.batch, p["block_size"]
+        S, N, k1 = s.seq, s.kv_len, p["top_k"] - 1
+        n = np.maximum(np.ceil(N / bs) - 1, 0)  # blocks a query may select (the last is its own)
+        nnz = h_q * self.selections(p, s)  # (query, head, earlier block) selections
+        Q, HS, nHS, kv = S * h_q * d, h_q * S, n * h_q * S, 2 * n * bs * h_q * d * b
+
+        def one(name, read, write, kernels=1, vector_flops=0.0, exps=0.0, grad=False):
+            return Op(name, "elementwise", vector_flops=B * vector_flops, exps=B * exps, repeat=kernels, grad=grad,
+                      reads=(Tensor(f"{name}_in", B * read),), writes=(Tensor(f"{name}_out", B * write),))
+        repeat = np.where(np.asarray(h_kv) < np.asarray(h_q), 1.0, 0.0)
+        move = one("kv_prepare", repeat * 2 * N * h_kv * d * b + 2 * N * h_q * d * b + 2 * kv,  # repeat, stack,
+                   repeat * 2 * N * h_q * d * b + 2 * N * h_q * d * b + 2 * kv, kernels=3 + repeat)  # filter, regroup
+        gate = [one("gate_pool", kv / 2, n * h_q * d * 4, vector_flops=n * bs * h_q * d),
+                one("gate_cast", Q * (b + 4), Q * (4 + b), kernels=2),  # q.float() and back
+                one("gate", Q * 4 + n * h_q * d * 4, nHS * 4, vector_flops=2 * nHS * d),
+                one("gate_mask", 11 * n * S + 4 * nHS, 7 * n * S + 4 * nHS, kernels=5),  # positions, masks, fill
+                one("top_k", nHS * 4, k1 * HS * 12, vector_flops=nHS),
+                one("selection_mask", 9 * nHS + 8 * k1 * HS, 4 * nHS + k1 * HS + 16 * nnz,
+                    kernels=7)]  # isinf, not, zeros, scatter, and, nonzero (two int64 indices), sum
+        gather = one("gather_q", nnz * (d * b + 8) + 40 * nnz, nnz * d * b + 32 * nnz, kernels=5)  # index_select, indices
+        # merge: 17 kernels over the LSEs (transposes, index_reduce, subtractions, exp, index_add, log,
+        # index_select), then 6 over the outputs (zeros, rescale, +=, rescale, index_add, cast)
+        merge = [one("merge_lse", 44 * HS + 84 * nnz, 32 * HS + 36 * nnz, kernels=17, exps=3 * HS + 2 * nnz, grad=True),
+                 one("merge_out", Q * (b + 12) + 4 * HS + nnz * (d * b + 8 * d + 12), Q * (12 + b) + 8 * nnz * d,
+                     kernels=6, grad=True)]
+        q_rows = Tensor("q_gathered", B * nnz * d * b)
+        outputs = Tensor("o_partials", B * h_q * (S + self.selections(p, s)) * (d * b + 4))
         core = [dataclasses.replace(op, reads=op.reads + (q_rows,)) if op.name == "qk" else
-                dataclasses.replace(op, writes=(partials,)) if op.name == "pv" else op for op in core]
-        glue = [Op("gather_q", "gather", reads=(q,), writes=(q_rows,), grad=False),
-                Op("merge_partials", "elementwise", vector_flops=3 * B * h_q * (s.seq + sel) * d,
-                   reads=(partials,), writes=(out,))]
-        return gate, glue[:1] + core + glue[1:]
+                dataclasses.replace(op, writes=(outputs,)) if op.name == "pv" else op for op in core]
+        return gate, [move, gather] + core + merge
 
     def kernel_spec(self, p, s):
         h_q, h_kv = self.heads(p)

@@ -27,14 +27,19 @@ def attention_ref(q, k, v, causal: bool, window: int | None = None, seq_lens=Non
 
 
 def mla_decode_ref(q_nope, q_pe, kv, seq_lens, d_latent: int, sm_scale: float):
-    """Absorbed MLA decode. q_nope [B, H, d_latent], q_pe [B, H, d_rope], kv [B, L, d_latent + d_rope];
-    V = the latent columns of kv."""
+    """Absorbed MLA decode. q_nope [B, H, d_latent] or [B, Sq, H, d_latent], q_pe likewise with
+    d_rope, kv [B, L, d_latent + d_rope]; V = the latent columns of kv. Sq new tokens sit at the
+    last Sq of seq_lens[b] and attend causally among themselves."""
+    one = q_nope.dim() == 3
     q = torch.cat([q_nope, q_pe], -1).float()
-    s = torch.einsum("bhd,bld->bhl", q, kv.float()) * sm_scale
-    L = kv.shape[1]
-    mask = torch.arange(L, device=kv.device)[None, :] < seq_lens[:, None].to(kv.device)
-    s = s.masked_fill(~mask[:, None], float("-inf"))
-    return torch.einsum("bhl,bld->bhd", s.softmax(-1), kv[..., :d_latent].float())
+    q = q[:, None] if one else q
+    s = torch.einsum("bqhd,bld->bqhl", q, kv.float()) * sm_scale
+    L, Sq = kv.shape[1], q.shape[1]
+    last = seq_lens.to(kv.device)[:, None] - Sq + torch.arange(Sq, device=kv.device)[None, :]  # [B, Sq]
+    mask = torch.arange(L, device=kv.device)[None, None, :] <= last[:, :, None]
+    s = s.masked_fill(~mask[:, :, None], float("-inf"))
+    out = torch.einsum("bqhl,bld->bqhd", s.softmax(-1), kv[..., :d_latent].float())
+    return out[:, 0] if one else out
 
 
 def block_sparse_ref(q, k, v, block_idx, block: int, causal: bool):

@@ -20,6 +20,14 @@ every tile configuration spilled. The RoPE score is computed in q_rope's dtype: 
 production, fp16 in the CPU interpreter's test, where Triton 3.9 multiplies bf16 tiles wrongly
 (tl.dot). Splits are merged by the bf16 kernel's combine (decode.run_splits).
 
+Measured on an H200 (2026-12-02, docs/device-logs/h200-mla-decode-fp8-2026-12-02.log): correct
+(26/26 checks), but SLOWER than the bf16 kernel: 0.56-0.73x at 16 heads, 0.28-0.68x at 32,
+0.12-0.41x at 128. Its best tile reads 1.15 TB/s of fp8 rows where the bf16 kernel streams
+3.3 TB/s: the heads-major tiles run on mma.sync (HMMA), and each latent value is widened once
+per 16-32-head block. Beating bf16 needs the widened tile in shared memory feeding wgmma for all
+heads at once (the Gluon kernel's structure, mla_decode_wgmma.py); this one is the reference
+point for that work, not a kernel to deploy.
+
 Queries q_nope [B, Sq, H, 512] (W_UK already applied; fp16, or bf16 rounded to it) and q_rope
 [B, Sq, H, 64] (bf16); the Sq
 new tokens (Sq > 1: speculative decoding) sit at the end of each sequence and attend causally

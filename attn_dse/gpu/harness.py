@@ -103,6 +103,7 @@ class Recorder:
         """One timed shape; FLOPs are the cost model's exact count for the row's workload."""
         row = {**self.prov, "implementation": "triton", **row}
         row.setdefault("flops", model_flops(row))
+        row.setdefault("kv_dtype", row.get("dtype", ""))  # the cache holds the compute dtype unless a row says
         med = row["median_s"]
         row["tflop_per_s"] = row["flops"] / med / 1e12
         row["tb_per_s"] = row["kv_bytes"] / med / 1e12 if row.get("kv_bytes") else 0.0

@@ -33,7 +33,7 @@ TPLA = dict(batch=1, context=32768)
 
 
 def provenance() -> dict:
-    if torch.cuda.is_available():
+    if _on_gpu():
         from attn_dse.gpu.harness import provenance as gpu_provenance
         return gpu_provenance()
     return {"device": "cpu", "driver": "", "torch": torch.__version__, "triton": "", "cuda": "",
@@ -43,7 +43,7 @@ def provenance() -> dict:
 def timed(fn, iters: int = 20) -> tuple[float, float, float]:
     """(median, p20, p80) seconds of fn across ranks: barrier, then each call timed (CUDA events
     on GPUs); the slowest rank's time is the collective's."""
-    cuda = torch.cuda.is_available()
+    cuda = _on_gpu()
     for _ in range(3):
         fn()
     times = []
@@ -67,8 +67,14 @@ def timed(fn, iters: int = 20) -> tuple[float, float, float]:
     return times[len(times) // 2], times[len(times) // 5], times[(4 * len(times)) // 5]
 
 
+def _on_gpu() -> bool:
+    """GPUs are used when the process group runs over NCCL; over gloo (CPU tests, even on a GPU
+    machine) every tensor stays on the CPU."""
+    return torch.cuda.is_available() and (not dist.is_initialized() or dist.get_backend() == "nccl")
+
+
 def _dev():
-    return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    return torch.device("cuda", torch.cuda.current_device()) if _on_gpu() else torch.device("cpu")
 
 
 def collective_fn(op: str, nbytes: int, dtype=torch.bfloat16):
@@ -163,7 +169,7 @@ def tp_layer(x, w_qkv, w_o, h, h_kv, d, causal, cache_kv=None):
 
 def run(out: Path, quick: bool = False) -> None:
     p, r = dist.get_world_size(), dist.get_rank()
-    dev, dt = _dev(), (torch.bfloat16 if torch.cuda.is_available() else torch.float32)
+    dev, dt = _dev(), (torch.bfloat16 if _on_gpu() else torch.float32)
     prov = {**provenance(), "world_size": p, "gpus_per_node": int(os.environ.get("LOCAL_WORLD_SIZE", p)),
             "nodes": p // int(os.environ.get("LOCAL_WORLD_SIZE", p)), "backend": dist.get_backend()}
     coll, layers = [], []

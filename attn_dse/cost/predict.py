@@ -17,7 +17,7 @@ import numpy as np
 
 from attn_dse.calibration.knobs import Knobs
 from attn_dse.cost.family import family_for, get_family
-from attn_dse.cost.knobs import DEFAULT_IMPLEMENTATION, check_kernel, implementations_for, knobs_for
+from attn_dse.cost.knobs import DEFAULT_IMPLEMENTATION, implementations_for, kernel_knobs
 from attn_dse.cost.roofline import COMPUTE_LIMITERS, Ceilings, bound_time, ceilings, op_time, select
 from attn_dse.cost.step import with_step
 from attn_dse.hardware.loader import load_hardware
@@ -104,9 +104,7 @@ def predict(hw: Hardware | str, workload: Workload, phase: str = "decode", batch
         return _fastest(hw, workload, dict(phase=phase, batch=batch, seq=seq, context=context, dtype=dtype,
                                            scope=scope, causal=causal, fused=fused, achievable=achievable,
                                            mapping=mapping, dataflow_model=dataflow_model, kv_dtype=kv_dtype))
-    if isinstance(kernel, str):
-        check_kernel(hw, kernel)
-    knobs = kernel if isinstance(kernel, Knobs) else knobs_for(hw, kernel)
+    knobs = kernel if isinstance(kernel, Knobs) else kernel_knobs(hw, kernel)
     fused = fused and knobs.fused  # an implementation that runs attention as separate kernels
     s = make_shape(phase, batch, seq, context, causal, dtype, kv_dtype)
     ops = active_ops(workload.ops(s, scope), fused)

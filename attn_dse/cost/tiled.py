@@ -15,7 +15,7 @@ import numpy as np
 
 from attn_dse.calibration.knobs import FamilyKnobs, Knobs
 from attn_dse.cost.family import KernelEstimate
-from attn_dse.cost.roofline import Ceilings, bound_time
+from attn_dse.cost.roofline import Ceilings
 from attn_dse.errors import AttnDseError
 from attn_dse.hardware.spec import Hardware
 from attn_dse.workloads.kernel_spec import KernelSpec
@@ -85,17 +85,17 @@ def finish(hw: Hardware, c: Ceilings, knobs: Knobs, fam: FamilyKnobs, flops, exp
     t = t + (n_waves * knobs.wave_latency_s + knobs.launch_overhead_s + extra_s) + (n_waves * active) * first_tiles
     if not detail:
         return {"time": t}
-    times = {"compute": t_compute, "hbm": t_hbm, "smem": t_smem}
-    if c.cache_bytes_per_s:
-        times["l2"] = t_l2
-    _, limiter = bound_time(times)
-    limiter = np.where(limiter == "compute", np.where(t_exp > t_mm, np.where(t_vec > t_sfu, "vector", "exp"), "matmul"),
-                       limiter)
-    limiter = np.where((limiter == "hbm") & (t_core > t_bw), "core_bw", limiter)
-    return {"time": t, "hbm": hbm, "cache": raw_kv, "flops": flops, "exps": exps, "limiter": limiter,
+    # the limiter: the largest of compute, HBM, SMEM (and L2), the first on ties; compute is
+    # named by its unit, HBM as one core's streaming rate where that is the cap
+    resources = [t_compute, t_hbm, t_smem] + ([t_l2] if c.cache_bytes_per_s else [])
+    largest = np.argmax(np.stack(np.broadcast_arrays(*resources)), axis=0)
+    code = np.where(largest == 0, np.where(t_exp > t_mm, np.where(t_vec > t_sfu, 2, 1), 0),
+                    np.where(largest == 1, np.where(t_core > t_bw, 4, 3), largest + 3))
+    return {"time": t, "hbm": hbm, "cache": raw_kv, "flops": flops, "exps": exps, "limiter": LIMITERS[code],
             "compute": t_compute, "memory": t_hbm}
 
 
+LIMITERS = np.array(["matmul", "exp", "vector", "hbm", "core_bw", "smem", "l2"], dtype=object)  # finish's codes
 MAPPING = ("block_m", "block_n", "n_split", "stages")
 POINTS_PER_PASS = 1024  # points timed against every candidate at once (bounds the memory)
 
@@ -105,16 +105,49 @@ NUMERIC_FIELDS = ("batch", "seq", "past", "h_q", "h_kv", "d_qk", "d_v", "pairs",
 
 
 def _flat_spec(spec: KernelSpec) -> tuple[KernelSpec, tuple]:
-    """The spec with every numeric field broadcast to one shape and flattened, and that shape."""
+    """The spec with every numeric field broadcast to one shape and flattened, and that shape.
+    A spec of one point keeps Python floats: its terms that no mapping changes cost no array ops."""
     names = [f for f in NUMERIC_FIELDS if getattr(spec, f) is not None]
     values = np.broadcast_arrays(*[np.asarray(getattr(spec, f), dtype=np.float64) for f in names])
     shape = values[0].shape
-    return dataclasses.replace(spec, **{f: v.reshape(-1) for f, v in zip(names, values)}), shape
+    flat = [float(v) for v in values] if shape == () else [v.reshape(-1) for v in values]
+    return dataclasses.replace(spec, **dict(zip(names, flat))), shape
 
 
 def _rows(spec: KernelSpec, lo: int, hi: int) -> KernelSpec:
     fields = {f: getattr(spec, f)[lo:hi] for f in NUMERIC_FIELDS if getattr(spec, f) is not None}
     return dataclasses.replace(spec, **fields)
+
+
+def _first_min(times: np.ndarray) -> np.ndarray:
+    """Per column of `times` (candidates x points): the row of the smallest, the earliest on
+    ties; np.argmin along axis 0 without the transposed copy it makes."""
+    k = len(times)
+    if k > 255:
+        return np.argmin(times, axis=0)
+    rank = np.arange(k, 0, -1, dtype=np.uint8)[:, None]  # the earlier row, the higher rank
+    first = k - ((times == times.min(axis=0)) * rank).max(axis=0)
+    return first if first.max() < k else np.argmin(times, axis=0)  # a NaN matches nothing
+
+
+def _points(x, n: int, shape: tuple, dtype=None) -> np.ndarray:
+    """A field as one value per point, in the spec's shape (a fresh array)."""
+    x = np.asarray(x, dtype=dtype)
+    if x.shape == (n,) and x.flags.owndata:
+        return x.reshape(shape)
+    if x.ndim == 0:
+        return np.full(shape, x, dtype=x.dtype)
+    return np.broadcast_to(x, (n,)).reshape(shape).copy()
+
+
+def _winner(x, index: tuple, n: int):
+    """The value of candidate field `x` (axes first, points last, broadcastable) at each
+    point's chosen candidate (`index`: one index array per axis)."""
+    x = np.asarray(x)
+    if x.ndim == 0:
+        return x
+    x = x.reshape((1,) * (len(index) + 1 - x.ndim) + x.shape)
+    return x[tuple(i if size > 1 else 0 for i, size in zip(index + (np.arange(n),), x.shape))]
 
 
 def no_mapping(key: str, value, choices: dict | None):
@@ -137,10 +170,16 @@ def search(time_of, spec: KernelSpec, axes: dict, fixed: dict | None = None,
             no_mapping(key, value, choices)
         axes[key] = np.asarray([value], dtype=np.float64)
     names, k = list(axes), len(axes)
-    sizes = tuple(len(axes[n]) for n in names)
-    shaped = {n: axes[n].reshape(tuple(-1 if i == j else 1 for j in range(k)) + (1,)) for i, n in enumerate(names)}
     flat, shape = _flat_spec(spec)
     n = int(np.prod(shape, dtype=np.int64))
+    if n == 1:  # one point: the candidates on one flat axis (same-shape arrays: numpy's fast path)
+        axes = dict(zip(names, (g.reshape(-1) for g in np.meshgrid(*axes.values(), indexing="ij"))))
+        shaped = {name: v.reshape(-1, 1) for name, v in axes.items()}
+        sizes = (len(axes[names[0]]),)
+    else:
+        sizes = tuple(len(axes[name]) for name in names)
+        shaped = {name: axes[name].reshape(tuple(-1 if i == j else 1 for j in range(k)) + (1,))
+                  for i, name in enumerate(names)}
     chosen = {name: np.empty(n) for name in names}
     won = None
     for lo in range(0, n, POINTS_PER_PASS):
@@ -148,20 +187,20 @@ def search(time_of, spec: KernelSpec, axes: dict, fixed: dict | None = None,
         one_pass = hi - lo == n  # few points: the pass computes every field, no second call
         cands = time_of(_rows(flat, lo, hi) if not one_pass else flat, detail=one_pass, **shaped)
         times = np.broadcast_to(cands["time"], sizes + (hi - lo,)).reshape(-1, hi - lo)
-        best = np.argmin(times, axis=0)
+        best = _first_min(times)
         if np.any(np.isinf(times[best, np.arange(hi - lo)])):
             raise AttnDseError("no tile mapping fits on chip for this shape",
                                fix="a head dimension this large needs more SMEM/VMEM; lower head_dim")
-        for name, index in zip(names, np.unravel_index(best, sizes)):
-            chosen[name][lo:hi] = axes[name][index]
+        index = np.unravel_index(best, sizes)
+        for name, i in zip(names, index * k if n == 1 else index):
+            chosen[name][lo:hi] = axes[name][i]
         if one_pass:
-            won = {k: np.broadcast_to(np.asarray(v), sizes + (n,)).reshape(-1, n)[best, np.arange(n)]
-                   for k, v in cands.items()}
+            won = {k: _winner(v, index, n) for k, v in cands.items()}
     if won is None:
         won = time_of(flat, detail=True, **chosen)
 
     def full(x, dtype=None):
-        return np.broadcast_to(np.asarray(x, dtype=dtype), (n,)).reshape(shape).copy()
+        return _points(x, n, shape, dtype)
 
     return KernelEstimate(time_s=full(won["time"]), hbm_bytes=full(won["hbm"]), cache_bytes=full(won["cache"]),
                           flops=full(won["flops"]), exps=full(won["exps"]), limiter=full(won["limiter"], object),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -126,10 +127,14 @@ def implementations_stored() -> set[str]:
 def index() -> tuple[dict[tuple[str, str], str], tuple]:
     """Every stored knob file, (hardware, implementation) -> path (the first directory of
     `knob_dirs` that has it), and a stamp that changes when a file or directory of the store
-    does. Listed once per change, checked by a few stats, not a walk per lookup."""
+    does. Listed once per change, checked by a few stats at most every RECHECK_S (a file
+    written through `write` is seen at once), not walked per lookup."""
     dirs = tuple(str(d) for d in knob_dirs())
     cached = _INDEX.get(dirs)
-    if cached is not None and _stamp(cached[1]) == cached[2]:
+    now = time.monotonic()
+    if cached is not None and (now - cached[3] < RECHECK_S or _stamp(cached[1]) == cached[2]):
+        if now - cached[3] >= RECHECK_S:
+            _INDEX[dirs] = cached[:3] + (now,)
         return cached[0], cached[2]
     files: dict[tuple[str, str], str] = {}
     watched = list(dirs)
@@ -142,7 +147,7 @@ def index() -> tuple[dict[tuple[str, str], str], tuple]:
                     path = os.path.join(folder, name)
                     watched.append(path)
                     files.setdefault((sub, name[:-len(".yaml")]), path)
-    _INDEX[dirs] = (files, tuple(watched), _stamp(watched))
+    _INDEX[dirs] = (files, tuple(watched), _stamp(watched), now)
     return files, _INDEX[dirs][2]
 
 
@@ -163,7 +168,8 @@ def _stamp(paths) -> tuple:
     return tuple(out)
 
 
-_INDEX: dict[tuple[str, ...], tuple] = {}
+_INDEX: dict[tuple[str, ...], tuple] = {}  # dirs -> (files, watched paths, their stamp, when checked)
+RECHECK_S = 0.1  # how stale the listing may be for a file changed behind our back
 
 
 def merge(defaults: Knobs, raw: dict, where: str) -> Knobs:
@@ -209,4 +215,5 @@ def write(path: Path, knobs: Knobs, hardware: str, fitted_on: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("# Written by `attn-dse validate --calibrate --write`; SI units.\n"
                     + yaml.safe_dump(data, sort_keys=False, width=1000))
+    _INDEX.clear()  # seen by the next lookup, however recent the last check
     return path

@@ -78,6 +78,11 @@ def largest_limiter(times: dict, limiters: dict):
     select(bound_time(times)[1], limiters) without comparing strings per point."""
     keys = list(times)
     shape = np.broadcast_shapes(*(np.shape(v) for v in times.values()), *(np.shape(v) for v in limiters.values()))
+    if shape == ():  # one point: plain Python (NaN counts as largest, as in argmax)
+        values = [float(times[k]) for k in keys]
+        nan = [i for i, v in enumerate(values) if v != v]
+        out = limiters[keys[nan[0] if nan else values.index(max(values))]]
+        return out.item() if isinstance(out, np.ndarray) else out
     if len(keys) == 1:
         out = np.broadcast_to(np.asarray(limiters[keys[0]], dtype=object), shape)
     else:

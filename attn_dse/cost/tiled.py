@@ -10,6 +10,8 @@ is bounded by the pass, not by the number of points. Everything broadcasts.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 
 import numpy as np
 
@@ -85,14 +87,24 @@ def finish(hw: Hardware, c: Ceilings, knobs: Knobs, fam: FamilyKnobs, flops, exp
     t = t + (n_waves * knobs.wave_latency_s + knobs.launch_overhead_s + extra_s) + (n_waves * active) * first_tiles
     if not detail:
         return {"time": t}
-    # the limiter: the largest of compute, HBM, SMEM (and L2), the first on ties; compute is
-    # named by its unit, HBM as one core's streaming rate where that is the cap
-    resources = [t_compute, t_hbm, t_smem] + ([t_l2] if c.cache_bytes_per_s else [])
+    out = {"time": t, "hbm": hbm, "cache": raw_kv, "flops": flops, "exps": exps, "compute": t_compute,
+           "memory": t_hbm, "t_mm": t_mm, "t_sfu": t_sfu, "t_vec": t_vec, "t_core": t_core, "t_bw": t_bw,
+           "t_smem": t_smem}
+    if c.cache_bytes_per_s:
+        out["t_l2"] = t_l2
+    return out
+
+
+def limiter(won: dict):
+    """The limiter of timed candidates (finish's fields, after the search picked the winners):
+    the largest of compute, HBM, SMEM (and L2), the first on ties; compute is named by its
+    unit, HBM as one core's streaming rate where that is the cap."""
+    resources = [won["compute"], won["memory"], won["t_smem"]] + ([won["t_l2"]] if "t_l2" in won else [])
     largest = np.argmax(np.stack(np.broadcast_arrays(*resources)), axis=0)
-    code = np.where(largest == 0, np.where(t_exp > t_mm, np.where(t_vec > t_sfu, 2, 1), 0),
-                    np.where(largest == 1, np.where(t_core > t_bw, 4, 3), largest + 3))
-    return {"time": t, "hbm": hbm, "cache": raw_kv, "flops": flops, "exps": exps, "limiter": LIMITERS[code],
-            "compute": t_compute, "memory": t_hbm}
+    t_exp = won["t_sfu"] + won["t_vec"]
+    code = np.where(largest == 0, np.where(t_exp > won["t_mm"], np.where(won["t_vec"] > won["t_sfu"], 2, 1), 0),
+                    np.where(largest == 1, np.where(won["t_core"] > won["t_bw"], 4, 3), largest + 3))
+    return LIMITERS[code]
 
 
 LIMITERS = np.array(["matmul", "exp", "vector", "hbm", "core_bw", "smem", "l2"], dtype=object)  # finish's codes
@@ -108,6 +120,9 @@ def _flat_spec(spec: KernelSpec) -> tuple[KernelSpec, tuple]:
     """The spec with every numeric field broadcast to one shape and flattened, and that shape.
     A spec of one point keeps Python floats: its terms that no mapping changes cost no array ops."""
     names = [f for f in NUMERIC_FIELDS if getattr(spec, f) is not None]
+    raw = [getattr(spec, f) for f in names]
+    if all(isinstance(v, (int, float)) or (isinstance(v, np.ndarray | np.generic) and v.ndim == 0) for v in raw):
+        return dataclasses.replace(spec, **{f: float(v) for f, v in zip(names, raw)}), ()
     values = np.broadcast_arrays(*[np.asarray(getattr(spec, f), dtype=np.float64) for f in names])
     shape = values[0].shape
     flat = [float(v) for v in values] if shape == () else [v.reshape(-1) for v in values]
@@ -123,7 +138,7 @@ def _first_min(times: np.ndarray) -> np.ndarray:
     """Per column of `times` (candidates x points): the row of the smallest, the earliest on
     ties; np.argmin along axis 0 without the transposed copy it makes."""
     k = len(times)
-    if k > 255:
+    if k > 255 or times.shape[1] == 1:
         return np.argmin(times, axis=0)
     rank = np.arange(k, 0, -1, dtype=np.uint8)[:, None]  # the earlier row, the higher rank
     first = k - ((times == times.min(axis=0)) * rank).max(axis=0)
@@ -146,8 +161,19 @@ def _winner(x, index: tuple, n: int):
     x = np.asarray(x)
     if x.ndim == 0:
         return x
+    if n == 1:  # one point: its candidates lie on one flat axis
+        return x.reshape(-1)[index[0][0] if x.size > 1 else 0]
     x = x.reshape((1,) * (len(index) + 1 - x.ndim) + x.shape)
     return x[tuple(i if size > 1 else 0 for i, size in zip(index + (np.arange(n),), x.shape))]
+
+
+@functools.lru_cache(maxsize=256)
+def _product(values: tuple) -> tuple:
+    """Every combination of the axis values, one flat array per axis (the last varies fastest)."""
+    out = tuple(g.reshape(-1) for g in np.meshgrid(*(np.asarray(v, dtype=np.float64) for v in values), indexing="ij"))
+    for g in out:
+        g.flags.writeable = False
+    return out
 
 
 def no_mapping(key: str, value, choices: dict | None):
@@ -171,9 +197,9 @@ def search(time_of, spec: KernelSpec, axes: dict, fixed: dict | None = None,
         axes[key] = np.asarray([value], dtype=np.float64)
     names, k = list(axes), len(axes)
     flat, shape = _flat_spec(spec)
-    n = int(np.prod(shape, dtype=np.int64))
+    n = math.prod(shape)
     if n == 1:  # one point: the candidates on one flat axis (same-shape arrays: numpy's fast path)
-        axes = dict(zip(names, (g.reshape(-1) for g in np.meshgrid(*axes.values(), indexing="ij"))))
+        axes = dict(zip(names, _product(tuple(tuple(v) for v in axes.values()))))
         shaped = {name: v.reshape(-1, 1) for name, v in axes.items()}
         sizes = (len(axes[names[0]]),)
     else:
@@ -200,9 +226,9 @@ def search(time_of, spec: KernelSpec, axes: dict, fixed: dict | None = None,
         won = time_of(flat, detail=True, **chosen)
 
     def full(x, dtype=None):
-        return _points(x, n, shape, dtype)
+        return np.array(x, dtype=dtype).reshape(shape) if n == 1 else _points(x, n, shape, dtype)
 
     return KernelEstimate(time_s=full(won["time"]), hbm_bytes=full(won["hbm"]), cache_bytes=full(won["cache"]),
-                          flops=full(won["flops"]), exps=full(won["exps"]), limiter=full(won["limiter"], object),
+                          flops=full(won["flops"]), exps=full(won["exps"]), limiter=full(limiter(won), object),
                           mapping={k: full(v, np.float64) for k, v in (fields or dict)(chosen).items()},
                           compute_s=full(won["compute"]), memory_s=full(won["memory"]))

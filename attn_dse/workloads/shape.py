@@ -149,7 +149,9 @@ def make_shape(phase: str = "decode", batch=1, seq=None, context=None, causal: b
             raise AttnDseError(f"{phase}: context must equal seq (the prompt attends to itself)",
                                fix="drop --context, or use --phase decode for cached tokens")
         past = 0
+    # one point: numpy scalars (the arithmetic downstream runs at scalar speed), else arrays
     batch, seq, past = (np.asarray(x, dtype=np.float64) for x in (batch, seq, past))
+    batch, seq, past = (x[()] if x.ndim == 0 else x for x in (batch, seq, past))
     for name, value, low in (("batch", batch, 1), ("seq", seq, 1), ("context", past, 0)):
         if not _whole(value, low):
             raise AttnDseError(f"{name} must be a whole number >= {low}", fix=f"got {value.min():g}")

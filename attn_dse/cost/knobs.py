@@ -27,15 +27,16 @@ def relatives(hw: Hardware) -> tuple[str, ...]:
     """Where the knobs of `hw` may come from, nearest first: its own preset, those it extends,
     then the presets that extend the same root (the same silicon: an H100 uses the knobs measured
     on an H200 where it has none of its own). Knobs are shares of the ceilings, so they carry
-    over between parts that differ in clocks or memory but not in the core."""
-    return hw.ancestry + _kin(hw.ancestry)
+    over between parts that differ in clocks or memory but not in the core. Only presets with
+    stored knobs are relatives worth naming (nothing else is read)."""
+    return hw.ancestry + _kin(hw.ancestry, frozenset(name for name, _ in store.index()[0]))
 
 
 @functools.lru_cache(maxsize=64)
-def _kin(ancestry: tuple[str, ...]) -> tuple[str, ...]:
+def _kin(ancestry: tuple[str, ...], with_knobs: frozenset) -> tuple[str, ...]:
     from attn_dse.hardware.loader import load_hardware, preset_names
     return tuple(sorted(n for n in preset_names()
-                        if n not in ancestry and load_hardware(n).ancestry[-1] == ancestry[-1]))
+                        if n in with_knobs and n not in ancestry and load_hardware(n).ancestry[-1] == ancestry[-1]))
 
 
 def implementations_for(hw: Hardware) -> dict[str, tuple[str, ...]]:

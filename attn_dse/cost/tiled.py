@@ -99,11 +99,14 @@ def limiter(won: dict):
     """The limiter of timed candidates (finish's fields, after the search picked the winners):
     the largest of compute, HBM, SMEM (and L2), the first on ties; compute is named by its
     unit, HBM as one core's streaming rate where that is the cap."""
-    resources = [won["compute"], won["memory"], won["t_smem"]] + ([won["t_l2"]] if "t_l2" in won else [])
-    largest = np.argmax(np.stack(np.broadcast_arrays(*resources)), axis=0)
-    t_exp = won["t_sfu"] + won["t_vec"]
-    code = np.where(largest == 0, np.where(t_exp > won["t_mm"], np.where(won["t_vec"] > won["t_sfu"], 2, 1), 0),
-                    np.where(largest == 1, np.where(won["t_core"] > won["t_bw"], 4, 3), largest + 3))
+    # the first of the largest, by comparisons (one rule for numpy scalars and arrays alike)
+    c, m, s, l2 = won["compute"], won["memory"], won["t_smem"], won.get("t_l2", -np.inf)
+    first_c = (c >= m) & (c >= s) & (c >= l2)
+    first_m = (m > c) & (m >= s) & (m >= l2)
+    first_s = (s > c) & (s > m) & (s >= l2)
+    first_l2 = (l2 > c) & (l2 > m) & (l2 > s)
+    unit = (won["t_sfu"] + won["t_vec"] > won["t_mm"]) * (1 + (won["t_vec"] > won["t_sfu"]))  # matmul, exp, vector
+    code = first_c * unit + first_m * (3 + (won["t_core"] > won["t_bw"])) + first_s * 5 + first_l2 * 6
     return LIMITERS[code]
 
 

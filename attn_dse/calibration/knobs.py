@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -127,15 +128,15 @@ def package_dir() -> Path:
 
 def stored(lineage: tuple[str, ...], implementation: str) -> tuple[dict, Path] | None:
     """The raw knobs of the first stored file along the hardware's lineage, and its path."""
+    files, _ = index()
     for name in lineage:
-        for directory in knob_dirs():
-            path = directory / name / f"{implementation}.yaml"
-            if path.is_file():
-                raw = _parsed(str(path), path.stat().st_mtime_ns)
-                if not isinstance(raw, dict):
-                    raise AttnDseError("is not a mapping of knobs", where=str(path),
-                                       fix="rewrite it with attn-dse validate HW --calibrate --write")
-                return raw, path
+        path = files.get((name, implementation))
+        if path is not None:
+            raw = _parsed(path, os.stat(path).st_mtime_ns)
+            if not isinstance(raw, dict):
+                raise AttnDseError("is not a mapping of knobs", where=path,
+                                   fix="rewrite it with attn-dse validate HW --calibrate --write")
+            return raw, Path(path)
     return None
 
 
@@ -147,7 +148,55 @@ def _parsed(path: str, mtime_ns: int):
 
 def implementations_stored() -> set[str]:
     """Every implementation some hardware has knobs for."""
-    return {p.stem for d in knob_dirs() if d.is_dir() for p in d.glob("*/*.yaml")}
+    return {impl for _, impl in index()[0]}
+
+
+def index() -> tuple[dict[tuple[str, str], str], tuple]:
+    """Every stored knob file, (hardware, implementation) -> path (the first directory of
+    `knob_dirs` that has it), and a stamp that changes when a file or directory of the store
+    does. Listed once per change, checked by a few stats at most every RECHECK_S (a file
+    written through `write` is seen at once), not walked per lookup."""
+    dirs = tuple(str(d) for d in knob_dirs())
+    cached = _INDEX.get(dirs)
+    now = time.monotonic()
+    if cached is not None and (now - cached[3] < RECHECK_S or _stamp(cached[1]) == cached[2]):
+        if now - cached[3] >= RECHECK_S:
+            _INDEX[dirs] = cached[:3] + (now,)
+        return cached[0], cached[2]
+    files: dict[tuple[str, str], str] = {}
+    watched = list(dirs)
+    for directory in dirs:
+        for sub in sorted(_entries(directory, dirs=True)):
+            folder = os.path.join(directory, sub)
+            watched.append(folder)
+            for name in sorted(_entries(folder, dirs=False)):
+                if name.endswith(".yaml"):
+                    path = os.path.join(folder, name)
+                    watched.append(path)
+                    files.setdefault((sub, name[:-len(".yaml")]), path)
+    _INDEX[dirs] = (files, tuple(watched), _stamp(watched), now)
+    return files, _INDEX[dirs][2]
+
+
+def _entries(directory: str, dirs: bool) -> list[str]:
+    try:
+        return [e.name for e in os.scandir(directory) if e.is_dir() == dirs]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _stamp(paths) -> tuple:
+    out = []
+    for path in paths:
+        try:
+            out.append(os.stat(path).st_mtime_ns)
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
+_INDEX: dict[tuple[str, ...], tuple] = {}  # dirs -> (files, watched paths, their stamp, when checked)
+RECHECK_S = 0.1  # how stale the listing may be for a file changed behind our back
 
 
 def merge(defaults: Knobs, raw: dict, where: str) -> Knobs:
@@ -211,4 +260,5 @@ def write(path: Path, knobs: Knobs, hardware: str, fitted_on: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("# Written by `attn-dse validate --calibrate --write`; SI units.\n"
                     + yaml.safe_dump(data, sort_keys=False, width=1000))
+    _INDEX.clear()  # seen by the next lookup, however recent the last check
     return path

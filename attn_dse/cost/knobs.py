@@ -27,27 +27,33 @@ def relatives(hw: Hardware) -> tuple[str, ...]:
     """Where the knobs of `hw` may come from, nearest first: its own preset, those it extends,
     then the presets that extend the same root (the same silicon: an H100 uses the knobs measured
     on an H200 where it has none of its own). Knobs are shares of the ceilings, so they carry
-    over between parts that differ in clocks or memory but not in the core."""
-    return hw.ancestry + _kin(hw.ancestry)
+    over between parts that differ in clocks or memory but not in the core. Only presets with
+    stored knobs are relatives worth naming (nothing else is read)."""
+    return hw.ancestry + _kin(hw.ancestry, frozenset(name for name, _ in store.index()[0]))
 
 
 @functools.lru_cache(maxsize=64)
-def _kin(ancestry: tuple[str, ...]) -> tuple[str, ...]:
+def _kin(ancestry: tuple[str, ...], with_knobs: frozenset) -> tuple[str, ...]:
     from attn_dse.hardware.loader import load_hardware, preset_names
     return tuple(sorted(n for n in preset_names()
-                        if n not in ancestry and load_hardware(n).ancestry[-1] == ancestry[-1]))
+                        if n in with_knobs and n not in ancestry and load_hardware(n).ancestry[-1] == ancestry[-1]))
 
 
 def implementations_for(hw: Hardware) -> dict[str, tuple[str, ...]]:
     """Each implementation with knobs for this hardware -> the kernel families it was measured on
-    (an unfused implementation runs every family's attention)."""
-    out = {DEFAULT_IMPLEMENTATION: tuple(families())}
-    for name in sorted(store.implementations_stored()):
-        found = store.stored(relatives(hw), name)
-        if found is not None:
-            raw = found[0]
-            out[name] = tuple(families()) if raw.get("execution") == "unfused" else tuple(raw.get("families") or ())
-    return out
+    (an unfused implementation runs every family's attention). Cached until the store changes."""
+    _, stamp = store.index()
+    key = (hw.ancestry, stamp)
+    if key not in _IMPLEMENTATIONS:
+        out = {DEFAULT_IMPLEMENTATION: tuple(families())}
+        for name in sorted(store.implementations_stored()):
+            found = store.stored(relatives(hw), name)
+            if found is not None:
+                raw = found[0]
+                out[name] = tuple(families()) if raw.get("execution") == "unfused" \
+                    else tuple(raw.get("families") or ())
+        _IMPLEMENTATIONS[key] = out
+    return dict(_IMPLEMENTATIONS[key])
 
 
 def check_kernel(hw: Hardware, name: str) -> None:
@@ -61,17 +67,30 @@ def check_kernel(hw: Hardware, name: str) -> None:
                                  "--implementation NAME --calibrate --write)")
 
 
+def kernel_knobs(hw: Hardware, name: str) -> Knobs:
+    """check_kernel, then knobs_for, with one look at the store (what every predict does)."""
+    key = (hw.ancestry, name, hw.launch_overhead_s, hw.cores, hw.achievable.hbm_bytes_per_s or hw.hbm.bytes_per_s,
+           store.index()[1])
+    knobs = _CHECKED.get(key)
+    if knobs is None:
+        check_kernel(hw, name)
+        knobs = _CHECKED[key] = knobs_for(hw, name)
+    return knobs
+
+
 def knobs_for(hw: Hardware, implementation: str = DEFAULT_IMPLEMENTATION) -> Knobs:
     """Stored knobs along the hardware's relatives over the defaults (cached per input; a stored
-    file is re-read when it changes)."""
-    found = store.stored(relatives(hw), implementation)
+    file is re-read when the store changes)."""
+    _, stamp = store.index()
     hbm = hw.achievable.hbm_bytes_per_s or hw.hbm.bytes_per_s
-    key = (hw.ancestry, implementation, hw.launch_overhead_s, hw.cores, hbm,
-           found and (str(found[1]), found[1].stat().st_mtime_ns))
+    key = (hw.ancestry, implementation, hw.launch_overhead_s, hw.cores, hbm, stamp)
     if key not in _CACHE:
+        found = store.stored(relatives(hw), implementation)
         base = default_knobs(hw, implementation)
         _CACHE[key] = base if found is None else store.merge(base, found[0], str(found[1]))
     return _CACHE[key]
 
 
 _CACHE: dict[tuple, Knobs] = {}
+_IMPLEMENTATIONS: dict[tuple, dict] = {}
+_CHECKED: dict[tuple, Knobs] = {}

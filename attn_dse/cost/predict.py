@@ -17,8 +17,8 @@ import numpy as np
 
 from attn_dse.calibration.knobs import Knobs
 from attn_dse.cost.family import family_for, get_family
-from attn_dse.cost.knobs import DEFAULT_IMPLEMENTATION, check_kernel, implementations_for, knobs_for
-from attn_dse.cost.roofline import COMPUTE_LIMITERS, Ceilings, bound_time, ceilings, op_time, select
+from attn_dse.cost.knobs import DEFAULT_IMPLEMENTATION, implementations_for, kernel_knobs
+from attn_dse.cost.roofline import COMPUTE_LIMITERS, Ceilings, ceilings, largest_limiter, op_time
 from attn_dse.cost.step import with_step
 from attn_dse.hardware.loader import load_hardware
 from attn_dse.hardware.spec import Hardware
@@ -40,8 +40,8 @@ class Part:
     mapping: dict = field(default_factory=dict)
 
     def __add__(self, other: "Part") -> "Part":
-        _, main = bound_time({"a": self.time_s, "b": other.time_s})
-        return Part(self.time_s + other.time_s, select(main, {"a": self.limiter, "b": other.limiter}),
+        limiter = largest_limiter({"a": self.time_s, "b": other.time_s}, {"a": self.limiter, "b": other.limiter})
+        return Part(self.time_s + other.time_s, limiter,
                     self.hbm_bytes + other.hbm_bytes, self.flops + other.flops, self.mapping or other.mapping)
 
 
@@ -104,9 +104,7 @@ def predict(hw: Hardware | str, workload: Workload, phase: str = "decode", batch
         return _fastest(hw, workload, dict(phase=phase, batch=batch, seq=seq, context=context, dtype=dtype,
                                            scope=scope, causal=causal, fused=fused, achievable=achievable,
                                            mapping=mapping, dataflow_model=dataflow_model, kv_dtype=kv_dtype))
-    if isinstance(kernel, str):
-        check_kernel(hw, kernel)
-    knobs = kernel if isinstance(kernel, Knobs) else knobs_for(hw, kernel)
+    knobs = kernel if isinstance(kernel, Knobs) else kernel_knobs(hw, kernel)
     fused = fused and knobs.fused  # an implementation that runs attention as separate kernels
     s = make_shape(phase, batch, seq, context, causal, dtype, kv_dtype)
     ops = active_ops(workload.ops(s, scope), fused)
@@ -124,8 +122,7 @@ def predict(hw: Hardware | str, workload: Workload, phase: str = "decode", batch
         parts[name] = parts[name] + part if name in parts else part
     names = list(parts)
     total = sum(parts[n].time_s for n in names)
-    _, main = bound_time({n: parts[n].time_s for n in names})
-    limiter = select(main, {n: parts[n].limiter for n in names})
+    limiter = largest_limiter({n: parts[n].time_s for n in names}, {n: parts[n].limiter for n in names})
     out = Prediction(
         hardware=hw.name, variant=workload.name, phase=phase, scope=scope, dtype=dtype,
         batch=s.batch, seq=s.seq, context=s.context, latency_s=total, flops=cost.flops,
@@ -133,7 +130,8 @@ def predict(hw: Hardware | str, workload: Workload, phase: str = "decode", batch
         hbm_bytes=sum(parts[n].hbm_bytes for n in names), min_hbm_bytes=cost.hbm_bytes,
         kv_cache_bytes=cost.kv_cache_bytes, weight_bytes=cost.weight_bytes, comm_bytes=cost.comm_bytes,
         arithmetic_intensity=cost.flops / cost.hbm_bytes,
-        bound=np.where(np.isin(limiter, COMPUTE_LIMITERS), "compute", "memory"),
+        bound=np.where(limiter in COMPUTE_LIMITERS if isinstance(limiter, str) else np.isin(limiter, COMPUTE_LIMITERS),
+                       "compute", "memory"),
         limiter=limiter, ceilings=c.source, kernel=knobs.implementation, kv_dtype=s.kv_dtype,
         mapping=parts["attention"].mapping if "attention" in parts else {},
         breakdown={n: parts[n].time_s for n in names})
@@ -199,8 +197,8 @@ def _attention(hw, c: Ceilings, knobs: Knobs, wl: Workload, s, scope, core_ops: 
     time = sum(n * e.time_s for n, e in estimates)
     hbm = sum(n * e.hbm_bytes for n, e in estimates)
     flops = sum(n * e.flops for n, e in estimates)
-    _, main = bound_time({str(i): n * e.time_s for i, (n, e) in enumerate(estimates)})
-    limiter = select(main, {str(i): e.limiter for i, (_, e) in enumerate(estimates)})
+    limiter = largest_limiter({str(i): n * e.time_s for i, (n, e) in enumerate(estimates)},
+                              {str(i): e.limiter for i, (_, e) in enumerate(estimates)})
     part = Part(time, limiter, hbm, flops, estimates[0][1].mapping)  # the first layer group's mapping
     return part + _roofline_ops(c, knobs, side, fused, "gemm", hw) if side else part
 
@@ -251,5 +249,4 @@ def _roofline_ops(c: Ceilings, knobs: Knobs, ops: list[Op], fused: bool, family:
                              knobs.launch_overhead_s * op.repeat)
         time, hbm, flops = time + t, hbm + nbytes, flops + op.flops
         times[str(i)], limiters[str(i)] = t, lim
-    _, main = bound_time(times)
-    return Part(time, select(main, limiters), hbm, flops)
+    return Part(time, largest_limiter(times, limiters), hbm, flops)

@@ -71,3 +71,22 @@ def select(which, options: dict):
     for key, value in options.items():
         out = np.where(which == key, np.asarray(value, dtype=object), out)
     return out if out.ndim else out.item()
+
+
+def largest_limiter(times: dict, limiters: dict):
+    """Elementwise: limiters[k] of the k whose time is largest (the first on ties), i.e.
+    select(bound_time(times)[1], limiters) without comparing strings per point."""
+    keys = list(times)
+    shape = np.broadcast_shapes(*(np.shape(v) for v in times.values()), *(np.shape(v) for v in limiters.values()))
+    if shape == ():  # one point: plain Python (NaN counts as largest, as in argmax)
+        values = [float(times[k]) for k in keys]
+        nan = [i for i, v in enumerate(values) if v != v]
+        out = limiters[keys[nan[0] if nan else values.index(max(values))]]
+        return out.item() if isinstance(out, np.ndarray) else out
+    if len(keys) == 1:
+        out = np.broadcast_to(np.asarray(limiters[keys[0]], dtype=object), shape)
+    else:
+        idx = np.argmax(np.stack(np.broadcast_arrays(*[np.asarray(times[k], dtype=np.float64) for k in keys])), axis=0)
+        options = np.stack([np.broadcast_to(np.asarray(limiters[k], dtype=object), shape) for k in keys])
+        out = np.take_along_axis(options, np.broadcast_to(idx, shape)[None], axis=0).reshape(shape)
+    return out.item() if out.ndim == 0 else out

@@ -10,12 +10,14 @@ is bounded by the pass, not by the number of points. Everything broadcasts.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 
 import numpy as np
 
 from attn_dse.calibration.knobs import FamilyKnobs, Knobs
 from attn_dse.cost.family import KernelEstimate
-from attn_dse.cost.roofline import Ceilings, bound_time
+from attn_dse.cost.roofline import Ceilings
 from attn_dse.errors import AttnDseError
 from attn_dse.hardware.spec import Hardware
 from attn_dse.workloads.kernel_spec import KernelSpec
@@ -85,19 +87,32 @@ def finish(hw: Hardware, c: Ceilings, knobs: Knobs, fam: FamilyKnobs, flops, exp
     t = t + (n_waves * knobs.wave_latency_s + knobs.launch_overhead_s + extra_s) + (n_waves * active) * first_tiles
     if not detail:
         return {"time": t}
-    times = {"compute": t_compute, "hbm": t_hbm, "smem": t_smem}
+    out = {"time": t, "hbm": hbm, "cache": raw_kv, "flops": flops, "exps": exps, "compute": t_compute,
+           "memory": t_hbm, "t_mm": t_mm, "t_sfu": t_sfu, "t_vec": t_vec, "t_core": t_core, "t_bw": t_bw,
+           "t_smem": t_smem}
     if c.cache_bytes_per_s:
-        times["l2"] = t_l2
-    _, limiter = bound_time(times)
-    limiter = np.where(limiter == "compute", np.where(t_exp > t_mm, np.where(t_vec > t_sfu, "vector", "exp"), "matmul"),
-                       limiter)
-    limiter = np.where((limiter == "hbm") & (t_core > t_bw), "core_bw", limiter)
-    return {"time": t, "hbm": hbm, "cache": raw_kv, "flops": flops, "exps": exps, "limiter": limiter,
-            "compute": t_compute, "memory": t_hbm}
+        out["t_l2"] = t_l2
+    return out
 
 
+def limiter(won: dict):
+    """The limiter of timed candidates (finish's fields, after the search picked the winners):
+    the largest of compute, HBM, SMEM (and L2), the first on ties; compute is named by its
+    unit, HBM as one core's streaming rate where that is the cap."""
+    # the first of the largest, by comparisons (one rule for numpy scalars and arrays alike)
+    c, m, s, l2 = won["compute"], won["memory"], won["t_smem"], won.get("t_l2", -np.inf)
+    first_c = (c >= m) & (c >= s) & (c >= l2)
+    first_m = (m > c) & (m >= s) & (m >= l2)
+    first_s = (s > c) & (s > m) & (s >= l2)
+    first_l2 = (l2 > c) & (l2 > m) & (l2 > s)
+    unit = (won["t_sfu"] + won["t_vec"] > won["t_mm"]) * (1 + (won["t_vec"] > won["t_sfu"]))  # matmul, exp, vector
+    code = first_c * unit + first_m * (3 + (won["t_core"] > won["t_bw"])) + first_s * 5 + first_l2 * 6
+    return LIMITERS[code]
+
+
+LIMITERS = np.array(["matmul", "exp", "vector", "hbm", "core_bw", "smem", "l2"], dtype=object)  # finish's codes
 MAPPING = ("block_m", "block_n", "n_split", "stages")
-POINTS_PER_PASS = 1024  # points timed against every candidate at once (bounds the memory)
+POINTS_PER_PASS = 2048  # points timed against every candidate at once (bounds the memory; fastest of 512-4096 on a 2-core EPYC)
 
 
 NUMERIC_FIELDS = ("batch", "seq", "past", "h_q", "h_kv", "d_qk", "d_v", "pairs", "kv_read_tokens", "window", "skip",
@@ -105,16 +120,63 @@ NUMERIC_FIELDS = ("batch", "seq", "past", "h_q", "h_kv", "d_qk", "d_v", "pairs",
 
 
 def _flat_spec(spec: KernelSpec) -> tuple[KernelSpec, tuple]:
-    """The spec with every numeric field broadcast to one shape and flattened, and that shape."""
+    """The spec with every numeric field broadcast to one shape and flattened, and that shape.
+    A spec of one point keeps Python floats: its terms that no mapping changes cost no array ops."""
     names = [f for f in NUMERIC_FIELDS if getattr(spec, f) is not None]
+    raw = [getattr(spec, f) for f in names]
+    if all(isinstance(v, (int, float)) or (isinstance(v, np.ndarray | np.generic) and v.ndim == 0) for v in raw):
+        return dataclasses.replace(spec, **{f: float(v) for f, v in zip(names, raw)}), ()
     values = np.broadcast_arrays(*[np.asarray(getattr(spec, f), dtype=np.float64) for f in names])
     shape = values[0].shape
-    return dataclasses.replace(spec, **{f: v.reshape(-1) for f, v in zip(names, values)}), shape
+    flat = [float(v) for v in values] if shape == () else [v.reshape(-1) for v in values]
+    return dataclasses.replace(spec, **dict(zip(names, flat))), shape
 
 
 def _rows(spec: KernelSpec, lo: int, hi: int) -> KernelSpec:
     fields = {f: getattr(spec, f)[lo:hi] for f in NUMERIC_FIELDS if getattr(spec, f) is not None}
     return dataclasses.replace(spec, **fields)
+
+
+def _first_min(times: np.ndarray) -> np.ndarray:
+    """Per column of `times` (candidates x points): the row of the smallest, the earliest on
+    ties; np.argmin along axis 0 without the transposed copy it makes."""
+    k = len(times)
+    if k > 255 or times.shape[1] == 1:
+        return np.argmin(times, axis=0)
+    rank = np.arange(k, 0, -1, dtype=np.uint8)[:, None]  # the earlier row, the higher rank
+    first = k - ((times == times.min(axis=0)) * rank).max(axis=0)
+    return first if first.max() < k else np.argmin(times, axis=0)  # a NaN matches nothing
+
+
+def _points(x, n: int, shape: tuple, dtype=None) -> np.ndarray:
+    """A field as one value per point, in the spec's shape (a fresh array)."""
+    x = np.asarray(x, dtype=dtype)
+    if x.shape == (n,) and x.flags.owndata:
+        return x.reshape(shape)
+    if x.ndim == 0:
+        return np.full(shape, x, dtype=x.dtype)
+    return np.broadcast_to(x, (n,)).reshape(shape).copy()
+
+
+def _winner(x, index: tuple, n: int):
+    """The value of candidate field `x` (axes first, points last, broadcastable) at each
+    point's chosen candidate (`index`: one index array per axis)."""
+    x = np.asarray(x)
+    if x.ndim == 0:
+        return x
+    if n == 1:  # one point: its candidates lie on one flat axis
+        return x.reshape(-1)[index[0][0] if x.size > 1 else 0]
+    x = x.reshape((1,) * (len(index) + 1 - x.ndim) + x.shape)
+    return x[tuple(i if size > 1 else 0 for i, size in zip(index + (np.arange(n),), x.shape))]
+
+
+@functools.lru_cache(maxsize=256)
+def _product(values: tuple) -> tuple:
+    """Every combination of the axis values, one flat array per axis (the last varies fastest)."""
+    out = tuple(g.reshape(-1) for g in np.meshgrid(*(np.asarray(v, dtype=np.float64) for v in values), indexing="ij"))
+    for g in out:
+        g.flags.writeable = False
+    return out
 
 
 def no_mapping(key: str, value, choices: dict | None):
@@ -137,10 +199,16 @@ def search(time_of, spec: KernelSpec, axes: dict, fixed: dict | None = None,
             no_mapping(key, value, choices)
         axes[key] = np.asarray([value], dtype=np.float64)
     names, k = list(axes), len(axes)
-    sizes = tuple(len(axes[n]) for n in names)
-    shaped = {n: axes[n].reshape(tuple(-1 if i == j else 1 for j in range(k)) + (1,)) for i, n in enumerate(names)}
     flat, shape = _flat_spec(spec)
-    n = int(np.prod(shape, dtype=np.int64))
+    n = math.prod(shape)
+    if n == 1:  # one point: the candidates on one flat axis (same-shape arrays: numpy's fast path)
+        axes = dict(zip(names, _product(tuple(tuple(v) for v in axes.values()))))
+        shaped = {name: v.reshape(-1, 1) for name, v in axes.items()}
+        sizes = (len(axes[names[0]]),)
+    else:
+        sizes = tuple(len(axes[name]) for name in names)
+        shaped = {name: axes[name].reshape(tuple(-1 if i == j else 1 for j in range(k)) + (1,))
+                  for i, name in enumerate(names)}
     chosen = {name: np.empty(n) for name in names}
     won = None
     for lo in range(0, n, POINTS_PER_PASS):
@@ -148,22 +216,22 @@ def search(time_of, spec: KernelSpec, axes: dict, fixed: dict | None = None,
         one_pass = hi - lo == n  # few points: the pass computes every field, no second call
         cands = time_of(_rows(flat, lo, hi) if not one_pass else flat, detail=one_pass, **shaped)
         times = np.broadcast_to(cands["time"], sizes + (hi - lo,)).reshape(-1, hi - lo)
-        best = np.argmin(times, axis=0)
+        best = _first_min(times)
         if np.any(np.isinf(times[best, np.arange(hi - lo)])):
             raise AttnDseError("no tile mapping fits on chip for this shape",
                                fix="a head dimension this large needs more SMEM/VMEM; lower head_dim")
-        for name, index in zip(names, np.unravel_index(best, sizes)):
-            chosen[name][lo:hi] = axes[name][index]
+        index = np.unravel_index(best, sizes)
+        for name, i in zip(names, index * k if n == 1 else index):
+            chosen[name][lo:hi] = axes[name][i]
         if one_pass:
-            won = {k: np.broadcast_to(np.asarray(v), sizes + (n,)).reshape(-1, n)[best, np.arange(n)]
-                   for k, v in cands.items()}
+            won = {k: _winner(v, index, n) for k, v in cands.items()}
     if won is None:
         won = time_of(flat, detail=True, **chosen)
 
     def full(x, dtype=None):
-        return np.broadcast_to(np.asarray(x, dtype=dtype), (n,)).reshape(shape).copy()
+        return np.array(x, dtype=dtype).reshape(shape) if n == 1 else _points(x, n, shape, dtype)
 
     return KernelEstimate(time_s=full(won["time"]), hbm_bytes=full(won["hbm"]), cache_bytes=full(won["cache"]),
-                          flops=full(won["flops"]), exps=full(won["exps"]), limiter=full(won["limiter"], object),
+                          flops=full(won["flops"]), exps=full(won["exps"]), limiter=full(limiter(won), object),
                           mapping={k: full(v, np.float64) for k, v in (fields or dict)(chosen).items()},
                           compute_s=full(won["compute"]), memory_s=full(won["memory"]))

@@ -76,6 +76,9 @@ def _resolve(text: str) -> Path:
             raise AttnDseError(f"no such hardware file '{text}'",
                                fix=f"give a preset name ({', '.join(preset_names())}) or a YAML path")
         return path
+    own = preset_dir() / f"{text.lower()}.yaml"
+    if own.is_file():  # a preset's own name: no need to read every preset for the aliases
+        return own
     presets = preset_files()
     if text.lower() in presets:
         return presets[text.lower()]

@@ -68,16 +68,18 @@ def softmax_attention(s: Shape, *, h_q, h_kv, d_qk, d_v, pairs, cache_tokens, kv
     probs = Tensor(f"{prefix}probs", n * kept * b, "scratch")
     out = Tensor(o, B * s.seq * h_q * d_v * b)
     ops = [
-        Op(f"{prefix}qk", "matmul", flops=2 * n * d_qk, reads=(q_t, k_new, k_cache), writes=(scores,)),
+        Op(f"{prefix}qk", "matmul", flops=2 * n * d_qk, reads=(q_t, k_new, k_cache), writes=(scores,),
+           kernel="attention"),
         Op(f"{prefix}softmax", "softmax", vector_flops=SOFTMAX_VECTOR_OPS * n * kept, exps=n * kept,
-           reads=(scores,), writes=(probs,)),
-        Op(f"{prefix}pv", "matmul", flops=2 * n * kept * d_v, reads=(probs, v_new, v_cache), writes=(out,)),
+           reads=(scores,), writes=(probs,), kernel="attention"),
+        Op(f"{prefix}pv", "matmul", flops=2 * n * kept * d_v, reads=(probs, v_new, v_cache), writes=(out,),
+           kernel="attention"),
     ]
     if s.phase == "train":
         # FlashAttention's backward recomputes QK^T and the exps instead of storing P.
         ops.append(Op(f"{prefix}qk_recompute", "matmul", flops=2 * n * d_qk, exps=n,
-                      vector_flops=SOFTMAX_VECTOR_OPS * n, reads=(q_t, k_new), fused_only=True))
-    return [dataclasses.replace(op, kernel="attention") for op in ops]
+                      vector_flops=SOFTMAX_VECTOR_OPS * n, reads=(q_t, k_new), fused_only=True, kernel="attention"))
+    return ops
 
 
 def all_reduce(s: Shape, tensor: str, width, tp) -> Op:

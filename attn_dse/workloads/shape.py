@@ -1,6 +1,7 @@
 """The workload point: phase, batch, query tokens, cached tokens, masking, dtype."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -119,6 +120,14 @@ class Shape:
         return self.past + self.seq
 
 
+def _whole(value: np.ndarray, low: float) -> bool:
+    """Every element a whole number >= low (NaN is not)."""
+    if value.ndim == 0:
+        v = float(value)
+        return v >= low and v == math.floor(v) if math.isfinite(v) else v == math.inf
+    return bool(np.all((value >= low) & (value == np.floor(value))))
+
+
 def make_shape(phase: str = "decode", batch=1, seq=None, context=None, causal: bool = True,
                dtype: str = "bf16", kv_dtype=None) -> Shape:
     if phase not in PHASES:
@@ -140,9 +149,11 @@ def make_shape(phase: str = "decode", batch=1, seq=None, context=None, causal: b
             raise AttnDseError(f"{phase}: context must equal seq (the prompt attends to itself)",
                                fix="drop --context, or use --phase decode for cached tokens")
         past = 0
+    # one point: numpy scalars (the arithmetic downstream runs at scalar speed), else arrays
     batch, seq, past = (np.asarray(x, dtype=np.float64) for x in (batch, seq, past))
+    batch, seq, past = (x[()] if x.ndim == 0 else x for x in (batch, seq, past))
     for name, value, low in (("batch", batch, 1), ("seq", seq, 1), ("context", past, 0)):
-        if np.any(value < low) or np.any(value != np.floor(value)):
+        if not _whole(value, low):
             raise AttnDseError(f"{name} must be a whole number >= {low}", fix=f"got {value.min():g}")
     kv = kv_format(kv_dtype, dtype)
     return Shape(phase, batch, seq, past, bool(causal), dtype, "" if kv == dtype else kv)

@@ -74,3 +74,24 @@ def test_bad_knob_files_name_the_file_and_the_knob(tmp_path, monkeypatch, text, 
         knobs_for(load_hardware("h100"))
     msg = str(info.value)
     assert "triton.yaml" in msg and all(w in msg for w in words), msg
+
+
+def test_a_knob_file_written_during_the_process_is_read_by_the_next_lookup(tmp_path, monkeypatch):
+    """The store is listed once and re-listed when a file or folder of it changes: a file the
+    dumper writes reaches the next knobs_for at once; one edited behind its back once the
+    listing is older than RECHECK_S (no stale cache, no walk per lookup)."""
+    import os
+    hw = load_hardware("h100")
+    monkeypatch.setenv("ATTN_DSE_KNOBS", str(tmp_path))
+    monkeypatch.setattr(store, "RECHECK_S", 3600.0)
+    packaged = knobs_for(hw).family("prefill").compute_efficiency
+    path = store.write(tmp_path / "h100" / "triton.yaml",
+                       knobs_for(hw).with_values({"compute_efficiency.prefill": 0.5}), "h100", "test")
+    assert knobs_for(hw).family("prefill").compute_efficiency == 0.5 != packaged
+    mtime = path.stat().st_mtime_ns
+    path.write_text(path.read_text().replace("compute_efficiency: 0.5", "compute_efficiency: 0.25"))
+    os.utime(path, ns=(mtime + 10**9, mtime + 10**9))  # a coarse clock may not have moved
+    assert knobs_for(hw).family("prefill").compute_efficiency == 0.5  # checked less than an hour ago
+    monkeypatch.setattr(store, "RECHECK_S", 0.0)
+    assert knobs_for(hw).family("prefill").compute_efficiency == 0.25
+    assert "triton" in store.implementations_stored()

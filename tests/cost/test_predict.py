@@ -148,3 +148,21 @@ def test_train_is_the_forward_plus_its_own_backward_kernel():
     # the backward's matmuls at half the rate: its time nearly doubles (its exps and fills do not)
     assert 1.6 * backward < slower.breakdown["attention"] - pf.breakdown["attention"] <= 2 * backward
     assert dataclasses.replace(slow).family("prefill") == knobs.family("prefill")
+
+
+@pytest.mark.parametrize("phase", ["decode", "prefill"])
+def test_points_searched_in_passes_equal_the_same_points_one_at_a_time(phase):
+    """The mapping search over more points than one pass (timed in passes, winners re-timed)
+    gives each point what predicting it alone gives (one flat candidate axis, Python floats)."""
+    from attn_dse.cost.tiled import POINTS_PER_PASS
+    rng = np.random.default_rng(7)
+    n = 2 * POINTS_PER_PASS + 7
+    b, c = rng.integers(1, 257, n).astype(float), rng.integers(1, 131073, n).astype(float)
+    wl = attention("gqa", n_heads=32, n_kv_heads=8, head_dim=128)
+    kw = dict(seq=1, context=c) if phase == "decode" else dict(seq=c)
+    many = predict("h100", wl, phase, b, **kw)
+    for i in rng.choice(n, 24, replace=False):
+        one = predict("h100", wl, phase, b[i], **{k: (v[i] if np.ndim(v) else v) for k, v in kw.items()})
+        assert many.latency_s[i] == one.latency_s and many.hbm_bytes[i] == one.hbm_bytes
+        assert many.limiter[i] == one.limiter and many.bound[i] == one.bound
+        assert {k: v[i] for k, v in many.mapping.items()} == one.mapping

@@ -147,8 +147,9 @@ def _parsed(path: str, mtime_ns: int):
 
 
 def implementations_stored() -> set[str]:
-    """Every implementation some hardware has knobs for."""
-    return {impl for _, impl in index()[0]}
+    """Every attention implementation some hardware has knobs for (knobs of other kernels sit one
+    folder down, e.g. gemm/grouped, and are no attention implementation)."""
+    return {impl for _, impl in index()[0] if "/" not in impl}
 
 
 def index() -> tuple[dict[tuple[str, str], str], tuple]:
@@ -169,11 +170,15 @@ def index() -> tuple[dict[tuple[str, str], str], tuple]:
         for sub in sorted(_entries(directory, dirs=True)):
             folder = os.path.join(directory, sub)
             watched.append(folder)
-            for name in sorted(_entries(folder, dirs=False)):
-                if name.endswith(".yaml"):
-                    path = os.path.join(folder, name)
-                    watched.append(path)
-                    files.setdefault((sub, name[:-len(".yaml")]), path)
+            for kind in [""] + sorted(_entries(folder, dirs=True)):  # HW/IMPL.yaml, HW/KIND/IMPL.yaml
+                inner = os.path.join(folder, kind) if kind else folder
+                if kind:
+                    watched.append(inner)
+                for name in sorted(_entries(inner, dirs=False)):
+                    if name.endswith(".yaml"):
+                        path = os.path.join(inner, name)
+                        watched.append(path)
+                        files.setdefault((sub, f"{kind}/{name[:-5]}" if kind else name[:-5]), path)
     _INDEX[dirs] = (files, tuple(watched), _stamp(watched), now)
     return files, _INDEX[dirs][2]
 

@@ -11,7 +11,11 @@ def sweep_figures(res, summary: dict, out: Path) -> list[str]:
     objectives = [next(iter(o.values())) for o in res.space.objectives]
     if len(objectives) >= 2:
         path = out / "pareto.png"
-        pareto.pareto_plot(res.columns, objectives[0], objectives[1], path, title=f"{res.space.name}: Pareto front")
+        cols = res.columns
+        if res.sampled and res.front:  # a sample of the points, and the whole front
+            import numpy as np
+            cols = {k: np.concatenate([cols[k], res.front[k]]) for k in cols}
+        pareto.pareto_plot(cols, objectives[0], objectives[1], path, title=f"{res.space.name}: Pareto front")
         made.append(str(path))
     for key, grid in summary.get("study", {}).get("heatmaps", {}).items():
         path = out / f"winners-{key.replace('/', '-')}.png"

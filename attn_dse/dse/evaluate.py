@@ -24,7 +24,7 @@ from attn_dse.workloads import attention
 from attn_dse.workloads.registry import Workload
 
 CHUNK = 50_000  # points per task (one predict call per block segment)
-KEEP_LIMIT = 200_000  # up to here every row is kept in memory; above, every k-th (for figures)
+KEEP_LIMIT = 100_000  # up to here every row is kept in memory; above, every k-th (for figures)
 N_BEST = 10  # rows of the summary's 'best' table
 
 
@@ -210,7 +210,8 @@ def summarize(space: Space, task_id: int, cols: dict, sample_every: int = 1, n_b
     on_front = pareto_mask(objective_matrix(space.objectives, sub))
     front = {k: v[on_front] for k, v in sub.items()}
     order = np.argsort(objective_matrix(space.objectives[:1], sub)[:, 0], kind="stable")[:n_best]
-    sample = None if not sample_every else cols if sample_every == 1 else {k: v[::sample_every] for k, v in cols.items()}
+    sample = (None if not sample_every else cols if sample_every == 1
+              else {k: v[::sample_every].copy() for k, v in cols.items()})  # copies: a view keeps the chunk alive
     return Chunk(task_id, len(cols["latency_s"]), len(feas), front, {k: v[order] for k, v in sub.items()}, sample)
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 
 def pyplot():
     import matplotlib
@@ -38,5 +40,6 @@ def drawn(ax) -> dict:
     for coll in ax.collections:
         offsets = coll.get_offsets()
         if isinstance(coll, PathCollection) and len(offsets):
-            out["scatter"].append({"label": coll.get_label(), "xy": [tuple(map(float, p)) for p in offsets]})
+            xy = np.asarray(offsets, dtype=np.float64)  # one conversion, not one per point
+            out["scatter"].append({"label": coll.get_label(), "xy": list(map(tuple, xy.tolist()))})
     return out

@@ -10,45 +10,11 @@ sweep.
 from __future__ import annotations
 
 import collections
-import hashlib
 import os
-import pickle
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from attn_dse.errors import AttnDseError
 
 SMALL = 200_000  # sweeps up to this many points run in this process: starting workers costs more
-
-
-@dataclass(frozen=True)
-class Job:
-    """What every worker needs to evaluate any chunk of one sweep."""
-    space: object
-    hw_names: tuple
-    points_dir: str | None  # where chunks write their Parquet parts (None: no point files)
-    sample_every: int  # rows kept for figures: every k-th (1: all, 0: none)
-    key: str = field(default="", compare=False)
-
-    def __post_init__(self):
-        digest = hashlib.sha256(pickle.dumps((self.space, self.hw_names))).hexdigest()
-        object.__setattr__(self, "key", digest)
-
-
-_BLOCKS: dict = {}  # per worker process: the blocks of the job it last saw
-
-
-def run_task(job: Job, task):
-    """Evaluate one chunk, write its part, summarize it (runs in the worker)."""
-    from attn_dse.dse import evaluate as ev
-    from attn_dse.dse.output import write_part
-    if job.key not in _BLOCKS:
-        _BLOCKS.clear()
-        _BLOCKS[job.key] = ev.blocks(job.space, job.hw_names)
-    cols = ev.task_rows(job.space, _BLOCKS[job.key], task)
-    if job.points_dir:
-        write_part(Path(job.points_dir), task.id, cols)
-    return ev.summarize(job.space, task.id, cols, job.sample_every)
 
 
 class Serial:
@@ -56,19 +22,20 @@ class Serial:
     name = "serial"
     workers = 1
 
-    def map(self, job: Job, tasks):
+    def map(self, fn, job, tasks):
         for t in tasks:
-            yield run_task(job, t)
+            yield fn(job, t)
 
 
 class _Submitting:
     """Chunks submitted to an executor, at most `window` in flight, results in chunk order."""
 
-    def map(self, job: Job, tasks):
+    def map(self, fn, job, tasks):
+        """fn(job, task) for each task (fn importable by name: it runs in other processes)."""
         pending: collections.deque = collections.deque()
         try:
             for t in tasks:
-                pending.append(self._submit(job, t))
+                pending.append(self._submit(fn, job, t))
                 if len(pending) >= self.window:
                     yield pending.popleft().result()
             while pending:
@@ -90,8 +57,8 @@ class Pool(_Submitting):
         self._pool = concurrent.futures.ProcessPoolExecutor(
             workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_setup)
 
-    def _submit(self, job, task):
-        return self._pool.submit(run_task, job, task)
+    def _submit(self, fn, job, task):
+        return self._pool.submit(fn, job, task)
 
     def _close(self):
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -118,8 +85,8 @@ class Dask(_Submitting):
         self.workers = max(1, sum(w.get("nthreads", 1) for w in self._client.scheduler_info()["workers"].values()))
         self.window = 2 * self.workers
 
-    def _submit(self, job, task):
-        return self._client.submit(_run_on_dask, job, task, pure=False)
+    def _submit(self, fn, job, task):
+        return self._client.submit(_run_on_dask, fn, job, task, pure=False)
 
     def _close(self):
         self._client.close()
@@ -138,9 +105,9 @@ def _worker_setup():
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the process group: the parent stops the sweep
 
 
-def _run_on_dask(job: Job, task):
+def _run_on_dask(fn, job, task):
     _one_thread()
-    return run_task(job, task)
+    return fn(job, task)
 
 
 def cores() -> int:

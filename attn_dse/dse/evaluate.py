@@ -8,14 +8,19 @@ Ctrl-C stops between chunks and leaves a valid partial result.
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
+import pickle
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from attn_dse.dse.constraints import apply_constraints, objective_matrix
+from attn_dse.dse.engine import Serial
+from attn_dse.dse.output import write_part
 from attn_dse.dse.pareto import pareto_mask
 from attn_dse.dse.space import Space, VariantAxis, hardware_variants
 from attn_dse.cost.capacity import capacity
@@ -275,6 +280,34 @@ def task_rows(space: Space, bl: list[Block], task: Task) -> dict:
     return parts[0] if len(parts) == 1 else _concat(parts)
 
 
+@dataclass(frozen=True)
+class Job:
+    """What every worker needs to evaluate any chunk of one sweep."""
+    space: Space
+    hw_names: tuple
+    points_dir: str | None  # where chunks write their Parquet parts (None: no point files)
+    sample_every: int  # rows kept for figures: every k-th (1: all, 0: none)
+    key: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        digest = hashlib.sha256(pickle.dumps((self.space, self.hw_names))).hexdigest()
+        object.__setattr__(self, "key", digest)
+
+
+_BLOCKS: dict = {}  # per worker process: the blocks of the job it last saw
+
+
+def run_task(job: Job, task: Task) -> Chunk:
+    """Evaluate one chunk, write its part, summarize it (what an engine runs in a worker)."""
+    if job.key not in _BLOCKS:
+        _BLOCKS.clear()
+        _BLOCKS[job.key] = blocks(job.space, job.hw_names)
+    cols = task_rows(job.space, _BLOCKS[job.key], task)
+    if job.points_dir:
+        write_part(Path(job.points_dir), task.id, cols)
+    return summarize(job.space, task.id, cols, job.sample_every)
+
+
 def evaluate(space: Space, hw_names: tuple[str, ...] = (), *, on_progress: Callable | None = None,
              keep_limit: int = KEEP_LIMIT, seed: int = 0, engine=None, points_dir=None, journal=None,
              chunk: int = CHUNK) -> Results:
@@ -284,21 +317,20 @@ def evaluate(space: Space, hw_names: tuple[str, ...] = (), *, on_progress: Calla
     read back instead of evaluated. Up to `keep_limit` points every row stays in
     `Results.columns`; above, every k-th. on_progress(done, total) follows the evaluation
     (total is None for evolve). Ctrl-C stops between chunks and leaves a valid partial result."""
-    from attn_dse.dse import engine as engines
     start = time.perf_counter()
     bl = blocks(space, hw_names)
     evolve = space.strategy == "evolve"
     plan = _evolve_plan(space, bl, seed) if evolve else _plan(space, bl, seed)
     total = None if evolve else sum(len(ix) for _, ix in plan)
     sample_every = 0 if not keep_limit else 1 if total is None else max(1, -(-total // keep_limit))
-    job = engines.Job(space, tuple(hw_names), str(points_dir) if points_dir else None, sample_every)
-    engine = engine or engines.Serial()
+    job = Job(space, tuple(hw_names), str(points_dir) if points_dir else None, sample_every)
+    engine = engine or Serial()
     red, res = Reduce(space), Results(space)
     earlier = journal.finished() if journal else {}
     if evolve:  # the plan is a generator: walk it once, every chunk evaluated here
         plan = list(plan)
     all_tasks = list(tasks(_indexed(plan, bl), chunk))
-    finished = engine.map(job, (t for t in all_tasks if t.id not in earlier))
+    finished = engine.map(run_task, job, (t for t in all_tasks if t.id not in earlier))
     try:
         for t in all_tasks:
             c = earlier.get(t.id) or next(finished)

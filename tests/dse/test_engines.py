@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from attn_dse.dse import engine
+from attn_dse.dse import evaluate as ev
 from attn_dse.dse.sweep import run_sweep
 from attn_dse.errors import AttnDseError
 
@@ -77,14 +78,14 @@ def test_an_interrupted_sweep_resumes_to_the_uninterrupted_result(space_file, tm
     whole = _run(space_file, tmp_path / "whole", workers=1)
     n_chunks = whole[0]["engine"]["chunks"]
     calls = {"n": 0}
-    real = engine.run_task
+    real = ev.run_task
 
     def interrupted(job, task):
         calls["n"] += 1
         if calls["n"] == 4:
             raise KeyboardInterrupt
         return real(job, task)
-    monkeypatch.setattr(engine, "run_task", interrupted)
+    monkeypatch.setattr(ev, "run_task", interrupted)
     out = tmp_path / "again"
     s, _ = run_sweep("h100", space_file, out, formats=("parquet", "csv"), chunk=CHUNK, workers=1)
     first3 = sum(pq.read_metadata(p).num_rows for p in sorted((tmp_path / "whole" / "points.parquet").iterdir())[:3])
@@ -103,7 +104,7 @@ def test_an_interrupted_sweep_resumes_to_the_uninterrupted_result(space_file, tm
 def test_resume_refuses_another_sweep_or_none(space_file, tmp_path, monkeypatch):
     with pytest.raises(AttnDseError, match="holds no interrupted sweep"):
         run_sweep("h100", space_file, tmp_path / "o", resume=True)
-    monkeypatch.setattr(engine, "run_task", lambda job, task: (_ for _ in ()).throw(KeyboardInterrupt))
+    monkeypatch.setattr(ev, "run_task", lambda job, task: (_ for _ in ()).throw(KeyboardInterrupt))
     s, _ = run_sweep("h100", space_file, tmp_path / "o", chunk=CHUNK)
     assert s["partial"] and s["points"] == 0
     with pytest.raises(AttnDseError, match="another space, hardware or options"):

@@ -44,7 +44,7 @@ def test_cli_max_points_error_is_one_line_exit_2(space_file, tmp_path):
 
 def test_interrupt_inside_a_part_write_leaves_summary_equal_to_rows(space_file, tmp_path, monkeypatch):
     """Ctrl-C while the second chunk's part is written: that chunk is neither counted nor kept."""
-    import attn_dse.dse.output as out_mod
+    import attn_dse.dse.evaluate as out_mod  # where the chunk writes its part
     real = out_mod.write_part
     calls = {"n": 0}
 

@@ -1,7 +1,7 @@
 """Fused attention backward (FlashAttention-2 structure) in Triton, and its training step.
 
     python3 -m attn_dse.gpu.backward --out DIR [--quick]   (on a CUDA GPU: checks, then times;
-                                                           writes DIR/backward.csv, DIR/backward-checks.csv)
+                                                           writes DIR/backward-measurements.csv, DIR/backward-checks.csv)
 
 The forward is our prefill kernel (`prefill(..., lse=)`), which keeps each row's log2-sum-exp L.
 The backward recomputes the probabilities from it, P = 2^(QK^T scale log2(e) - L), and runs three
@@ -27,7 +27,6 @@ the queries the last Sq positions; bf16 or fp16 in, fp32 accumulation.
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import sys
 import time
@@ -503,20 +502,12 @@ def table(rows) -> str:
 
 def write(rec, out: Path) -> None:
     from attn_dse.gpu.harness import FIELDS
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "backward.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=FIELDS + EXTRA, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rec.rows)
-    with open(out / "backward-checks.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rec.checks[0]) if rec.checks else ["kernel"])
-        w.writeheader()
-        w.writerows(rec.checks)
+    rec.write(out, "backward", FIELDS + EXTRA)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, required=True, help="directory for backward.csv")
+    ap.add_argument("--out", type=Path, required=True, help="directory for backward-measurements.csv")
     ap.add_argument("--quick", action="store_true", help="three shapes, no tuning (under a minute)")
     args = ap.parse_args(argv)
     from attn_dse.gpu.harness import Recorder

@@ -118,18 +118,22 @@ class Recorder:
         self.checks.append({**self.prov, "kernel": name, "rel_err": err, "bound": bound, "ok": ok})
         print(f"check {name}: rel err {err:.2e} (bound {bound:g}) {'ok' if ok else 'FAIL'}", flush=True)
 
-    def write(self):
-        self.out.mkdir(parents=True, exist_ok=True)
-        with open(self.out / "measurements.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=FIELDS, extrasaction="ignore")
+    def write(self, out: Path | None = None, stem: str = "", fields: list[str] | None = None):
+        """measurements.csv and checks.csv under out (default: the recorder's), named
+        STEM-measurements.csv / STEM-checks.csv with a stem; fields: the row columns."""
+        out = out or self.out
+        out.mkdir(parents=True, exist_ok=True)
+        name = (lambda n: f"{stem}-{n}") if stem else (lambda n: n)
+        with open(out / name("measurements.csv"), "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields or FIELDS, extrasaction="ignore")
             w.writeheader()
             w.writerows(self.rows)
         if self.scaling:  # block-sparse time against dense, by selected share
-            with open(self.out / "block_sparse_scaling.csv", "w", newline="") as f:
+            with open(out / "block_sparse_scaling.csv", "w", newline="") as f:
                 w = csv.DictWriter(f, fieldnames=list(self.scaling[0]))
                 w.writeheader()
                 w.writerows(self.scaling)
-        with open(self.out / "checks.csv", "w", newline="") as f:
+        with open(out / name("checks.csv"), "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(self.checks[0]) if self.checks else ["kernel"])
             w.writeheader()
             w.writerows(self.checks)

@@ -30,7 +30,6 @@ so a directory holding the project's own run keeps it).
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import sys
 import time
@@ -555,15 +554,7 @@ def columns() -> list[str]:
 
 
 def write_vendor(rec, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "vendor-measurements.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=columns(), extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rec.rows)
-    with open(out / "vendor-checks.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rec.checks[0]) if rec.checks else ["kernel"])
-        w.writeheader()
-        w.writerows(rec.checks)
+    rec.write(out, "vendor", columns())
 
 
 def main(argv=None) -> int:

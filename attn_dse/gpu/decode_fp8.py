@@ -13,9 +13,7 @@ the bf16 decode (decode.py). Rows are family "decode", kv_dtype "fp8".
 """
 from __future__ import annotations
 
-import argparse
 import math
-from pathlib import Path
 
 import torch
 import triton
@@ -23,7 +21,7 @@ import triton.language as tl
 
 from attn_dse.gpu import decode as bf16_decode
 from attn_dse.gpu.decode import choose_splits, load_packed_queries, run_splits, store_partial
-from attn_dse.gpu.harness import BF16_BOUND, DEV, Recorder, rel_err, rnd, sm_count, timed
+from attn_dse.gpu.harness import check_then_bench, BF16_BOUND, DEV, Recorder, rel_err, rnd, sm_count, timed
 from attn_dse.gpu.reference import attention_ref
 from attn_dse.gpu.softmax import finish, start_state
 
@@ -223,14 +221,7 @@ def bench(rec: Recorder, shapes=None) -> None:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="validate-out", type=Path)
-    args = ap.parse_args()
-    rec = Recorder(args.out)
-    check(rec, torch.Generator(device="cpu").manual_seed(0))
-    bench(rec)
-    rec.write()
-    return 0 if all(c["ok"] for c in rec.checks) else 1
+    return check_then_bench(__doc__, check, bench)
 
 
 if __name__ == "__main__":

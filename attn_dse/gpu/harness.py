@@ -188,3 +188,15 @@ def ceilings(out: Path) -> dict:
     return res
 
 
+def check_then_bench(doc: str, check, bench) -> int:
+    """The main of a kernel module run on its own: `--out DIR`; checks first (written at once,
+    so a crash in the bench keeps them), then the bench; exit 1 if a check failed."""
+    import argparse
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="validate-out", type=Path)
+    rec = Recorder(ap.parse_args().out)
+    check(rec, torch.Generator(device="cpu").manual_seed(0))
+    rec.write()
+    bench(rec)
+    rec.write()
+    return 0 if all(c["ok"] for c in rec.checks) else 1

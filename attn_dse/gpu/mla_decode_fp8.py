@@ -43,9 +43,7 @@ No module-level FAMILY: mla_decode.py holds that key in measure.py's discovery.
 """
 from __future__ import annotations
 
-import argparse
 import math
-from pathlib import Path
 
 import torch
 import triton
@@ -54,7 +52,7 @@ from triton.tools.tensor_descriptor import TensorDescriptor
 
 from attn_dse.gpu.decode import run_splits
 from attn_dse.gpu.decode_fp8 import E4M3_MAX, tune
-from attn_dse.gpu.harness import DEV, Recorder, rel_err, rnd, sm_count, timed
+from attn_dse.gpu.harness import check_then_bench, DEV, Recorder, rel_err, rnd, sm_count, timed
 from attn_dse.gpu.mla_decode import MLA_CONFIGS, choose_splits, run_mla
 from attn_dse.gpu.reference import mla_decode_ref
 
@@ -333,15 +331,7 @@ def bench(rec: Recorder) -> None:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="validate-out", type=Path)
-    args = ap.parse_args()
-    rec = Recorder(args.out)
-    check(rec, torch.Generator(device="cpu").manual_seed(0))
-    rec.write()
-    bench(rec)
-    rec.write()
-    return 0 if all(c["ok"] for c in rec.checks) else 1
+    return check_then_bench(__doc__, check, bench)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from attn_dse.gpu.decode import run_splits
 
 from attn_dse.gpu.harness import BF16_BOUND, DEV, Recorder, rel_err, rnd, sm_count, timed
 from attn_dse.gpu.reference import mla_decode_ref
+from attn_dse.cost.families.mla_decode import MlaDecode
 
 
 @triton.jit
@@ -152,7 +153,7 @@ def mla_decode(q_nope: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor, seq_l
 
 
 # ---------------------------------------------------------------- check and bench
-FAMILY = "mla_decode"  # the cost model's family these measurements calibrate
+FAMILY = MlaDecode.name  # the cost model's family these measurements calibrate
 
 
 def check(rec: Recorder, g: torch.Generator) -> None:
@@ -211,7 +212,7 @@ def measure_mla(rec: Recorder) -> None:
             qn, qp, kv = rnd(B, H, 512), rnd(B, H, 64), rnd(B, L, 576)
             lens = torch.full((B,), L, device=DEV, dtype=torch.int32)
             med, p20, p80 = timed(lambda: run_mla(qn, qp, kv, lens, cfg))
-            rec.add(family="mla_decode", variant="mla", phase="decode", batch=B, seq=1, context=L - 1, n_heads=H,
+            rec.add(family=FAMILY, variant="mla", phase="decode", batch=B, seq=1, context=L - 1, n_heads=H,
                     n_kv_heads=1, head_dim=576, causal=True, window="", top_k="", block="", dtype="bf16",
                     config=str(cfg), n_split=choose_splits(B, triton.cdiv(H, cfg[1]), L, cfg[2], sm_count()), median_s=med,
                     p20_s=p20, p80_s=p80, kv_bytes=B * L * 576 * 2)

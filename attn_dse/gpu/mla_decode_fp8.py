@@ -55,6 +55,7 @@ from attn_dse.gpu.decode_fp8 import E4M3_MAX, tune
 from attn_dse.gpu.harness import check_then_bench, DEV, Recorder, rel_err, rnd, sm_count, timed
 from attn_dse.gpu.mla_decode import MLA_CONFIGS, choose_splits, run_mla
 from attn_dse.gpu.reference import mla_decode_ref
+from attn_dse.gpu.mla_decode import FAMILY as MLA_FAMILY  # no FAMILY here: mla_decode.py holds the key
 
 N_GROUPS = 4  # scales per latent row (FlashMLA: one per 128 of the 512 values); the kernel unrolls them
 SCALE_BYTES = 4
@@ -310,7 +311,7 @@ def bench(rec: Recorder) -> None:
                 for B in (1, 16, 64, 128):
                     qn, qp = rnd(B, Sq, H, D_LATENT), rnd(B, Sq, H, D_ROPE)
                     lens = torch.full((B,), L, device=DEV, dtype=torch.int32)
-                    common = dict(family="mla_decode", variant="mla", phase="decode", batch=B, seq=Sq, context=L - Sq,
+                    common = dict(family=MLA_FAMILY, variant="mla", phase="decode", batch=B, seq=Sq, context=L - Sq,
                                   n_heads=H, n_kv_heads=1, head_dim=D_LATENT + D_ROPE, causal=True, window="",
                                   top_k="", block="", dtype="bf16")
                     kv = rnd(B, L, D_LATENT + D_ROPE)

@@ -430,6 +430,7 @@ def _cfg(impl: str, hq: int, hkv: int, mode: str) -> str:
 
 
 def _eager_pass(run: _Run, quick: bool) -> None:
+    from attn_dse.cost.families.mla_decode import MlaDecode
     from attn_dse.gpu.harness import rnd, timed
 
     def check_all():
@@ -469,7 +470,7 @@ def _eager_pass(run: _Run, quick: bool) -> None:
         def body(B=B, H=H, L=L):
             q, kv = rnd(B, H, width), rnd(B, L, width)
             t = timed(lambda: eager_mla_decode(q, kv))
-            run.add(t, family="mla_decode", variant="mla", phase="decode", batch=B, seq=1, context=L - 1,
+            run.add(t, family=MlaDecode.name, variant="mla", phase="decode", batch=B, seq=1, context=L - 1,
                     n_heads=H, n_kv_heads=1, head_dim=width, causal=True, config="eager,bmm",
                     flops=attention_flops(B, H, L, width, MLA_LATENT), kv_bytes=B * L * width * 2)
         run.shape(f"mla_decode B{B} H{H} L{L}", body)

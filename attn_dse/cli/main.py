@@ -19,7 +19,8 @@ class _Group(click.Group):
     """The one error boundary: every failure is one line on stderr, never a traceback.
 
     AttnDseError (bad input) -> `error: ...`, exit 2; click's usage errors -> one line, exit 2;
-    Ctrl-C outside a sweep -> `interrupted`, exit 130; anything else -> one line naming the
+    Ctrl-C outside a sweep -> `interrupted`, exit 130; a reader that closed the pipe (`| head`)
+    -> silence, exit 141; anything else -> one line naming the
     exception and how to see its traceback (ATTN_DSE_DEBUG=1 re-raises), exit 1."""
 
     def invoke(self, ctx: click.Context):
@@ -30,6 +31,8 @@ class _Group(click.Group):
             _fail(f"error: {exc}", 2)
         except KeyboardInterrupt:
             _fail("interrupted", 130)
+        except BrokenPipeError:  # `attn-dse ... | head`: the reader has what it wanted
+            _closed_pipe()
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except Exception as exc:
@@ -53,6 +56,14 @@ class _Group(click.Group):
         except click.exceptions.Abort:
             _fail("interrupted", 130)
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _closed_pipe() -> None:
+    """Stop quietly, as Unix tools do when their reader closes the pipe (exit 141 = 128 + SIGPIPE);
+    stdout goes to /dev/null so the interpreter's final flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(141)
 
 
 def _fail(line: str, code: int) -> None:

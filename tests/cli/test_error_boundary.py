@@ -73,3 +73,14 @@ def test_the_real_entry_point(debug, code):
     else:
         assert proc.stderr == ("error: unexpected ZeroDivisionError: division by zero "
                                "(set ATTN_DSE_DEBUG=1 to see the traceback)\n")
+
+
+def test_a_reader_that_closes_the_pipe_gets_no_error(tmp_path):
+    """`attn-dse sweep ... | head -1`: the tool stops quietly (it once printed 'unexpected BrokenPipeError')."""
+    import subprocess
+    import sys
+    cmd = f"{sys.executable} -m attn_dse.cli sweep hw/h20.yaml --out {tmp_path / 'o'} | head -1"
+    r = subprocess.run(cmd, shell=True, capture_output=True, text=True,
+                       cwd=__import__("pathlib").Path(__file__).resolve().parents[2])
+    assert r.stdout.startswith("builtin-study:") and len(r.stdout.splitlines()) == 1
+    assert "error" not in r.stderr.lower() and "Traceback" not in r.stderr

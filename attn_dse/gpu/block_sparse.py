@@ -16,7 +16,7 @@ import triton.language as tl
 
 from attn_dse.gpu.softmax import finish, online_softmax_step, start_state
 
-from attn_dse.gpu.decode import load_packed_queries, run_splits, store_partial
+from attn_dse.gpu.decode import kv_head_program, run_splits, store_partial
 
 from attn_dse.gpu.harness import BF16_BOUND, DEV, Recorder, rel_err, rnd, sm_count, timed
 from attn_dse.gpu.prefill import prefill
@@ -68,16 +68,11 @@ def _sparse_prefill(Q, K, V, O, Idx, stride_qb, stride_qs, stride_qh, stride_kb,
 def _sparse_decode(Q, K, V, Lens, Idx, Part, Lse, stride_qb, stride_qs, stride_qh, stride_kb, stride_kn, stride_kh,
                    stride_vb, stride_vn, stride_vh, stride_ib, stride_ih, group, seq_q, top_k, n_splits, per_split,
                    sm_scale, HEAD_DIM: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK: tl.constexpr):
-    b = tl.program_id(0).to(tl.int64)  # int64: batch offsets pass 2**31 elements
-    kvh = tl.program_id(1)
+    b, kvh, q, tok, head, valid, length, last_visible, K, V = kv_head_program(
+        Q, K, V, Lens, stride_qb, stride_qs, stride_qh, stride_kb, stride_kh, stride_vb, stride_vh, group, seq_q,
+        HEAD_DIM, BLOCK_H)
     split = tl.program_id(2)
-    q, tok, head, valid = load_packed_queries(Q, b, kvh, group, seq_q, stride_qb, stride_qs, stride_qh,
-                                              HEAD_DIM, BLOCK_H)
     offs_d = tl.arange(0, HEAD_DIM)
-    length = tl.load(Lens + b)
-    last_visible = length - seq_q + tok
-    K += b * stride_kb + kvh * stride_kh
-    V += b * stride_vb + kvh * stride_vh
     Idx += b * stride_ib + kvh * stride_ih
     acc, l_i, m_i = start_state(BLOCK_H, HEAD_DIM)
     qk_scale = sm_scale * 1.4426950408889634

@@ -22,9 +22,13 @@ from attn_dse.gpu.reference import attention_ref
 
 
 @triton.jit
-def load_packed_queries(Q, b, kvh, group, seq_q, stride_qb, stride_qs, stride_qh,
-                        HEAD_DIM: tl.constexpr, BLOCK_H: tl.constexpr):
-    """GQA packing: the query rows of one KV head, row = token * group + head-in-group."""
+def kv_head_program(Q, K, V, Lens, stride_qb, stride_qs, stride_qh, stride_kb, stride_kh, stride_vb, stride_vh,
+                    group, seq_q, HEAD_DIM: tl.constexpr, BLOCK_H: tl.constexpr):
+    """The start of a program for one (sequence, KV head): grid axes 0 and 1. GQA packing: its
+    query rows, row = token * group + head-in-group; its K/V pointers; the sequence's length;
+    the last key each row sees (causal among the new tokens)."""
+    b = tl.program_id(0).to(tl.int64)  # int64: batch offsets pass 2**31 elements
+    kvh = tl.program_id(1)
     rows = tl.arange(0, BLOCK_H)
     tok = rows // group
     head = kvh * group + rows % group
@@ -32,7 +36,10 @@ def load_packed_queries(Q, b, kvh, group, seq_q, stride_qb, stride_qs, stride_qh
     offs_d = tl.arange(0, HEAD_DIM)
     q = tl.load(Q + b * stride_qb + tok[:, None] * stride_qs + head[:, None] * stride_qh + offs_d[None, :],
                 mask=valid[:, None], other=0.0)
-    return q, tok, head, valid
+    length = tl.load(Lens + b)
+    K += b * stride_kb + kvh * stride_kh
+    V += b * stride_vb + kvh * stride_vh
+    return b, kvh, q, tok, head, valid, length, length - seq_q + tok, K, V
 
 
 @triton.jit
@@ -50,18 +57,13 @@ def store_partial(Part, Lse, out, lse, b, tok, head, valid, group, seq_q, split,
 def _decode_split(Q, K, V, Lens, Part, Lse, stride_qb, stride_qs, stride_qh, stride_kb, stride_kn, stride_kh,
                   stride_vb, stride_vn, stride_vh, group, seq_q, n_splits, split_len, sm_scale,
                   HEAD_DIM: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr):
-    b = tl.program_id(0).to(tl.int64)  # int64: batch offsets pass 2**31 elements
-    kvh = tl.program_id(1)
+    b, kvh, q, tok, head, valid, length, last_visible, K, V = kv_head_program(
+        Q, K, V, Lens, stride_qb, stride_qs, stride_qh, stride_kb, stride_kh, stride_vb, stride_vh, group, seq_q,
+        HEAD_DIM, BLOCK_H)
     split = tl.program_id(2)
-    q, tok, head, valid = load_packed_queries(Q, b, kvh, group, seq_q, stride_qb, stride_qs, stride_qh,
-                                              HEAD_DIM, BLOCK_H)
     offs_d = tl.arange(0, HEAD_DIM)
-    length = tl.load(Lens + b)
     start = split * split_len
     end = tl.minimum(start + split_len, length)
-    K += b * stride_kb + kvh * stride_kh
-    V += b * stride_vb + kvh * stride_vh
-    last_visible = length - seq_q + tok  # causal among the new tokens
     acc, l_i, m_i = start_state(BLOCK_H, HEAD_DIM)
     qk_scale = sm_scale * 1.4426950408889634
     for n0 in range(start, end, BLOCK_N):

@@ -20,7 +20,7 @@ import triton
 import triton.language as tl
 
 from attn_dse.gpu import decode as bf16_decode
-from attn_dse.gpu.decode import choose_splits, load_packed_queries, run_splits, store_partial
+from attn_dse.gpu.decode import choose_splits, kv_head_program, run_splits, store_partial
 from attn_dse.gpu.harness import check_then_bench, BF16_BOUND, DEV, Recorder, rel_err, rnd, sm_count, timed
 from attn_dse.gpu.reference import attention_ref
 from attn_dse.gpu.softmax import finish, start_state
@@ -49,20 +49,15 @@ def _decode_fp8_split(Q, K, V, KS, VS, Lens, Part, Lse, stride_qb, stride_qs, st
                       stride_kh, stride_vb, stride_vn, stride_vh, stride_sb, stride_sn, group, seq_q, n_splits,
                       split_len, sm_scale, HEAD_DIM: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr,
                       SCALE_BLOCK: tl.constexpr, KEYS_AS_ROWS: tl.constexpr):
-    b = tl.program_id(0).to(tl.int64)
-    kvh = tl.program_id(1)
+    b, kvh, q, tok, head, valid, length, last_visible, K, V = kv_head_program(
+        Q, K, V, Lens, stride_qb, stride_qs, stride_qh, stride_kb, stride_kh, stride_vb, stride_vh, group, seq_q,
+        HEAD_DIM, BLOCK_H)
     split = tl.program_id(2)
-    q, tok, head, valid = load_packed_queries(Q, b, kvh, group, seq_q, stride_qb, stride_qs, stride_qh,
-                                              HEAD_DIM, BLOCK_H)
     offs_d = tl.arange(0, HEAD_DIM)
-    length = tl.load(Lens + b)
     start = split * split_len
     end = tl.minimum(start + split_len, length)
-    K += b * stride_kb + kvh * stride_kh
-    V += b * stride_vb + kvh * stride_vh
     KS += b * stride_sb + kvh
     VS += b * stride_sb + kvh
-    last_visible = length - seq_q + tok
     qk_scale = sm_scale * 1.4426950408889634
     if KEYS_AS_ROWS:
         # scores transposed, s^T = K q^T: the widened K tile is the MMA's register operand, so it

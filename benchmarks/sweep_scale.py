@@ -4,7 +4,8 @@
 Levels: the roofline level (`dataflow_model=False`: the attention kernel under the plain
 roofline) and the dataflow model with its mapping search, each for GQA decode and prefill on
 H100 (triton knobs). Every (level, size) runs in a subprocess of its own (its own peak RSS),
-evaluating the points the way a sweep does: `predict` over CHUNK rows at a time
+evaluating the points the way a sweep does: `predict` over CHUNK rows at a time, in a process
+whose allocator keeps freed memory (`attn_dse.dse.engine.keep_freed_memory`)
 (`attn_dse.dse.evaluate.CHUNK`), batch and context drawn per chunk from a fixed seed. One
 warm-up chunk runs before the clock starts (first-use imports, knob and YAML loading).
 Throughput is points per CPU second of the one-threaded process (per core), wall beside it.
@@ -50,7 +51,9 @@ def child_vector(level: str, phase: str, points: int) -> dict:
     """One (level, phase, size) run: points through predict in CHUNK rows at a time."""
     import numpy as np
     from attn_dse import predict
+    from attn_dse.dse.engine import keep_freed_memory
     from attn_dse.dse.evaluate import CHUNK
+    keep_freed_memory()  # as every sweep engine's process does
     hw, wl = _workload()
     rng = np.random.default_rng(0)
     predict(hw, wl, phase, dataflow_model=LEVELS[level], kernel="triton", **_chunk_args(phase, rng, min(points, CHUNK)))

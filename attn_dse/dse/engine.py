@@ -10,6 +10,7 @@ sweep.
 from __future__ import annotations
 
 import collections
+import functools
 import os
 
 from attn_dse.errors import AttnDseError
@@ -23,6 +24,7 @@ class Serial:
     workers = 1
 
     def map(self, fn, job, tasks):
+        keep_freed_memory()
         for t in tasks:
             yield fn(job, t)
 
@@ -99,14 +101,36 @@ def _one_thread():
     pyarrow.set_cpu_count(1)
 
 
+@functools.cache
+def keep_freed_memory():
+    """Let glibc keep the memory a chunk frees for the next chunk instead of returning it to the
+    system: a chunk allocates thousands of 50 000-row temporaries, and when each is mapped and
+    unmapped afresh the kernel zeroes its pages again (measured at 1e6 points, one process: 304 k
+    page faults and 0.8-1.1 s of system time on 3.9 s of user time; kept: 60 k and 0.2 s, 20% less
+    wall time). Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 for its workers, the opposite.
+    Peak memory is unchanged (it is the largest chunk's); elsewhere than glibc this does nothing."""
+    import ctypes
+    import ctypes.util
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    mallopt(M_MMAP_THRESHOLD, 32 << 20)  # glibc's largest: arrays up to 32 MB come from the heap
+    mallopt(M_TRIM_THRESHOLD, 1 << 30)   # free memory at the heap's top is kept up to 1 GB
+
+
 def _worker_setup():
     import signal
     _one_thread()
+    keep_freed_memory()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the process group: the parent stops the sweep
 
 
 def _run_on_dask(fn, job, task):
     _one_thread()
+    keep_freed_memory()
     return fn(job, task)
 
 

@@ -167,7 +167,7 @@ class Workload:
         for count, wl in groups:
             spec = wl.variant.kernel_spec(wl.params, s)
             for one in (spec if isinstance(spec, tuple) else (spec,)):
-                out.append((one and dataclasses.replace(one, phase=s.phase), count))
+                out.append((one if one is None or one.phase == s.phase else dataclasses.replace(one, phase=s.phase), count))
         return out
 
 

@@ -14,7 +14,7 @@ import argparse
 import sys
 
 from attn_dse.dse.study import serving_curves
-from attn_dse.plots.style import COLORS, pyplot, save
+from attn_dse.plots.style import COLORS, save, subplots
 
 HARDWARE = ("h100", "h20")
 TICKS_MS = (2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200)
@@ -27,8 +27,7 @@ def curves():
 
 
 def draw(rows, path):
-    plt = pyplot()
-    fig, axes = plt.subplots(1, len(HARDWARE), figsize=(11, 4.2), sharey=True)
+    fig, axes = subplots(1, len(HARDWARE), figsize=(11, 4.2), sharey=True)
     for ax, hw in zip(axes, HARDWARE):
         for ci, label in enumerate(LABELS):
             for ctx, style in zip(CONTEXTS, ("-", "--")):

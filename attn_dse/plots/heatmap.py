@@ -5,19 +5,18 @@ from pathlib import Path
 
 import numpy as np
 
-from attn_dse.plots.style import COLORS, drawn, pyplot, save
+from attn_dse.plots.style import COLORS, drawn, save, subplots
 
 
 def winner_heatmap(grid: dict, path: str | Path, title: str = "fastest variant") -> dict:
     """grid: {"contexts", "batches", "winner": [[name|None]], "speedup_vs_gqa8": [[x]]}."""
-    plt = pyplot()
     from matplotlib.colors import ListedColormap
     winners = np.array(grid["winner"], dtype=object)
     names = sorted({w for w in winners.ravel() if w})
     code = np.full(winners.shape, np.nan)
     for i, n in enumerate(names):
         code[winners == n] = i
-    fig, ax = plt.subplots(figsize=(8, 4.8))
+    fig, ax = subplots(figsize=(8, 4.8))
     cmap = ListedColormap(COLORS[: max(len(names), 1)])
     ax.imshow(np.ma.masked_invalid(code), cmap=cmap, vmin=-0.5, vmax=max(len(names), 1) - 0.5, aspect="auto",
               origin="lower")
@@ -39,9 +38,8 @@ def winner_heatmap(grid: dict, path: str | Path, title: str = "fastest variant")
 def value_heatmap(values: np.ndarray, rows: list, cols: list, path: str | Path, title: str,
                   row_label: str = "context", col_label: str = "batch", fmt: str = "{:.2g}") -> dict:
     """A numeric heatmap (e.g. speed-up of one variant over another), log-coloured."""
-    plt = pyplot()
     from matplotlib.colors import LogNorm
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = subplots(figsize=(7, 4.5))
     v = np.asarray(values, float)
     im = ax.imshow(np.ma.masked_invalid(v), cmap="RdBu", norm=LogNorm(vmin=np.nanmin(v), vmax=np.nanmax(v)),
                    aspect="auto", origin="lower")

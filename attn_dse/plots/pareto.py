@@ -6,20 +6,19 @@ from pathlib import Path
 import numpy as np
 
 from attn_dse.dse.pareto import pareto_mask
-from attn_dse.plots.style import COLORS, drawn, pyplot, save
+from attn_dse.plots.style import COLORS, drawn, save, subplots
 
 
 def pareto_plot(cols: dict, x: str, y: str, path: str | Path, title: str | None = None,
                 maximize: tuple[str, ...] = ("tokens_per_s", "max_batch")) -> dict:
     """Feasible points coloured by label, infeasible ones faint, the (x, y) front as a line."""
-    plt = pyplot()
     xs, ys = np.asarray(cols[x], float), np.asarray(cols[y], float)
     feas = np.asarray(cols.get("feasible", np.ones(len(xs), bool)), bool)
     sign = np.array([-1 if x in maximize else 1, -1 if y in maximize else 1])
     front = np.zeros(len(xs), bool)
     idx = np.flatnonzero(feas)
     front[idx[pareto_mask(np.stack([xs[idx], ys[idx]], 1) * sign)]] = True
-    fig, ax = plt.subplots(figsize=(7.5, 5))
+    fig, ax = subplots(figsize=(7.5, 5))
     ax.scatter(xs[~feas], ys[~feas], s=6, color="0.85", label="infeasible")
     labels = np.asarray(cols.get("label", np.full(len(xs), "points")), dtype=object)
     for k, lab in enumerate(sorted(set(labels[feas]))):

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from attn_dse.hardware.spec import Hardware
-from attn_dse.plots.style import COLORS, drawn, pyplot, save
+from attn_dse.plots.style import COLORS, drawn, save, subplots
 
 EXP_HEAD_DIM = 128  # the exp ceiling is drawn for attention with d_qk = d_v = 128
 
@@ -24,8 +24,7 @@ def ceiling_lines(hw: Hardware, dtypes=("bf16",)) -> dict:
 
 
 def roofline_plot(hws: list[Hardware], points: list[dict], path: str | Path, title: str | None = None) -> dict:
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(8.5, 5.8))
+    fig, ax = subplots(figsize=(8.5, 5.8))
     ai = np.logspace(-1, 5, 400)
     data = {"ceilings": {}, "points": points}
     styles = ["-", "--", ":", "-."]

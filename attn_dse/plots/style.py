@@ -6,22 +6,27 @@ from pathlib import Path
 import numpy as np
 
 
-def pyplot():
+STYLE = {"figure.dpi": 110, "savefig.dpi": 160, "font.size": 10, "axes.grid": True, "grid.alpha": 0.3,
+         "axes.spines.top": False, "axes.spines.right": False, "legend.frameon": False}
+
+
+def subplots(*args, **kwargs):
+    """(figure, axes) as pyplot.subplots gives them, in our style, without pyplot: no global
+    figure registry to close, nothing to import beyond the Agg canvas (importing pyplot costs
+    about 0.2 s of every sweep's figures)."""
     import matplotlib
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-    plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 160, "font.size": 10, "axes.grid": True,
-                         "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False,
-                         "legend.frameon": False})
-    return plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    matplotlib.rcParams.update(STYLE)  # as pyplot did: every artist drawn later takes the style
+    fig = Figure(figsize=kwargs.pop("figsize", None))
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(*args, **kwargs)
 
 
 def save(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-    plt.close(fig)
     return path
 
 

@@ -5,15 +5,14 @@ from pathlib import Path
 
 import numpy as np
 
-from attn_dse.plots.style import COLORS, drawn, pyplot, save
+from attn_dse.plots.style import COLORS, drawn, save, subplots
 
 
 def predicted_vs_measured(measured_s, predicted_s, families, path: str | Path, band: float = 0.10,
                           title: str = "predicted vs measured") -> dict:
-    plt = pyplot()
     m, p = np.asarray(measured_s, float), np.asarray(predicted_s, float)
     fam = np.asarray(families, dtype=object)
-    fig, ax = plt.subplots(figsize=(6, 6))
+    fig, ax = subplots(figsize=(6, 6))
     lo, hi = np.nanmin([m.min(), p.min()]) / 1.5, np.nanmax([m.max(), p.max()]) * 1.5
     line = np.array([lo, hi])
     ax.plot(line, line, "k-", lw=1)

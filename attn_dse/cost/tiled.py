@@ -164,8 +164,6 @@ def _winner(x, index: tuple, n: int):
     x = np.asarray(x)
     if x.ndim == 0:
         return x
-    if n == 1:  # one point: its candidates lie on one flat axis
-        return x.reshape(-1)[index[0][0] if x.size > 1 else 0]
     x = x.reshape((1,) * (len(index) + 1 - x.ndim) + x.shape)
     return x[tuple(i if size > 1 else 0 for i, size in zip(index + (np.arange(n),), x.shape))]
 
@@ -193,22 +191,19 @@ def search(time_of, spec: KernelSpec, axes: dict, fixed: dict | None = None,
     POINTS_PER_PASS, then the winners once more with every field. `fixed` pins mapping fields;
     a pin no candidate has is an error listing `choices`. `fields(chosen)` turns the chosen axis
     values into mapping fields where an axis is not one (prefill's tile index)."""
+    flat, shape = _flat_spec(spec)
+    if shape == ():
+        return _search_one(time_of, flat, axes, fixed, choices, fields)
     axes = {k: np.asarray(v, dtype=np.float64).reshape(-1) for k, v in axes.items()}
     for key, value in (fixed or {}).items():
         if key not in axes or not np.any(axes[key] == value):
             no_mapping(key, value, choices)
         axes[key] = np.asarray([value], dtype=np.float64)
     names, k = list(axes), len(axes)
-    flat, shape = _flat_spec(spec)
     n = math.prod(shape)
-    if n == 1:  # one point: the candidates on one flat axis (same-shape arrays: numpy's fast path)
-        axes = dict(zip(names, _product(tuple(tuple(v) for v in axes.values()))))
-        shaped = {name: v.reshape(-1, 1) for name, v in axes.items()}
-        sizes = (len(axes[names[0]]),)
-    else:
-        sizes = tuple(len(axes[name]) for name in names)
-        shaped = {name: axes[name].reshape(tuple(-1 if i == j else 1 for j in range(k)) + (1,))
-                  for i, name in enumerate(names)}
+    sizes = tuple(len(axes[name]) for name in names)
+    shaped = {name: axes[name].reshape(tuple(-1 if i == j else 1 for j in range(k)) + (1,))
+              for i, name in enumerate(names)}
     chosen = {name: np.empty(n) for name in names}
     won = None
     for lo in range(0, n, POINTS_PER_PASS):
@@ -221,17 +216,39 @@ def search(time_of, spec: KernelSpec, axes: dict, fixed: dict | None = None,
             raise AttnDseError("no tile mapping fits on chip for this shape",
                                fix="a head dimension this large needs more SMEM/VMEM; lower head_dim")
         index = np.unravel_index(best, sizes)
-        for name, i in zip(names, index * k if n == 1 else index):
+        for name, i in zip(names, index):
             chosen[name][lo:hi] = axes[name][i]
         if one_pass:
             won = {k: _winner(v, index, n) for k, v in cands.items()}
     if won is None:
         won = time_of(flat, detail=True, **chosen)
 
-    def full(x, dtype=None):
-        return np.array(x, dtype=dtype).reshape(shape) if n == 1 else _points(x, n, shape, dtype)
+    return _estimate(won, (fields or dict)(chosen), lambda x, dtype=None: _points(x, n, shape, dtype))
 
+
+def _search_one(time_of, spec: KernelSpec, axes: dict, fixed, choices, fields) -> KernelEstimate:
+    """search() for a spec of one point: its candidates on one flat axis (same-shape arrays,
+    numpy's fast path), the winner's fields as Python floats (the limiter by Python
+    comparisons), each result a 0-d array as for arrays of points."""
+    values = {k: tuple(np.ravel(v).tolist()) for k, v in axes.items()}
+    for key, value in (fixed or {}).items():
+        if key not in values or value not in values[key]:
+            no_mapping(key, value, choices)
+        values[key] = (float(value),)
+    grid = _product(tuple(values.values()))
+    cands = time_of(spec, detail=True, **{name: g.reshape(-1, 1) for name, g in zip(values, grid)})
+    times = np.broadcast_to(cands["time"], (len(grid[0]), 1)).reshape(-1)
+    i = int(np.argmin(times))
+    if times[i] == np.inf:
+        raise AttnDseError("no tile mapping fits on chip for this shape",
+                           fix="a head dimension this large needs more SMEM/VMEM; lower head_dim")
+    won = {k: v if type(v) is float else v.item(i if v.size > 1 else 0) for k, v in cands.items()}
+    chosen = {name: np.asarray([g[i]]) for name, g in zip(values, grid)}
+    return _estimate(won, (fields or dict)(chosen), lambda x, dtype=None: np.array(x, dtype=dtype).reshape(()))
+
+
+def _estimate(won: dict, mapping: dict, full) -> KernelEstimate:
     return KernelEstimate(time_s=full(won["time"]), hbm_bytes=full(won["hbm"]), cache_bytes=full(won["cache"]),
                           flops=full(won["flops"]), exps=full(won["exps"]), limiter=full(limiter(won), object),
-                          mapping={k: full(v, np.float64) for k, v in (fields or dict)(chosen).items()},
+                          mapping={k: full(v, np.float64) for k, v in mapping.items()},
                           compute_s=full(won["compute"]), memory_s=full(won["memory"]))

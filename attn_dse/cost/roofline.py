@@ -77,6 +77,10 @@ def largest_limiter(times: dict, limiters: dict):
     """Elementwise: limiters[k] of the k whose time is largest (the first on ties), i.e.
     select(bound_time(times)[1], limiters) without comparing strings per point."""
     keys = list(times)
+    if len(keys) == 1 and isinstance(times[keys[0]], float):  # one part of one point
+        out = limiters[keys[0]]
+        if isinstance(out, str) or (isinstance(out, np.ndarray) and out.ndim == 0):
+            return out.item() if isinstance(out, np.ndarray) else out
     shape = np.broadcast_shapes(*(np.shape(v) for v in times.values()), *(np.shape(v) for v in limiters.values()))
     if shape == ():  # one point: plain Python (NaN counts as largest, as in argmax)
         values = [float(times[k]) for k in keys]

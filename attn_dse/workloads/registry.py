@@ -57,6 +57,10 @@ class Variant:
     def layer_ops(self, p: Mapping[str, Any], s: Shape) -> list[O.Op]:
         raise NotImplementedError
 
+    def core_ops(self, p: Mapping[str, Any], s: Shape) -> list[O.Op]:
+        """The attention core's ops (group "core") of one layer: scope=core."""
+        return [op for op in self.layer_ops(p, s) if op.group == "core"]
+
     def kv_bytes_per_token(self, p: Mapping[str, Any], s: Shape) -> Any:
         """KV-cache bytes one sequence holds per token of context, one layer."""
         raise NotImplementedError
@@ -113,9 +117,7 @@ class Workload:
             raise AttnDseError(f"unknown scope '{scope}'", fix="use core, layer or model")
         if scope == "model":
             return self._model_ops(s)
-        ops = self.variant.layer_ops(self.params, s)
-        if scope == "core":
-            ops = [op for op in ops if op.group == "core"]
+        ops = self.variant.core_ops(self.params, s) if scope == "core" else self.variant.layer_ops(self.params, s)
         if s.phase == "train":
             ops = ops + O.backward(ops)
         return ops

@@ -58,11 +58,20 @@ class GQA(Variant):
     def layer_ops(self, p, s):
         h_q, h_kv = self.heads(p)
         d_qk, d_v = self.dims(p)
-        core = softmax_attention(s, h_q=h_q, h_kv=h_kv, d_qk=d_qk, d_v=d_v, pairs=self.pairs(p, s),
-                                 cache_tokens=self.cache_read_tokens(p, s), skip=p["skip_fraction"])
         pre, post = qkv_out_projections(s, p["d_model"], h_q, h_kv, d_qk, d_v)
         comm = [all_reduce(s, "y", p["d_model"], p["tp"])] if np.any(p["tp"] > 1) else []
-        return pre + core + post + comm
+        return pre + self._core(p, s) + post + comm
+
+    def core_ops(self, p, s):
+        # without the projections it would build only to drop; a subclass with layer ops of
+        # its own takes its core from them
+        return self._core(p, s) if type(self).layer_ops is GQA.layer_ops else super().core_ops(p, s)
+
+    def _core(self, p, s):
+        h_q, h_kv = self.heads(p)
+        d_qk, d_v = self.dims(p)
+        return softmax_attention(s, h_q=h_q, h_kv=h_kv, d_qk=d_qk, d_v=d_v, pairs=self.pairs(p, s),
+                                 cache_tokens=self.cache_read_tokens(p, s), skip=p["skip_fraction"])
 
     def kv_bytes_per_token(self, p, s):
         h_kv = self.heads(p)[1]

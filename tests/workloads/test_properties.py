@@ -97,6 +97,19 @@ def test_graph_agrees_with_vectorized_cost(name, phase, fused):
         assert g["hbm_bytes"] == pytest.approx(cost.hbm_bytes)
 
 
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+@pytest.mark.parametrize("phase", ["prefill", "decode"])
+def test_core_scope_is_the_layers_core_ops(name, phase):
+    """scope=core builds the core without the projections; it must be exactly the layer's ops
+    of group core (a variant with layer ops of its own must not inherit another's core)."""
+    if name in GRID_ONLY and phase == "decode":
+        pytest.skip("attention over a whole token grid has no decode step")
+    wl = attention(name, **EXAMPLES[name])
+    s = wl.shape(phase, 3, **(dict(context=700) if phase == "decode" else dict(seq=300)))
+    layer = [op for op in wl.variant.layer_ops(wl.params, s) if op.group == "core"]
+    assert layer and wl.ops(s, "core") == layer
+
+
 def test_unfused_moves_scores_through_hbm():
     wl = attention("gqa", n_heads=32, n_kv_heads=8)
     fused, unfused = wl.cost("prefill", 1, 4096), wl.cost("prefill", 1, 4096, fused=False)

@@ -67,18 +67,21 @@ def finish(hw: Hardware, c: Ceilings, knobs: Knobs, fam: FamilyKnobs, flops, exp
     eff_c, eff_m = fam.compute_efficiency, fam.memory_efficiency
     active, n_waves = waves(ctas, hw.cores)
     per_core = n_waves / ctas  # share of the work the busiest core does: at least 1/cores
-    t_mm = flops * per_core * (hw.cores / (c.matmul_flop_per_s * eff_c)) \
-        + iterations * per_core * (knobs.tile_overhead_cycles / hw.clock_hz)
-    t_sfu = exps * per_core * (hw.cores / c.exp_per_s)
-    t_vec = vector_flops * per_core * (hw.cores / c.vector_flop_per_s)
-    t_exp = t_sfu + t_vec
-    t_compute = np.maximum(t_mm, t_exp) + (1 - knobs.exp_overlap) * np.minimum(t_mm, t_exp)
+    # each per-core term is per_core x (its work at one core's rate): the work depends on few
+    # mapping axes (the tiles, not the splits), so it is computed at their size and scaled once
+    # (a positive scale commutes exactly with max and min)
+    mm = flops * (hw.cores / (c.matmul_flop_per_s * eff_c)) + iterations * (knobs.tile_overhead_cycles / hw.clock_hz)
+    sfu = exps * (hw.cores / c.exp_per_s)
+    vec = vector_flops * (hw.cores / c.vector_flop_per_s)
+    exp = sfu + vec
+    compute = np.maximum(mm, exp) + (1 - knobs.exp_overlap) * np.minimum(mm, exp)
+    core = hbm / fam.core_bytes_per_s  # one core streams at most this fast
+    smem = (raw_kv + q_o) * (hw.cores / c.core_memory_bytes_per_s)
     t_bw = hbm / (c.hbm_bytes_per_s * eff_m)
-    t_core = hbm * per_core / fam.core_bytes_per_s  # one core streams at most this fast
-    t_hbm = np.maximum(t_bw, t_core)
-    t_smem = (raw_kv + q_o) * per_core * (hw.cores / c.core_memory_bytes_per_s)
     t_l2 = raw_kv / c.cache_bytes_per_s if c.cache_bytes_per_s else 0.0
-    overlapped = np.maximum(np.maximum(t_compute, t_hbm), np.maximum(t_smem, t_l2))
+    t_compute, t_core = per_core * compute, per_core * core
+    t_hbm = np.maximum(t_bw, t_core)
+    overlapped = np.maximum(per_core * np.maximum(np.maximum(compute, core), smem), np.maximum(t_bw, t_l2))
     t = np.where(stages == 1, t_compute + t_hbm, overlapped)  # one stage: loads and math take turns
     # each wave fills its pipeline before the math starts: a latency, then the first tiles of all
     # its CTAs come through HBM together (CTAs with few tiles cannot hide it); a mapping whose
@@ -88,8 +91,8 @@ def finish(hw: Hardware, c: Ceilings, knobs: Knobs, fam: FamilyKnobs, flops, exp
     if not detail:
         return {"time": t}
     out = {"time": t, "hbm": hbm, "cache": raw_kv, "flops": flops, "exps": exps, "compute": t_compute,
-           "memory": t_hbm, "t_mm": t_mm, "t_sfu": t_sfu, "t_vec": t_vec, "t_core": t_core, "t_bw": t_bw,
-           "t_smem": t_smem}
+           "memory": t_hbm, "t_mm": per_core * mm, "t_sfu": per_core * sfu, "t_vec": per_core * vec, "t_core": t_core,
+           "t_bw": t_bw, "t_smem": per_core * smem}
     if c.cache_bytes_per_s:
         out["t_l2"] = t_l2
     return out

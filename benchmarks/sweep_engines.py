@@ -1,7 +1,7 @@
 """Sweep engines at scale: throughput with 1 and N workers (points written), a Dask LocalCluster,
 bytes per point on disk, and the peak memory of one process as the sweep grows to 1e8 points.
 
-    python3 benchmarks/sweep_engines.py [--points 1000000] [--sizes 1e6,1e7,1e8] [--csv FILE]
+    python3 benchmarks/sweep_engines.py [--points 1000000] [--sizes 1e6,1e7,1e8] [--rounds 2] [--no-dask] [--csv FILE]
 
 Every run is the user's command, `attn-dse sweep h100 SPACE --out DIR`, in a subprocess: a
 decode grid of GQA shapes timed by the dataflow model with its mapping search. Engines run
@@ -81,6 +81,8 @@ def main() -> None:
     ap.add_argument("--points", type=int, default=1_000_000, help="points of the scaling runs")
     ap.add_argument("--sizes", default="1e6,1e7,1e8", help="points of the memory runs, comma-separated ('': none)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--rounds", type=int, default=2, help="rounds of the alternating scaling runs (the faster counts)")
+    ap.add_argument("--no-dask", action="store_true", help="skip the Dask LocalCluster run")
     ap.add_argument("--csv", default=None, help="also write the rows here")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="engine-bench-"))
@@ -89,12 +91,13 @@ def main() -> None:
         f = tmp / "space.yaml"
         f.write_text(yaml.safe_dump(space(args.points)))
         best: dict = {}
-        for _ in range(2):  # alternate the engines; the faster run of each counts
+        for _ in range(args.rounds):  # alternate the engines; the faster run of each counts
             for name, extra in (("1 worker", ("--workers", "1")), (f"{args.workers} workers", ("--workers", str(args.workers)))):
                 r = sweep(f, tmp / "out", *extra)
                 if name not in best or r["wall_s"] < best[name]["wall_s"]:
                     best[name] = r
-        best[f"dask LocalCluster, {args.workers} workers"] = dask_sweep(f, tmp / "out", args.workers)
+        if not args.no_dask:
+            best[f"dask LocalCluster, {args.workers} workers"] = dask_sweep(f, tmp / "out", args.workers)
         for size in [int(float(x)) for x in args.sizes.split(",") if x]:
             f2 = tmp / f"space-{size}.yaml"
             f2.write_text(yaml.safe_dump(space(size)))

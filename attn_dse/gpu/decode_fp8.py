@@ -113,20 +113,20 @@ def _decode_fp8_split(Q, K, V, KS, VS, Lens, Part, Lse, stride_qb, stride_qs, st
 def decode_fp8(q: torch.Tensor, k8: torch.Tensor, v8: torch.Tensor, k_scale: torch.Tensor, v_scale: torch.Tensor,
                seq_lens: torch.Tensor, n_splits: int | None = None, block_n: int | None = None, num_warps: int = 4,
                num_stages: int = 2, out: torch.Tensor | None = None, keys_as_rows: bool = True,
-               kernel: str = "auto") -> torch.Tensor:
+               kernel: str = "auto", tiles: int = 1) -> torch.Tensor:
     """q [B, Sq, Hq, D] bf16 against the e4m3 cache k8/v8 [B, L, Hkv, D] with scales [B, L/64, Hkv].
 
     kernel "regs" (decode_fp8_regs.py, Gluon: one warp a program, no shared memory in the key
     loop), "triton" (this file's kernel), or "auto": regs where it fits (a CUDA device, at most
     16 query rows per KV head, D 64 or 128), else triton. num_warps/num_stages/keys_as_rows are
-    the triton kernel's."""
+    the triton kernel's, tiles (key tiles loaded ahead of the first one's compute) the regs one's."""
     B, Sq, Hq, D = q.shape
     L, Hkv = k8.shape[1], k8.shape[2]
     assert k_scale.stride() == v_scale.stride() and k_scale.stride(2) == 1, "scales [B, L/64, Hkv] contiguous"
     assert kernel in ("auto", "regs", "triton"), kernel
     if kernel == "regs" or (kernel == "auto" and regs.fits(q, k8)):
         return regs.decode_fp8_regs(q, k8, v8, k_scale, v_scale, seq_lens, n_splits, block_n or REGS_BLOCK_N, out,
-                                    SCALE_BLOCK)
+                                    SCALE_BLOCK, tiles)
     block_n = block_n or 64
     group = Hq // Hkv
     n_splits = n_splits or choose_splits(B, Hkv, L, sm_count(q.device), block_n=block_n)
@@ -161,7 +161,7 @@ def check(rec: Recorder, g: torch.Generator) -> None:
         ref = attention_ref(q, dequantize_kv(k8, ks), dequantize_kv(v8, vs), True, seq_lens=lens)
         variants = [dict(kernel="triton", keys_as_rows=True), dict(kernel="triton", keys_as_rows=False)]
         if regs.fits(q, k8):
-            variants += [dict(kernel="regs", block_n=bn) for bn in (16, 32, 64)]
+            variants += [dict(kernel="regs", block_n=bn, tiles=t) for bn in (16, 32, 64) for t in (1, 2)]
         for kw in variants:
             out = torch.full_like(q, float("nan"))
             decode_fp8(q, k8, v8, ks, vs, lens, n_splits=splits, out=out, **kw)
@@ -171,12 +171,11 @@ def check(rec: Recorder, g: torch.Generator) -> None:
 
 
 CONFIGS = [(bn, w, s) for bn in (64, 128) for w in (4, 8) for s in (2, 3, 4)]
-# (block_n, warps, stages, keys_as_rows, splits per choose_splits): the fp8 kernel is bound by the widening
-# of its tiles, not by bytes; more programs per SM hide it (a first run: 64-key tiles and 8 warps were slower)
-# (block_n, warps, stages, keys_as_rows, splits per choose_splits): the triton fp8 kernel is bound by the widening
-# of its tiles, not by bytes; a full sweep (docs/device-logs/h200-decode-fp8-2026-12-02.log) kept these
+# (block_n, warps, stages, keys_as_rows, splits per choose_splits): the triton fp8 kernel is bound by its
+# instruction stream, not by bytes (docs/device-logs/h200-decode-fp8-notes-2026-12-02.md); the best of a
+# full sweep (docs/device-logs/h200-decode-fp8-bitmove-2026-12-02.log) and its neighbours
 CONFIGS8 = [(128, 4, s, False, m) for s in (3, 4) for m in (1, 2)]
-CONFIGS_REGS = [(bn,) for bn in (16, 32, 64)]  # the regs kernel: its key tile; splits fill whole waves
+CONFIGS_REGS = [(bn, t) for bn in (16, 32, 64) for t in (1, 2)]  # regs kernel: key tile, tiles per step
 
 
 def tune(fn_of_cfg, kv_bytes, configs=CONFIGS) -> tuple:
@@ -207,8 +206,8 @@ def bench(rec: Recorder, shapes=None) -> None:
                                      keys_as_rows=c[3], n_splits=c[4] * choose_splits(B, Hkv, L, sm_count(), c[0]),
                                      kernel="triton"), 2 * B * L * Hkv * D, CONFIGS8)
     print("tune fp8-kv decode, regs kernel:", flush=True)
-    cfg_r = tune(lambda c: decode_fp8(q, k8, v8, ks, vs, lens, block_n=c[0], kernel="regs"), 2 * B * L * Hkv * D,
-                 CONFIGS_REGS)
+    cfg_r = tune(lambda c: decode_fp8(q, k8, v8, ks, vs, lens, block_n=c[0], tiles=c[1], kernel="regs"),
+                 2 * B * L * Hkv * D, CONFIGS_REGS)
     del q, k8, v8, ks, vs
     shapes = shapes or ([(b, 1, 64, 8, 128, L) for b in (1, 16, 64, 128) for L in (4096, 32768)]
                         + [(64, 1, 32, 8, 128, 32768), (16, 4, 64, 8, 128, 32768), (64, 1, 32, 1, 128, 32768)])
@@ -236,10 +235,10 @@ def bench(rec: Recorder, shapes=None) -> None:
                 p80_s=p80, kv_bytes=fp8_bytes)
         line = f"  speed-up fp8/bf16 B{B} Sq{Sq} H{Hq}/{Hkv} L{L}: triton kernel {med / med8:.2f}x"
         if regs.fits(q, k8):
-            resident = regs.programs_per_sm(q, k8, v8, ks, vs, lens, cfg_r[0], SCALE_BLOCK)
+            resident = regs.programs_per_sm(q, k8, v8, ks, vs, lens, cfg_r[0], SCALE_BLOCK, cfg_r[1])
             nr = regs.choose_splits_regs(B, Hkv, L, sm_count(), cfg_r[0], resident)
             medr, p20, p80 = timed(lambda: decode_fp8(q, k8, v8, ks, vs, lens, n_splits=nr, block_n=cfg_r[0],
-                                                      kernel="regs"))
+                                                      tiles=cfg_r[1], kernel="regs"))
             rec.add(**common, kv_dtype="fp8", config=str(("regs", *cfg_r)), n_split=nr, median_s=medr, p20_s=p20,
                     p80_s=p80, kv_bytes=fp8_bytes)
             line += f", regs kernel {med / medr:.2f}x ({resident} programs/SM, {nr} splits)"

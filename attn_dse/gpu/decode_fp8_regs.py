@@ -133,7 +133,7 @@ def _tile(q, k8, v8, k_scale, v_scale, n0, end, last_visible, m_i, l_i, acc, HEA
 def _decode_fp8_regs(Q, K, V, KS, VS, Lens, Part, Lse, stride_qb, stride_qs, stride_qh, stride_kb, stride_kn,
                      stride_kh, stride_vb, stride_vn, stride_vh, stride_sb, stride_sn, group, seq_q, n_splits,
                      split_len, qk_scale, HEAD_DIM: gl.constexpr, ROWS_O: gl.constexpr, BLOCK_N: gl.constexpr,
-                     SCALE_BLOCK: gl.constexpr, K_LOAD: gl.constexpr, V_LOAD: gl.constexpr):
+                     SCALE_BLOCK: gl.constexpr, K_LOAD: gl.constexpr, V_LOAD: gl.constexpr, TILES: gl.constexpr):
     BLOCK_H: gl.constexpr = 16  # the score MMA's rows (query rows of the KV head, padded)
     mma: gl.constexpr = gl.NVMMADistributedLayout(version=[2, 0], warps_per_cta=[1, 1], instr_shape=[16, 8])
     a_op: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=mma, k_width=2)
@@ -171,14 +171,24 @@ def _decode_fp8_regs(Q, K, V, KS, VS, Lens, Part, Lse, stride_qb, stride_qs, str
     l_i = gl.zeros([BLOCK_H], gl.float32, layout=rows_s)
     acc = gl.zeros([HEAD_DIM, ROWS_O], gl.float32, layout=mma)  # O^T, its d permuted (see the store)
     # no loads carried across iterations (the loaded bytes would sit one per register): the other
-    # programs on the SM hide a tile's load latency (two tiles in flight per program measured slower)
-    for n0 in range(start, end, BLOCK_N):
+    # programs on the SM hide a tile's load latency, or, with TILES = 2, the second tile's loads
+    # are issued before the first tile is computed
+    for n0 in range(start, end, BLOCK_N * TILES):
         k8 = gl.load(k_ptr + n0 * stride_kn, mask=(n0 + offs_kn < end)[:, None])  # masked keys: -inf below
         v8 = gl.load(v_ptr + n0 * stride_vn, mask=(n0 + offs_vn < end)[:, None], other=0.0)
         ks = gl.load(KS + (n0 // SCALE_BLOCK) * stride_sn)
         vs = gl.load(VS + (n0 // SCALE_BLOCK) * stride_sn)
+        if TILES == 2:
+            n1 = n0 + BLOCK_N
+            k8b = gl.load(k_ptr + n1 * stride_kn, mask=(n1 + offs_kn < end)[:, None])
+            v8b = gl.load(v_ptr + n1 * stride_vn, mask=(n1 + offs_vn < end)[:, None], other=0.0)
+            ksb = gl.load(KS + (n1 // SCALE_BLOCK) * stride_sn, mask=n1 < end, other=0.0)
+            vsb = gl.load(VS + (n1 // SCALE_BLOCK) * stride_sn, mask=n1 < end, other=0.0)
         m_i, l_i, acc = _tile(q, k8, v8, ks * qk_scale, vs, n0, end, last_visible, m_i, l_i, acc, HEAD_DIM,
                               ROWS_O, BLOCK_N)
+        if TILES == 2:
+            m_i, l_i, acc = _tile(q, k8b, v8b, ksb * qk_scale, vsb, n1, end, last_visible, m_i, l_i, acc,
+                                  HEAD_DIM, ROWS_O, BLOCK_N)
 
     if ROWS_O == 8:
         m_i = gl.split(gl.permute(gl.reshape(m_i, [2, 8]), [1, 0]))[0]
@@ -231,7 +241,8 @@ def choose_splits_regs(batch: int, kv_heads: int, max_len: int, sms: int, block_
     return min(s for s in candidates if fill[s] >= best - slack)
 
 
-def _launch(q, k8, v8, k_scale, v_scale, seq_lens, part, lse, n_splits, split_len, block_n, scale_block, grid=None):
+def _launch(q, k8, v8, k_scale, v_scale, seq_lens, part, lse, n_splits, split_len, block_n, scale_block, tiles,
+            grid=None):
     B, Sq, Hq, D = q.shape
     Hkv = k8.shape[2]
     group = Hq // Hkv
@@ -239,18 +250,19 @@ def _launch(q, k8, v8, k_scale, v_scale, seq_lens, part, lse, n_splits, split_le
             k8.stride(0), k8.stride(1), k8.stride(2), v8.stride(0), v8.stride(1), v8.stride(2),
             k_scale.stride(0), k_scale.stride(1), group, Sq, n_splits, split_len, 1.4426950408889634 / math.sqrt(D))
     meta = dict(HEAD_DIM=D, ROWS_O=8 if group * Sq <= 8 else 16, BLOCK_N=block_n, SCALE_BLOCK=scale_block,
-                K_LOAD=k_load_layout(block_n, D), V_LOAD=v_load_layout(block_n, D), num_warps=1)
+                K_LOAD=k_load_layout(block_n, D), V_LOAD=v_load_layout(block_n, D), TILES=tiles, num_warps=1)
     if grid is None:  # compile only: the kernel, for its register count
         return _decode_fp8_regs.warmup(*args, grid=(1, 1, 1), **meta)
     return _decode_fp8_regs[grid](*args, **meta)
 
 
-def programs_per_sm(q, k8, v8, k_scale, v_scale, seq_lens, block_n: int, scale_block: int) -> int:
+def programs_per_sm(q, k8, v8, k_scale, v_scale, seq_lens, block_n: int, scale_block: int, tiles: int = 1) -> int:
     """Resident programs per SM of the kernel these inputs compile to (its registers, read once)."""
-    key = (q.device, q.shape[3], q.shape[1] * q.shape[2] // k8.shape[2] <= 8, block_n)
+    key = (q.device, q.shape[3], q.shape[1] * q.shape[2] // k8.shape[2] <= 8, block_n, tiles)
     if key not in _resident:
         scratch = torch.empty(1, device=q.device, dtype=torch.float32)
-        kernel = _launch(q, k8, v8, k_scale, v_scale, seq_lens, scratch, scratch, 2, block_n, block_n, scale_block)
+        kernel = _launch(q, k8, v8, k_scale, v_scale, seq_lens, scratch, scratch, 2, block_n, block_n, scale_block,
+                         tiles)
         kernel._init_handles()  # loads the binary: n_regs comes from the driver
         props = torch.cuda.get_device_properties(q.device)
         _resident[key] = resident_programs(kernel.n_regs, 1, props.max_threads_per_multi_processor)
@@ -258,7 +270,7 @@ def programs_per_sm(q, k8, v8, k_scale, v_scale, seq_lens, block_n: int, scale_b
 
 
 def decode_fp8_regs(q, k8, v8, k_scale, v_scale, seq_lens, n_splits: int | None = None, block_n: int = 32,
-                    out=None, scale_block: int = 64):
+                    out=None, scale_block: int = 64, tiles: int = 1):
     """q [B, Sq, Hq, D] bf16 against the e4m3 cache k8/v8 [B, L, Hkv, D], scales [B, L/scale_block, Hkv]."""
     B, Sq, Hq, D = q.shape
     L, Hkv = k8.shape[1], k8.shape[2]
@@ -266,10 +278,10 @@ def decode_fp8_regs(q, k8, v8, k_scale, v_scale, seq_lens, n_splits: int | None 
     assert scale_block % block_n == 0 and block_n % 16 == 0, "a tile lies inside one scale block"
     assert k8.stride(3) == 1 and v8.stride(3) == 1 and k_scale.stride() == v_scale.stride()
     if n_splits is None:
-        resident = programs_per_sm(q, k8, v8, k_scale, v_scale, seq_lens, block_n, scale_block)
+        resident = programs_per_sm(q, k8, v8, k_scale, v_scale, seq_lens, block_n, scale_block, tiles)
         n_splits = choose_splits_regs(B, Hkv, L, torch.cuda.get_device_properties(q.device).multi_processor_count,
                                       block_n, resident)
     split_len = triton.cdiv(triton.cdiv(L, n_splits), block_n) * block_n
     return run_splits(lambda part, lse: _launch(q, k8, v8, k_scale, v_scale, seq_lens, part, lse, n_splits, split_len,
-                                                block_n, scale_block, grid=(B, Hkv, n_splits)),
+                                                block_n, scale_block, tiles, grid=(B, Hkv, n_splits)),
                       (B, Sq, Hq, D), n_splits, q, out)

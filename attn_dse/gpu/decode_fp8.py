@@ -1,4 +1,5 @@
-"""Split-KV GQA decode over an fp8 (e4m3) KV cache with per-block scales, bf16 compute, in Triton.
+"""Split-KV GQA decode over an fp8 (e4m3) KV cache with per-block scales, bf16 compute, in Triton;
+`decode_fp8` runs the faster Gluon kernel of decode_fp8_regs.py where that one fits.
 
 The cache holds K and V as float8_e4m3fn [B, L, Hkv, D] and one fp32 scale per (batch entry,
 block of SCALE_BLOCK tokens, KV head) for each: x = x8 * scale. The kernel loads fp8 tiles (half
@@ -27,7 +28,9 @@ from attn_dse.gpu.reference import attention_ref
 from attn_dse.gpu.softmax import finish, start_state
 
 SCALE_BLOCK = 64  # tokens per scale
-REGS_BLOCK_N = 32  # the regs kernel's key tile (bench: tuned at 64 x 32k)
+# the regs kernel's default key tile: the bench tunes it at 64 x 32k, where 32 and 64 came within 2%
+# (4.15 and 4.22 TB/s, docs/device-logs/h200-decode-fp8-regs-2026-12-02.log); 64 spills with 16 query rows
+REGS_BLOCK_N = 32
 E4M3_MAX = 448.0
 
 
@@ -118,13 +121,15 @@ def decode_fp8(q: torch.Tensor, k8: torch.Tensor, v8: torch.Tensor, k_scale: tor
 
     kernel "regs" (decode_fp8_regs.py, Gluon: one warp a program, no shared memory in the key
     loop), "triton" (this file's kernel), or "auto": regs where it fits (a CUDA device, at most
-    16 query rows per KV head, D 64 or 128), else triton. num_warps/num_stages/keys_as_rows are
-    the triton kernel's, tiles (key tiles loaded ahead of the first one's compute) the regs one's."""
+    16 query rows per KV head, D 64 or 128) and its programs can fill the GPU, else triton.
+    num_warps/num_stages/keys_as_rows are the triton kernel's, tiles (key tiles whose loads are
+    issued before the first one is computed) the regs one's."""
     B, Sq, Hq, D = q.shape
     L, Hkv = k8.shape[1], k8.shape[2]
     assert k_scale.stride() == v_scale.stride() and k_scale.stride(2) == 1, "scales [B, L/64, Hkv] contiguous"
     assert kernel in ("auto", "regs", "triton"), kernel
-    if kernel == "regs" or (kernel == "auto" and regs.fits(q, k8)):
+    if kernel == "regs" or (kernel == "auto" and regs.fits(q, k8) and regs.fills_waves(
+            q, k8, v8, k_scale, v_scale, seq_lens, block_n or REGS_BLOCK_N, SCALE_BLOCK, tiles)):
         return regs.decode_fp8_regs(q, k8, v8, k_scale, v_scale, seq_lens, n_splits, block_n or REGS_BLOCK_N, out,
                                     SCALE_BLOCK, tiles)
     block_n = block_n or 64

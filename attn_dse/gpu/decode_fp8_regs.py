@@ -229,16 +229,32 @@ def resident_programs(n_regs: int, num_warps: int, max_threads_per_sm: int) -> i
     return max(1, min(REGS_PER_SM // (per_warp * num_warps), max_threads_per_sm // (32 * num_warps), BLOCKS_PER_SM))
 
 
-def choose_splits_regs(batch: int, kv_heads: int, max_len: int, sms: int, block_n: int, resident: int,
-                       slack: float = 0.05) -> int:
-    """Splits whose programs fill the SMs' resident slots in whole waves: the fewest splits within
-    slack of the best wave fill (programs / slots of the waves they take), each split 8+ tiles.
-    All splits are equally long, so a partly filled last wave idles the rest of the GPU."""
+def _fills(batch: int, kv_heads: int, max_len: int, sms: int, block_n: int, resident: int) -> dict:
+    """Wave fill of each split count (programs / slots of the waves they take), splits of 8+ tiles."""
     slots = resident * sms
     candidates = range(1, max(1, min(256, max_len // (8 * block_n))) + 1)
-    fill = {s: batch * kv_heads * s / (-(-batch * kv_heads * s // slots) * slots) for s in candidates}
+    return {s: batch * kv_heads * s / (-(-batch * kv_heads * s // slots) * slots) for s in candidates}
+
+
+def choose_splits_regs(batch: int, kv_heads: int, max_len: int, sms: int, block_n: int, resident: int,
+                       slack: float = 0.05) -> int:
+    """Splits whose programs fill the SMs' resident slots in whole waves: the fewest splits whose
+    wave fill is within a fraction slack of the best. All splits are equally long: a partly
+    filled last wave idles the GPU."""
+    fill = _fills(batch, kv_heads, max_len, sms, block_n, resident)
     best = max(fill.values())
-    return min(s for s in candidates if fill[s] >= best - slack)
+    return min(s for s in fill if fill[s] >= best * (1 - slack))
+
+
+MIN_WAVE_FILL = 0.9  # below it the Triton kernel's 4-warp programs did better (B1 x 32k: 1.33x vs 1.14x)
+
+
+def fills_waves(q, k8, v8, k_scale, v_scale, seq_lens, block_n: int, scale_block: int, tiles: int = 1) -> bool:
+    """Whether some split count fills the GPU's resident slots (MIN_WAVE_FILL): with one warp a
+    program, a single sequence cannot (8 KV heads x at most 128 splits of a 32k context)."""
+    resident = programs_per_sm(q, k8, v8, k_scale, v_scale, seq_lens, block_n, scale_block, tiles)
+    sms = torch.cuda.get_device_properties(q.device).multi_processor_count
+    return max(_fills(q.shape[0], k8.shape[2], k8.shape[1], sms, block_n, resident).values()) >= MIN_WAVE_FILL
 
 
 def _launch(q, k8, v8, k_scale, v_scale, seq_lens, part, lse, n_splits, split_len, block_n, scale_block, tiles,

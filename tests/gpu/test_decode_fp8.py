@@ -59,6 +59,9 @@ def test_splits_fill_whole_waves():
     # 16 x 8 = 128 programs a split, at most 4096 // (8 * 32) = 16 splits: 12 splits = 1536 slots
     assert choose_splits_regs(16, 8, 4096, 132, 32, 12) == 12
     assert choose_splits_regs(1, 1, 100, 132, 32, 12) == 1  # too short for a second split
+    # one sequence, 8 programs a split, at most 4096 // (8 * 64) = 8 splits: no split count fills a wave,
+    # so the most (8 x 8 = 64 of 1056 slots); an absolute slack took 2 splits here (0.14x the bf16 kernel)
+    assert choose_splits_regs(1, 8, 4096, 132, 64, 8) == 8
 
 
 @pytest.mark.gpu

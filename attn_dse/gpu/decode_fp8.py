@@ -1,4 +1,5 @@
-"""Split-KV GQA decode over an fp8 (e4m3) KV cache with per-block scales, bf16 compute, in Triton.
+"""Split-KV GQA decode over an fp8 (e4m3) KV cache with per-block scales, bf16 compute, in Triton;
+`decode_fp8` runs the faster Gluon kernel of decode_fp8_regs.py where that one fits.
 
 The cache holds K and V as float8_e4m3fn [B, L, Hkv, D] and one fp32 scale per (batch entry,
 block of SCALE_BLOCK tokens, KV head) for each: x = x8 * scale. The kernel loads fp8 tiles (half
@@ -20,12 +21,16 @@ import triton
 import triton.language as tl
 
 from attn_dse.gpu import decode as bf16_decode
+from attn_dse.gpu import decode_fp8_regs as regs
 from attn_dse.gpu.decode import choose_splits, kv_head_program, run_splits, store_partial
 from attn_dse.gpu.harness import check_then_bench, BF16_BOUND, DEV, Recorder, rel_err, rnd, sm_count, timed
 from attn_dse.gpu.reference import attention_ref
 from attn_dse.gpu.softmax import finish, start_state
 
 SCALE_BLOCK = 64  # tokens per scale
+# the regs kernel's default key tile: the bench tunes it at 64 x 32k, where 32 and 64 came within 2%
+# (4.15 and 4.22 TB/s, docs/device-logs/h200-decode-fp8-regs-2026-12-02.log); 64 spills with 16 query rows
+REGS_BLOCK_N = 32
 E4M3_MAX = 448.0
 
 
@@ -109,12 +114,25 @@ def _decode_fp8_split(Q, K, V, KS, VS, Lens, Part, Lse, stride_qb, stride_qs, st
 
 
 def decode_fp8(q: torch.Tensor, k8: torch.Tensor, v8: torch.Tensor, k_scale: torch.Tensor, v_scale: torch.Tensor,
-               seq_lens: torch.Tensor, n_splits: int | None = None, block_n: int = 64, num_warps: int = 4,
-               num_stages: int = 2, out: torch.Tensor | None = None, keys_as_rows: bool = True) -> torch.Tensor:
-    """q [B, Sq, Hq, D] bf16 against the e4m3 cache k8/v8 [B, L, Hkv, D] with scales [B, L/64, Hkv]."""
+               seq_lens: torch.Tensor, n_splits: int | None = None, block_n: int | None = None, num_warps: int = 4,
+               num_stages: int = 2, out: torch.Tensor | None = None, keys_as_rows: bool = True,
+               kernel: str = "auto", tiles: int = 1) -> torch.Tensor:
+    """q [B, Sq, Hq, D] bf16 against the e4m3 cache k8/v8 [B, L, Hkv, D] with scales [B, L/64, Hkv].
+
+    kernel "regs" (decode_fp8_regs.py, Gluon: one warp a program, no shared memory in the key
+    loop), "triton" (this file's kernel), or "auto": regs where it fits (a CUDA device, at most
+    16 query rows per KV head, D 64 or 128) and its programs can fill the GPU, else triton.
+    num_warps/num_stages/keys_as_rows are the triton kernel's, tiles (key tiles whose loads are
+    issued before the first one is computed) the regs one's."""
     B, Sq, Hq, D = q.shape
     L, Hkv = k8.shape[1], k8.shape[2]
     assert k_scale.stride() == v_scale.stride() and k_scale.stride(2) == 1, "scales [B, L/64, Hkv] contiguous"
+    assert kernel in ("auto", "regs", "triton"), kernel
+    if kernel == "regs" or (kernel == "auto" and regs.fits(q, k8) and regs.fills_waves(
+            q, k8, v8, k_scale, v_scale, seq_lens, block_n or REGS_BLOCK_N, SCALE_BLOCK, tiles)):
+        return regs.decode_fp8_regs(q, k8, v8, k_scale, v_scale, seq_lens, n_splits, block_n or REGS_BLOCK_N, out,
+                                    SCALE_BLOCK, tiles)
+    block_n = block_n or 64
     group = Hq // Hkv
     n_splits = n_splits or choose_splits(B, Hkv, L, sm_count(q.device), block_n=block_n)
     split_len = triton.cdiv(triton.cdiv(L, n_splits), block_n) * block_n
@@ -146,17 +164,23 @@ def check(rec: Recorder, g: torch.Generator) -> None:
         k8, ks, v8, vs = fp8_cache(B, L, Hkv, D)
         lens = torch.randint(max(Sq, L // 3), L + 1, (B,), generator=g).to(DEV, torch.int32)
         ref = attention_ref(q, dequantize_kv(k8, ks), dequantize_kv(v8, vs), True, seq_lens=lens)
-        for keys_as_rows in (True, False):
+        variants = [dict(kernel="triton", keys_as_rows=True), dict(kernel="triton", keys_as_rows=False)]
+        if regs.fits(q, k8):
+            variants += [dict(kernel="regs", block_n=bn, tiles=t) for bn in (16, 32, 64) for t in (1, 2)]
+        for kw in variants:
             out = torch.full_like(q, float("nan"))
-            decode_fp8(q, k8, v8, ks, vs, lens, n_splits=splits, out=out, keys_as_rows=keys_as_rows)
-            rec.check(f"decode fp8-kv B{B} Sq{Sq} H{Hq}/{Hkv} d{D} L{L} splits={splits} keys_as_rows={keys_as_rows}",
+            decode_fp8(q, k8, v8, ks, vs, lens, n_splits=splits, out=out, **kw)
+            name = ", ".join(f"{k}={v}" for k, v in kw.items())
+            rec.check(f"decode fp8-kv B{B} Sq{Sq} H{Hq}/{Hkv} d{D} L{L} splits={splits} {name}",
                       rel_err(out, ref), BF16_BOUND)
 
 
 CONFIGS = [(bn, w, s) for bn in (64, 128) for w in (4, 8) for s in (2, 3, 4)]
-# (block_n, warps, stages, keys_as_rows, splits per choose_splits): the fp8 kernel is bound by the widening
-# of its tiles, not by bytes; more programs per SM hide it (a first run: 64-key tiles and 8 warps were slower)
-CONFIGS8 = [(bn, 4, s, False, m) for bn in (128, 256) for s in (2, 3, 4) for m in (1, 2, 4)]
+# (block_n, warps, stages, keys_as_rows, splits per choose_splits): the triton fp8 kernel is bound by its
+# instruction stream, not by bytes (docs/device-logs/h200-decode-fp8-notes-2026-12-02.md); the best of a
+# full sweep (docs/device-logs/h200-decode-fp8-bitmove-2026-12-02.log) and its neighbours
+CONFIGS8 = [(128, 4, s, False, m) for s in (3, 4) for m in (1, 2)]
+CONFIGS_REGS = [(bn, t) for bn in (16, 32, 64) for t in (1, 2)]  # regs kernel: key tile, tiles per step
 
 
 def tune(fn_of_cfg, kv_bytes, configs=CONFIGS) -> tuple:
@@ -171,7 +195,7 @@ def tune(fn_of_cfg, kv_bytes, configs=CONFIGS) -> tuple:
 
 
 def bench(rec: Recorder, shapes=None) -> None:
-    """bf16 decode and fp8-KV decode on the same shapes in the same run; configs tuned at 64 x 32k."""
+    """bf16 decode and both fp8-KV kernels on the same shapes in the same run; configs tuned at 64 x 32k."""
     B, L, Hq, Hkv, D = 64, 32768, 64, 8, 128
     q = rnd(B, 1, Hq, D)
     lens = torch.full((B,), L, device=DEV, dtype=torch.int32)
@@ -182,10 +206,13 @@ def bench(rec: Recorder, shapes=None) -> None:
     k8, ks = quantize_kv(k)
     v8, vs = quantize_kv(v)
     del k, v
-    print("tune fp8-kv decode:", flush=True)
+    print("tune fp8-kv decode, triton kernel:", flush=True)
     cfg8 = tune(lambda c: decode_fp8(q, k8, v8, ks, vs, lens, block_n=c[0], num_warps=c[1], num_stages=c[2],
-                                     keys_as_rows=c[3], n_splits=c[4] * choose_splits(B, Hkv, L, sm_count(), c[0])),
-                2 * B * L * Hkv * D, CONFIGS8)
+                                     keys_as_rows=c[3], n_splits=c[4] * choose_splits(B, Hkv, L, sm_count(), c[0]),
+                                     kernel="triton"), 2 * B * L * Hkv * D, CONFIGS8)
+    print("tune fp8-kv decode, regs kernel:", flush=True)
+    cfg_r = tune(lambda c: decode_fp8(q, k8, v8, ks, vs, lens, block_n=c[0], tiles=c[1], kernel="regs"),
+                 2 * B * L * Hkv * D, CONFIGS_REGS)
     del q, k8, v8, ks, vs
     shapes = shapes or ([(b, 1, 64, 8, 128, L) for b in (1, 16, 64, 128) for L in (4096, 32768)]
                         + [(64, 1, 32, 8, 128, 32768), (16, 4, 64, 8, 128, 32768), (64, 1, 32, 1, 128, 32768)])
@@ -204,13 +231,23 @@ def bench(rec: Recorder, shapes=None) -> None:
         k8, ks = quantize_kv(k)
         v8, vs = quantize_kv(v)
         del k, v
+        fp8_bytes = 2 * B * L * Hkv * D + 2 * ks.numel() * 4
         n8 = min(128, cfg8[4] * choose_splits(B, Hkv, L, sm_count(), block_n=cfg8[0]))
         med8, p20, p80 = timed(lambda: decode_fp8(q, k8, v8, ks, vs, lens, n_splits=n8, block_n=cfg8[0],
                                                   num_warps=cfg8[1], num_stages=cfg8[2],
-                                                  keys_as_rows=cfg8[3]))
-        rec.add(**common, kv_dtype="fp8", config=str(cfg8), n_split=n8, median_s=med8, p20_s=p20, p80_s=p80,
-                kv_bytes=2 * B * L * Hkv * D + 2 * ks.numel() * 4)
-        print(f"  speed-up fp8/bf16 B{B} Sq{Sq} H{Hq}/{Hkv} L{L}: {med / med8:.2f}x", flush=True)
+                                                  keys_as_rows=cfg8[3], kernel="triton"))
+        rec.add(**common, kv_dtype="fp8", config=str(("triton", *cfg8)), n_split=n8, median_s=med8, p20_s=p20,
+                p80_s=p80, kv_bytes=fp8_bytes)
+        line = f"  speed-up fp8/bf16 B{B} Sq{Sq} H{Hq}/{Hkv} L{L}: triton kernel {med / med8:.2f}x"
+        if regs.fits(q, k8):
+            resident = regs.programs_per_sm(q, k8, v8, ks, vs, lens, cfg_r[0], SCALE_BLOCK, cfg_r[1])
+            nr = regs.choose_splits_regs(B, Hkv, L, sm_count(), cfg_r[0], resident)
+            medr, p20, p80 = timed(lambda: decode_fp8(q, k8, v8, ks, vs, lens, n_splits=nr, block_n=cfg_r[0],
+                                                      tiles=cfg_r[1], kernel="regs"))
+            rec.add(**common, kv_dtype="fp8", config=str(("regs", *cfg_r)), n_split=nr, median_s=medr, p20_s=p20,
+                    p80_s=p80, kv_bytes=fp8_bytes)
+            line += f", regs kernel {med / medr:.2f}x ({resident} programs/SM, {nr} splits)"
+        print(line, flush=True)
         del q, k8, v8, ks, vs
         torch.cuda.empty_cache()
 

@@ -307,9 +307,12 @@ def roofline(hws, variants, models, phase, context, batch, output, as_json):
 @click.option("--write", is_flag=True, help="With --calibrate: store the fitted knobs as calibration/knobs/HW/IMPLEMENTATION.yaml.")
 @click.option("--implementation", default="triton", show_default=True,
               help="Whose kernels the measurements time: the knobs compared, fitted and stored are this implementation's.")
+@click.option("--family", "families", multiple=True, metavar="FAMILY",
+              help="With --calibrate: fit only this kernel family's knobs (repeatable); the implementation's "
+                   "shared knobs and other families keep their stored values. For a new kernel of one family.")
 @click.option("--out", "out_dir", default="validate-out", show_default=True, type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True)
-def validate(hw, measure, measurements, calibrate, write, implementation, out_dir, as_json):
+def validate(hw, measure, measurements, calibrate, write, implementation, families, out_dir, as_json):
     """Compare predictions with measured kernels: MAPE per kernel family, worst shapes, figure.
 
     \b
@@ -318,6 +321,8 @@ def validate(hw, measure, measurements, calibrate, write, implementation, out_di
       attn-dse validate h200 --measurements attn_dse/validation/data/h200-measurements.csv
       attn-dse validate h100 --calibrate --write   # refit the knobs into calibration/knobs/h100/triton.yaml
       attn-dse validate h100 --measurements mine.csv --implementation flashinfer --calibrate --write
+      attn-dse validate h200 --measurements attn_dse/validation/data/h200-decode-fp8-measurements.csv \
+          --calibrate --family decode          # fit a new decode kernel's knobs alone
       attn-dse validate h100 --measure             # on a GPU: check + time the kernels, then compare
     """
     from pathlib import Path
@@ -329,6 +334,8 @@ def validate(hw, measure, measurements, calibrate, write, implementation, out_di
     if write and not calibrate:
         raise AttnDseError("--write stores fitted knobs, and only --calibrate fits them",
                            fix="pass --calibrate --write (or drop --write)")
+    if families and not calibrate:
+        raise AttnDseError("--family picks the knobs --calibrate fits", fix="pass --calibrate --family NAME")
     make_out_dir(out_dir)
     if measure:
         from attn_dse.gpu.measure import main as run_measure
@@ -336,7 +343,7 @@ def validate(hw, measure, measurements, calibrate, write, implementation, out_di
         measurements = str(Path(out_dir) / "measurements.csv")
     spec = load_hardware(hw)
     result, comparison = run_validation(spec, measurements, calibrate=calibrate, write=write,
-                                        implementation=implementation)
+                                        implementation=implementation, only=families)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     from attn_dse.plots.validation import predicted_vs_measured

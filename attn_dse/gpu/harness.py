@@ -156,6 +156,7 @@ def model_flops(row: dict) -> float:
     fields = {k: str(v) for k, v in row.items()}
     wl, kw = get_family(row["family"]).workload_for(fields)
     kw.pop("mapping", None)
+    kw.pop("kv_dtype", None)  # the cache's format changes bytes, not matmul FLOPs
     return float(wl.cost(scope="core", **kw).flops)
 
 

@@ -148,6 +148,37 @@ def measured_families() -> tuple[str, ...]:
     return tuple(sorted(tiled_families(), key=lambda f: -get_family(f).order))
 
 
+SHAPE = ("family", "phase", "batch", "seq", "context", "n_heads", "n_kv_heads", "head_dim", "causal", "window",
+         "top_k", "block", "dtype")
+
+
+def shape_key(row: dict) -> tuple:
+    """What makes two rows the same workload: the shape and the KV-cache format (the dtype's
+    where the row names none)."""
+    return (*(row.get(k) or "" for k in SHAPE), row.get("kv_dtype") or row.get("dtype") or "")
+
+
+def fastest_kernels(rows: list[dict]) -> list[dict]:
+    """One row per (implementation, shape, configuration-study): where an implementation timed
+    several kernels or tile configurations at one shape, its time there is the fastest (what its
+    dispatch and tuning pick, and what the model's mapping search predicts); rows of one
+    configuration at several pinned split counts are a mapping study and all stay. Order kept."""
+    best: dict = {}
+    for i, r in enumerate(rows):
+        shape = (r.get("implementation") or "", *shape_key(r))
+        runs = best.setdefault(shape, {})
+        cfg = r.get("config") or ""
+        if cfg in runs or not runs:
+            runs.setdefault(cfg, []).append(i)
+            continue
+        mine, theirs = float(r["median_s"]), min(float(rows[j]["median_s"]) for js in runs.values() for j in js)
+        if mine < theirs:
+            runs.clear()
+            runs[cfg] = [i]
+    keep = sorted(i for runs in best.values() for js in runs.values() for i in js)
+    return [rows[i] for i in keep]
+
+
 def held_out_mask(n: int, every: int = 4) -> np.ndarray:
     """Deterministic split: every 4th measurement is held out of calibration."""
     return np.arange(n) % every == every - 1

@@ -15,6 +15,7 @@ import numpy as np
 from attn_dse.calibration import knobs as store
 from attn_dse.calibration.knobs import Knobs
 from attn_dse.cost.knobs import default_knobs, knobs_for
+from attn_dse.errors import AttnDseError
 from attn_dse.hardware.spec import Hardware
 from attn_dse.validation.compare import compare, held_out_mask, measured_families
 
@@ -32,8 +33,10 @@ def parameters(families: tuple[str, ...]) -> list[tuple[str, float, float, bool]
 
 
 def calibrate(hw: Hardware, rows: list[dict], implementation: str = "triton",
-              max_evals: int = 400) -> tuple[Knobs, dict]:
-    """Fit on the training split; returns the calibrated knobs and the report."""
+              max_evals: int = 400, only: tuple[str, ...] = ()) -> tuple[Knobs, dict]:
+    """Fit on the training split; returns the calibrated knobs and the report. With `only`,
+    just those families' knobs move (the implementation's shared knobs and its other families
+    keep their stored values): a new kernel of one family joins a calibrated implementation."""
     from scipy.optimize import least_squares
     present = {r["family"] for r in rows}
     fams = tuple(f for f in measured_families() if f in present)
@@ -44,10 +47,16 @@ def calibrate(hw: Hardware, rows: list[dict], implementation: str = "triton",
         # element-wise and the strided passes' shares of HBM (they run no matmul), the launches
         fams = ("gemm", "unfused", "strided")
     params = parameters(fams)
-    if all(r.get("phase") == "train" for r in rows) and base.source:
+    if all(r.get("phase") == "train" for r in rows) and base.source and not only:
         # training steps of an implementation whose forward is calibrated already: the forward's
         # knobs stay, so the fit is the backward kernel's alone
-        params = [p for p in params if p[0].endswith(".backward")]
+        only = ("backward",)
+    if only:
+        unknown = [f for f in only if f not in fams]
+        if unknown:
+            raise AttnDseError(f"--family {', '.join(unknown)}: no rows of that family to fit",
+                               fix="the rows' families: " + ", ".join(fams))
+        params = [p for p in params if p[0].partition(".")[2] in only]
     if not base.fused:
         params = [p for p in params if p[0] in ("compute_efficiency.gemm", "memory_efficiency.gemm",
                                                 "memory_efficiency.unfused", "memory_efficiency.strided",
@@ -102,8 +111,9 @@ def write_knobs(hw: Hardware, knobs: Knobs, measurements: str, report: dict) -> 
     """Store fitted knobs as calibration/knobs/HW/IMPLEMENTATION.yaml (the first knob directory)."""
     import dataclasses
     note = provenance_note(measurements, report)
-    if all(k.endswith(".backward") for k in report["values"]):  # the forward's knobs came along unchanged
-        note = f"forward: {knobs.source}; backward: {note}"
+    moved = {k.partition(".")[2] for k in report["values"]}
+    if "" not in moved and knobs.source and "calibrated" in knobs.source:  # some families' knobs alone
+        note = f"{knobs.source}; {', '.join(sorted(moved))}: {note}"
     path = store.knob_dirs()[0] / hw.name / f"{knobs.implementation}.yaml"
     return store.write(path, dataclasses.replace(knobs, source=note), hw.name,
                        f"{Path(measurements).name} (every 4th row held out)")

@@ -7,7 +7,7 @@ from attn_dse.errors import AttnDseError
 from attn_dse.cost.knobs import DEFAULT_IMPLEMENTATION, knobs_for
 from attn_dse.hardware.spec import Hardware
 from attn_dse.validation import fit
-from attn_dse.validation.compare import Comparison, compare, default_measurements, held_out_mask, load_measurements
+from attn_dse.validation.compare import Comparison, compare, default_measurements, fastest_kernels, held_out_mask, load_measurements
 
 
 def rows_of(rows: list[dict], implementation: str, where: str) -> list[dict]:
@@ -23,16 +23,18 @@ def rows_of(rows: list[dict], implementation: str, where: str) -> list[dict]:
 
 
 def run_validation(hw: Hardware, measurements: str | None, calibrate: bool = False, write: bool = False,
-                   implementation: str = DEFAULT_IMPLEMENTATION) -> tuple[dict, Comparison]:
-    """The error report (per family, held-out, worst shapes) and the comparison behind it."""
+                   implementation: str = DEFAULT_IMPLEMENTATION, only: tuple[str, ...] = ()) -> tuple[dict, Comparison]:
+    """The error report (per family, held-out, worst shapes) and the comparison behind it; where
+    the rows time several kernels at one shape, the fastest stands for it (`fastest_kernels`)."""
     path = Path(measurements) if measurements else default_measurements(hw.name)
-    rows = rows_of(load_measurements(path), implementation, str(path))
+    mine = rows_of(load_measurements(path), implementation, str(path))
+    rows = fastest_kernels(mine)
     knobs = knobs_for(hw, implementation)
-    result = {"hardware": hw.name, "implementation": implementation, "measurements": str(path), "rows": len(rows),
+    result = {"hardware": hw.name, "implementation": implementation, "measurements": str(path), "rows": len(rows), "slower_kernels_dropped": len(mine) - len(rows),
               "model_source": knobs.source, "device": rows[0].get("device", "unknown"),
               "date": rows[0].get("date", "unknown")}
     if calibrate:
-        knobs, report = fit.calibrate(hw, rows, implementation)
+        knobs, report = fit.calibrate(hw, rows, implementation, only=tuple(only))
         result["calibration"] = report
         if write:
             result["written_to"] = str(fit.write_knobs(hw, knobs, str(path), report))

@@ -16,6 +16,7 @@ import yaml
 from click.testing import CliRunner
 
 from attn_dse.cli.main import cli
+from attn_dse.validation.compare import data_dir
 
 DROP = object()
 BASE_SPACE = {
@@ -354,6 +355,11 @@ CASES = [
     # --- validate ---
     ("write-without-calibrate", args("validate", "h100", "--write", "--out", "{dir}/vout"), 2,
      ("--write", "--calibrate")),
+    ("family-without-calibrate", args("validate", "h100", "--family", "decode", "--out", "{dir}/vout"), 2,
+     ("--family", "--calibrate")),
+    ("family-without-rows", args("validate", "h200", "--measurements", str(data_dir() / "h200-decode-fp8-measurements.csv"),
+                                 "--calibrate", "--family", "prefill", "--out", "{dir}/vout"), 2,
+     ("--family prefill", "no rows of that family", "decode")),
     ("validate-out-cannot-create", args("validate", "h100", "--out", "/proc/nope"), 2,
      ("--out", "/proc/nope", "cannot create")),
     ("csv-missing", args("validate", "h100", "--measurements", "{dir}/none.csv", "--out", "{dir}/vout"), 2,

@@ -122,9 +122,10 @@ class Decode(Family):
 
 
 def decode_args(row: dict) -> dict:
-    """predict() arguments of a measured decode row; a recorded split count is pinned."""
+    """predict() arguments of a measured decode row; a recorded split count is pinned, and a
+    recorded KV-cache format (fp8, ...) is the cache the kernel streamed."""
     from attn_dse.cost.measured import flag
     n_split = num(row, "n_split")
     return dict(phase="decode", batch=num(row, "batch"), seq=num(row, "seq"), context=num(row, "context"),
-                dtype=row.get("dtype") or "bf16", causal=flag(row, "causal"),
+                dtype=row.get("dtype") or "bf16", kv_dtype=row.get("kv_dtype") or None, causal=flag(row, "causal"),
                 mapping={"n_split": n_split} if n_split else None)

@@ -91,3 +91,18 @@ def test_fitting_a_family_without_rows_says_which_have_rows():
     with pytest.raises(AttnDseError, match="no rows of that family") as err:
         fit.calibrate(H200, rows, "triton", max_evals=5, only=("prefill",))
     assert "decode" in str(err.value)
+
+
+def test_a_second_run_that_no_fit_saw():
+    """The same grid measured again on 2026-12-03 (h200-decode-fp8-2026-12-03-measurements.csv,
+    34/34 checks), predicted with the knobs fitted on the first run: the Gluon kernel's fp8 rows
+    within 8% (measured 3.3%, worst 5%) and our bf16 decode within 8% (5.9%)."""
+    path = data_dir() / "h200-decode-fp8-2026-12-03-measurements.csv"
+    checks = list(csv.DictReader(open(data_dir() / "h200-decode-fp8-2026-12-03-checks.csv")))
+    assert len(checks) >= 30 and all(c["ok"] == "True" for c in checks)
+    rows = fastest_kernels(load_measurements(path))
+    gluon = [r for r in rows if r["config"].startswith("('regs'")]
+    bf16 = [r for r in rows if r["kv_dtype"] == "bf16"]
+    assert len(gluon) >= 6 and len(bf16) >= 10
+    assert compare(H200, gluon, "triton").summary()["all"]["mape"] <= 0.08
+    assert compare(H200, bf16, "triton").summary()["all"]["mape"] <= 0.08

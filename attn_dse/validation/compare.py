@@ -9,6 +9,7 @@ family (`attn-dse validate --help` lists them) and the shape. Each family's file
 from __future__ import annotations
 
 import csv
+from collections import defaultdict
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -163,19 +164,11 @@ def fastest_kernels(rows: list[dict]) -> list[dict]:
     several kernels or tile configurations at one shape, its time there is the fastest (what its
     dispatch and tuning pick, and what the model's mapping search predicts); rows of one
     configuration at several pinned split counts are a mapping study and all stay. Order kept."""
-    best: dict = {}
+    studies: dict = defaultdict(lambda: defaultdict(list))  # shape -> configuration -> row indices
     for i, r in enumerate(rows):
-        shape = (r.get("implementation") or "", *shape_key(r))
-        runs = best.setdefault(shape, {})
-        cfg = r.get("config") or ""
-        if cfg in runs or not runs:
-            runs.setdefault(cfg, []).append(i)
-            continue
-        mine, theirs = float(r["median_s"]), min(float(rows[j]["median_s"]) for js in runs.values() for j in js)
-        if mine < theirs:
-            runs.clear()
-            runs[cfg] = [i]
-    keep = sorted(i for runs in best.values() for js in runs.values() for i in js)
+        studies[(r.get("implementation") or "", *shape_key(r))][r.get("config") or ""].append(i)
+    fastest = lambda runs: min(float(rows[j]["median_s"]) for j in runs)  # noqa: E731
+    keep = sorted(i for configs in studies.values() for i in min(configs.values(), key=fastest))
     return [rows[i] for i in keep]
 
 

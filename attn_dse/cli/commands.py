@@ -321,8 +321,8 @@ def validate(hw, measure, measurements, calibrate, write, implementation, famili
       attn-dse validate h200 --measurements attn_dse/validation/data/h200-measurements.csv
       attn-dse validate h100 --calibrate --write   # refit the knobs into calibration/knobs/h100/triton.yaml
       attn-dse validate h100 --measurements mine.csv --implementation flashinfer --calibrate --write
-      attn-dse validate h200 --measurements attn_dse/validation/data/h200-decode-fp8-measurements.csv \
-          --calibrate --family decode          # fit a new decode kernel's knobs alone
+      # fit one kernel's knobs alone (the other families keep theirs):
+      attn-dse validate h200 --measurements attn_dse/validation/data/h200-decode-fp8-measurements.csv --calibrate --family decode_regs
       attn-dse validate h100 --measure             # on a GPU: check + time the kernels, then compare
     """
     from pathlib import Path

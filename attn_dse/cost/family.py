@@ -44,6 +44,8 @@ class Family:
     tiled: ClassVar[bool] = True  # timed by its own dataflow model (else: the plain roofline)
     compute_efficiency: ClassVar[float] = 0.75
     memory_efficiency: ClassVar[float] = 0.9
+    resident: ClassVar[int] = 1  # programs a core must hold at once to reach its rates (tiled.finish)
+    widens_in_mma: ClassVar[bool] = False  # a narrow cache's widening is part of its MMA rate, not vector work
 
     def claims(self, spec: "KernelSpec") -> bool:
         return False
@@ -64,6 +66,11 @@ class Family:
         """The backward kernel of a training step (None: the family has no backward model, and
         the forward is scaled by the backward's FLOP share)."""
         return None
+
+    def kernel_of(self, row: dict) -> str:
+        """The family whose kernel timed this measured row: this one, unless the family offers
+        several kernels for its shapes and the row names another (its knobs then time the row)."""
+        return self.name
 
     def workload_for(self, row: dict):
         """(Workload, predict() keyword arguments) of one measured kernel launch of this family."""

@@ -58,15 +58,19 @@ def l2_hit(hw: Hardware, knobs: Knobs, kv_heads_in_flight, kv_bytes_per_head):
 
 
 def finish(hw: Hardware, c: Ceilings, knobs: Knobs, fam: FamilyKnobs, flops, exps, hbm, raw_kv, q_o, ctas,
-           iterations, fill, fits, stages, detail: bool = True, extra_s=0.0, vector_flops=0.0) -> dict:
+           iterations, fill, fits, stages, detail: bool = True, extra_s=0.0, vector_flops=0.0, resident=1) -> dict:
     """Time of candidates: each resource's time is the larger of its aggregate rate and the
     per-core rate times the waves, i.e. the busiest core's share of the work at one core's rate
-    (idle cores only cost where one core is the limit). `extra_s` is added where the tiles fit
+    (idle cores only cost where one core is the limit). A kernel whose programs are small reaches
+    one core's rates only with `resident` of them on it at once: with fewer CTAs than that per
+    core, the per-core rates scale down in proportion. `extra_s` is added where the tiles fit
     (the split-KV combine). `vector_flops` (KV dequantization) runs on the vector units beside the
     exps, issued by the same warps. Without `detail` only the time is returned (what the search needs)."""
     eff_c, eff_m = fam.compute_efficiency, fam.memory_efficiency
     active, n_waves = waves(ctas, hw.cores)
-    per_core = n_waves / ctas  # share of the work the busiest core does: at least 1/cores
+    # share of the work the busiest core does (at least 1/cores), over the share of its rates its
+    # programs reach (1 for a kernel whose one program fills a core)
+    per_core = n_waves / ctas if resident == 1 else n_waves / ctas / np.minimum(1.0, n_waves / resident)
     # each per-core term is per_core x (its work at one core's rate): the work depends on few
     # mapping axes (the tiles, not the splits), so it is computed at their size and scaled once
     # (a positive scale commutes exactly with max and min)
@@ -255,3 +259,13 @@ def _estimate(won: dict, mapping: dict, full) -> KernelEstimate:
                           flops=full(won["flops"]), exps=full(won["exps"]), limiter=full(limiter(won), object),
                           mapping={k: full(v, np.float64) for k, v in mapping.items()},
                           compute_s=full(won["compute"]), memory_s=full(won["memory"]))
+
+
+def pick(where, a: KernelEstimate, b: KernelEstimate) -> KernelEstimate:
+    """Per point, `a` where `where` holds, else `b` (two kernels' estimates of the same points)."""
+    if where.ndim == 0:
+        return a if bool(where) else b
+    choose = lambda x, y: np.where(where, x, y)  # noqa: E731
+    fields = {f.name: choose(getattr(a, f.name), getattr(b, f.name))
+              for f in dataclasses.fields(KernelEstimate) if f.name != "mapping"}
+    return KernelEstimate(**fields, mapping={k: choose(a.mapping[k], b.mapping[k]) for k in a.mapping})

@@ -94,6 +94,12 @@ def workload_for(row: dict):
     return get_family(row["family"]).workload_for(row)
 
 
+def kernel_of(row: dict) -> str:
+    """The family whose kernel (and knobs) timed a measured row: what errors are reported and
+    knobs fitted by."""
+    return get_family(row["family"]).kernel_of(row)
+
+
 @dataclass
 class Comparison:
     hardware: str
@@ -124,6 +130,7 @@ class Comparison:
         return [{**{k: self.rows[i].get(k) for k in ("family", "variant", "phase", "batch", "seq", "context",
                                                        "n_heads", "n_kv_heads", "head_dim", "causal", "window",
                                                        "top_k", "n_split")},
+                 "family": str(self.families[i]),  # the kernel's family that timed it
                  "measured_s": float(self.measured[i]), "predicted_s": float(self.predicted[i]),
                  "error": float(self.errors[i])} for i in order]
 
@@ -140,7 +147,7 @@ def compare(hw: Hardware, rows: list[dict], knobs: Knobs | str = "triton") -> Co
         p = predict(hw, wl, scope="core", kernel=knobs, **kw)
         measured.append(time)
         predicted.append(float(p.latency_s))
-        fams.append(row["family"])
+        fams.append(kernel_of(row))
     return Comparison(hw.name, rows, np.array(measured), np.array(predicted), np.array(fams, dtype=object))
 
 
@@ -160,13 +167,14 @@ def shape_key(row: dict) -> tuple:
 
 
 def fastest_kernels(rows: list[dict]) -> list[dict]:
-    """One row per (implementation, shape, configuration-study): where an implementation timed
-    several kernels or tile configurations at one shape, its time there is the fastest (what its
-    dispatch and tuning pick, and what the model's mapping search predicts); rows of one
-    configuration at several pinned split counts are a mapping study and all stay. Order kept."""
+    """One row per (implementation, kernel, shape, configuration-study): where one kernel was
+    timed in several tile configurations at one shape, its time there is the fastest (what its
+    tuning picks, and what the model's mapping search predicts); rows of one configuration at
+    several pinned split counts are a mapping study and all stay, and so do the rows of each
+    kernel a family tells apart (`kernel_of`: the model times each with its own knobs). Order kept."""
     studies: dict = defaultdict(lambda: defaultdict(list))  # shape -> configuration -> row indices
     for i, r in enumerate(rows):
-        studies[(r.get("implementation") or "", *shape_key(r))][r.get("config") or ""].append(i)
+        studies[(r.get("implementation") or "", kernel_of(r), *shape_key(r))][r.get("config") or ""].append(i)
     fastest = lambda runs: min(float(rows[j]["median_s"]) for j in runs)  # noqa: E731
     keep = sorted(i for configs in studies.values() for i in min(configs.values(), key=fastest))
     return [rows[i] for i in keep]

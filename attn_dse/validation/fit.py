@@ -17,7 +17,7 @@ from attn_dse.calibration.knobs import Knobs
 from attn_dse.cost.knobs import default_knobs, knobs_for
 from attn_dse.errors import AttnDseError
 from attn_dse.hardware.spec import Hardware
-from attn_dse.validation.compare import compare, held_out_mask, measured_families
+from attn_dse.validation.compare import compare, held_out_mask, kernel_of, measured_families
 
 
 def parameters(families: tuple[str, ...]) -> list[tuple[str, float, float, bool]]:
@@ -38,7 +38,7 @@ def calibrate(hw: Hardware, rows: list[dict], implementation: str = "triton",
     just those families' knobs move (the implementation's shared knobs and its other families
     keep their stored values): a new kernel of one family joins a calibrated implementation."""
     from scipy.optimize import least_squares
-    present = {r["family"] for r in rows}
+    present = {kernel_of(r) for r in rows}
     fams = tuple(f for f in measured_families() if f in present)
     if any(r.get("phase") == "train" for r in rows):  # training steps time the backward kernel too
         fams = fams + ("backward",)

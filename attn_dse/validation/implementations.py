@@ -14,9 +14,7 @@ import numpy as np
 from attn_dse.hardware.loader import load_hardware
 from attn_dse.validation.compare import compare, data_dir, fastest_kernels, held_out_mask, load_measurements, shape_key
 
-# not yet here: mla-decode-fp8-measurements (FlashMLA's 656-byte layout; its kernel runs at 0.56-0.73x
-# the bf16 one and the model has no tile it ran, so it is not a family the model describes yet)
-KERNEL_FILES = ("measurements", "vendor-measurements", "decode-fp8-measurements")
+KERNEL_FILES = ("measurements", "vendor-measurements", "decode-fp8-measurements", "mla-decode-fp8-measurements")
 
 
 def measured_rows(hw_name: str) -> list[dict]:

@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from attn_dse.cost import tiled
-from attn_dse.cost.family import Family, register_family
-from attn_dse.cost.measured import num
+from attn_dse.cost.family import Family, get_family, register_family
+from attn_dse.cost.measured import config, num
 
 SPLITS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 GPU_BC, TPU_BC = (32, 64), (256, 512)
@@ -30,12 +30,15 @@ def kv_width(spec):
 
 
 def grid(hw, fixed: dict, profile) -> dict:
-    """The mapping axes in search order (splits, Bc, stages, row tile); a pinned n_split may be
-    any count (it is taken out of `fixed`). A profile's row tiles replace the searched ones."""
+    """The mapping axes in search order (splits, Bc, stages, row tile); a pinned n_split or
+    block_m may be any count (it is taken out of `fixed`). A profile's row tiles replace the
+    searched ones."""
     key_tiles = GPU_BC if hw.kind == "gpu" else TPU_BC
     row_tiles = (hw.mma_rows, MMA_ROWS) if hw.kind == "gpu" else (hw.mma_rows,)
     if profile.decode_block_m:
         row_tiles = tuple(sorted({profile.split_rows, profile.decode_block_m}))
+    if "block_m" in fixed:  # a measured kernel's own row tile (heads per program), whatever it is
+        row_tiles = (fixed.pop("block_m"),)
     splits = (fixed.pop("n_split"),) if "n_split" in fixed else SPLITS
     return {"n_split": splits, "block_n": key_tiles, "stages": tiled.STAGES, "block_m": row_tiles}
 
@@ -53,7 +56,11 @@ def profile_allows(profile, hw, B, hkv, m_rows, n_split, rows, split_searched: b
     return own & ((n_split == 1) | (unsplit < profile.split_below_ctas_per_core * hw.cores))
 
 
-def decode_candidate(spec, hw, c, knobs, fam, n_split, bc, stages, rows, detail=True, split_searched=True) -> dict:
+def decode_candidate(spec, hw, c, knobs, fam, n_split, bc, stages, rows, detail=True, split_searched=True,
+                     kernel: Family | None = None) -> dict:
+    """One candidate mapping timed with family knobs `fam`; `kernel` (a family) says how its
+    programs use a core (`resident`) and whether its widening of a narrow cache is vector work of
+    its own or part of its MMA rate (`widens_in_mma`)."""
     B, S, hq, hkv, b = spec.batch, spec.seq, spec.h_q, spec.h_kv, spec.bytes_per_element
     keys = spec.kv_read_tokens + S
     m_rows = hq / hkv * S  # GQA packing: a KV head's query rows share its K/V loads
@@ -75,12 +82,13 @@ def decode_candidate(spec, hw, c, knobs, fam, n_split, bc, stages, rows, detail=
     iterations = B * hkv * m_tiles * np.ceil(keys / bc)
     combine = np.where(n_split > 1, partial / (c.hbm_bytes_per_s * fam.memory_efficiency)
                        + knobs.launch_overhead_s, 0.0)
-    dequant = raw_kv / spec.kv_bytes * spec.dequant_vector_flops  # each CTA dequantizes the elements it loads
+    # each CTA dequantizes the elements it loads, unless widening is part of its MMA operand path
+    dequant = 0.0 if kernel is not None and kernel.widens_in_mma else raw_kv / spec.kv_bytes * spec.dequant_vector_flops
     runs = tiled.fits_on_chip(hw, spec, rows, bc, stages) \
         & profile_allows(knobs.profile, hw, B, hkv, m_rows, n_split, rows, split_searched)
     est = tiled.finish(hw, c, knobs, fam, flops, exps, q_o + hbm_kv, raw_kv, q_o, ctas, iterations,
                        tiled.tile_bytes(spec, rows, bc, stages), runs, stages, detail, extra_s=combine,
-                       vector_flops=dequant)
+                       vector_flops=dequant, resident=kernel.resident if kernel is not None else 1)
     if detail:
         est["hbm"] = est["hbm"] + partial
     return est
@@ -90,10 +98,12 @@ def estimate_decode(name: str, spec, hw, c, knobs, fixed=None):
     """The decode model with the knobs of family `name` (MLA and sparse decode share it)."""
     fixed = dict(fixed or {})
     fam = knobs.family(name)
+    kernel = get_family(name)
     split_searched = "n_split" not in fixed  # a pinned split count is the caller's, not the kernel's heuristic
 
     def time_of(spec, block_m, block_n, n_split, stages, detail=True):
-        return decode_candidate(spec, hw, c, knobs, fam, n_split, block_n, stages, block_m, detail, split_searched)
+        return decode_candidate(spec, hw, c, knobs, fam, n_split, block_n, stages, block_m, detail, split_searched,
+                                kernel)
 
     mappings = grid(hw, fixed, knobs.profile)
     return tiled.search(time_of, spec, mappings, fixed, {"n_split": SPLITS, "block_n": GPU_BC})
@@ -101,6 +111,11 @@ def estimate_decode(name: str, spec, hw, c, knobs, fixed=None):
 
 @register_family
 class Decode(Family):
+    """Split-KV decode over a cache in the MMA dtype; over a narrower one (fp8, ...) two kernels
+    compete per point, as our dispatch picks between them: `decode_regs` where a KV head's query
+    rows fit one MMA row tile, and `decode_widen` for any row count. A row's `kernel` (a family
+    name, pinned in the mapping) times that kernel alone."""
+
     name = "decode"
     order = 80
     compute_efficiency, memory_efficiency = 0.5, 0.9
@@ -109,16 +124,36 @@ class Decode(Family):
         return spec.phase == "decode"
 
     def estimate(self, spec, hw, c, knobs, fixed=None):
-        return estimate_decode(self.name, spec, hw, c, knobs, fixed)
+        fixed = dict(fixed or {})
+        pinned = fixed.pop("kernel", None)
+        if pinned is not None:
+            return estimate_decode(pinned, spec, hw, c, knobs, fixed)
+        narrow = np.asarray(spec.kv_bytes < spec.bytes_per_element)
+        own = estimate_decode(self.name, spec, hw, c, knobs, fixed)
+        if not narrow.any():
+            return own
+        regs = estimate_decode(DecodeRegs.name, spec, hw, c, knobs, fixed)
+        wide = estimate_decode(DecodeWiden.name, spec, hw, c, knobs, fixed)
+        fits = np.asarray(spec.h_q / spec.h_kv * spec.seq <= MMA_ROWS)
+        narrow_best = tiled.pick(fits & (regs.time_s <= wide.time_s), regs, wide)
+        return tiled.pick(narrow, narrow_best, own)
+
+    def kernel_of(self, row):
+        """Our fp8 bench names the kernel first in a row's configuration ("regs", "triton")."""
+        cfg = config(row)
+        return NARROW_KERNELS.get(cfg[0], self.name) if cfg and isinstance(cfg[0], str) else self.name
 
     def workload_for(self, row):
-        """A measured GQA/MHA/MQA decode step (sliding-window where the row has a window)."""
+        """A measured GQA/MHA/MQA decode step (sliding-window where the row has a window), with
+        the kernel that timed it pinned."""
         from attn_dse.workloads import attention
         hq, hkv, d = int(num(row, "n_heads")), int(num(row, "n_kv_heads")), int(num(row, "head_dim"))
         window = num(row, "window")
         wl = attention("swa", n_heads=hq, n_kv_heads=hkv, head_dim=d, window=window) if window \
             else attention("gqa", n_heads=hq, n_kv_heads=hkv, head_dim=d)
-        return wl, decode_args(row)
+        kw = decode_args(row)
+        kernel = self.kernel_of(row)
+        return wl, kw if kernel == Decode.name else {**kw, "mapping": {**(kw["mapping"] or {}), "kernel": kernel}}
 
 
 def decode_args(row: dict) -> dict:
@@ -129,3 +164,43 @@ def decode_args(row: dict) -> dict:
     return dict(phase="decode", batch=num(row, "batch"), seq=num(row, "seq"), context=num(row, "context"),
                 dtype=row.get("dtype") or "bf16", kv_dtype=row.get("kv_dtype") or None, causal=flag(row, "causal"),
                 mapping={"n_split": n_split} if n_split else None)
+
+
+class NarrowDecode(Decode):
+    """A decode kernel over a narrow cache, offered by the decode family (it claims no shape)."""
+
+    def claims(self, spec):
+        return False
+
+    def kernel_of(self, row):
+        return self.name
+
+
+@register_family
+class DecodeRegs(NarrowDecode):
+    """Loads the narrow K/V straight into MMA fragments in registers, one warp a program, no
+    shared memory in the key loop (our Gluon kernel, gpu/decode_fp8_regs.py): at most MMA_ROWS
+    query rows per KV head. One warp issues from one of an SM's four schedulers, so an SM reaches
+    its rates only with several programs on it: the kernel's 249 registers a thread leave room for
+    8 (decode_fp8_regs.resident_programs), which is `resident`."""
+
+    name = "decode_regs"
+    order = 81
+    resident = 8
+
+
+@register_family
+class DecodeWiden(NarrowDecode):
+    """Widens each K/V tile it loads to the MMA dtype as the MMA's register operand and runs the
+    general tiled MMAs (our Triton fp8 kernel, gpu/decode_fp8.py): any number of query rows per
+    KV head. Measured, its time follows the padded query rows, not the cache bytes (B16 x 32k
+    with 4 new tokens: 2.4x the time of 1 token over the same cache), so its widening is part of
+    its (low) MMA rate, not separate vector work."""
+
+    name = "decode_widen"
+    order = 82
+    compute_efficiency, memory_efficiency = 0.15, 0.65
+    widens_in_mma = True
+
+
+NARROW_KERNELS = {"regs": DecodeRegs.name, "triton": DecodeWiden.name}  # our rows' kernel names

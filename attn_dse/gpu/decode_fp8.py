@@ -10,7 +10,7 @@ the scales to the fp32 scores (K) and to the probabilities before the PV product
 dequantized tile is ever stored. Split-KV structure, GQA packing and the combine are those of
 the bf16 decode (decode.py). Rows are family "decode", kv_dtype "fp8".
 
-    python -m attn_dse.gpu.decode_fp8 --out DIR    (checks, then the bf16-vs-fp8 comparison)
+    python -m attn_dse.gpu.decode_fp8 --out DIR [--grid unseen]   (checks, then bf16 vs fp8)
 """
 from __future__ import annotations
 
@@ -146,8 +146,9 @@ def decode_fp8(q: torch.Tensor, k8: torch.Tensor, v8: torch.Tensor, k_scale: tor
 
 
 # ---------------------------------------------------------------- check and bench
-# Rows carry the cost model's family "decode" with kv_dtype "fp8". No module-level FAMILY: decode.py
-# already holds that key in measure.py's discovery; this module runs through its own main().
+# Rows carry the cost model's family "decode" with kv_dtype "fp8" and the kernel first in `config`
+# ("triton": this file's, timed by the model's decode_widen; "regs": decode_regs). No module-level
+# FAMILY: decode.py already holds that key in measure.py's discovery; this module runs through its main().
 
 
 def fp8_cache(B, L, Hkv, D):
@@ -252,8 +253,17 @@ def bench(rec: Recorder, shapes=None) -> None:
         torch.cuda.empty_cache()
 
 
+# (B, new tokens, query heads, KV heads, head dim, cache length): the grid the knobs were fitted on
+# (None: bench's own), and shapes none of it has (group 7 and 16, MHA at d 64, 2-3 and 8 new tokens,
+# 8k-128k) to check the fitted knobs where they were not fitted
+GRIDS = {"fitted": None,
+         "unseen": [(32, 1, 32, 4, 128, 16384), (8, 1, 64, 8, 128, 8192), (48, 1, 28, 4, 128, 12288),
+                    (24, 1, 16, 16, 64, 8192), (4, 2, 64, 8, 128, 65536), (32, 3, 32, 8, 128, 8192),
+                    (8, 1, 128, 8, 128, 32768), (16, 8, 32, 8, 128, 16384), (2, 1, 64, 8, 128, 131072)]}
+
+
 def main() -> int:
-    return check_then_bench(__doc__, check, bench)
+    return check_then_bench(__doc__, check, bench, GRIDS)
 
 
 if __name__ == "__main__":

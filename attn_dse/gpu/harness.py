@@ -189,15 +189,19 @@ def ceilings(out: Path) -> dict:
     return res
 
 
-def check_then_bench(doc: str, check, bench) -> int:
+def check_then_bench(doc: str, check, bench, grids: dict | None = None) -> int:
     """The main of a kernel module run on its own: `--out DIR`; checks first (written at once,
-    so a crash in the bench keeps them), then the bench; exit 1 if a check failed."""
+    so a crash in the bench keeps them), then the bench (on `--grid NAME`'s shapes where the
+    module has named grids); exit 1 if a check failed."""
     import argparse
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="validate-out", type=Path)
-    rec = Recorder(ap.parse_args().out)
+    if grids:
+        ap.add_argument("--grid", choices=sorted(grids), default=next(iter(grids)), help="the bench's shapes")
+    args = ap.parse_args()
+    rec = Recorder(args.out)
     check(rec, torch.Generator(device="cpu").manual_seed(0))
     rec.write()
-    bench(rec)
+    bench(rec, grids[args.grid]) if grids else bench(rec)
     rec.write()
     return 0 if all(c["ok"] for c in rec.checks) else 1

@@ -38,7 +38,8 @@ probabilities are zero, but 0 x NaN is NaN).
 
     python -m attn_dse.gpu.mla_decode_fp8 --out DIR    (checks, then bf16 vs fp8 in one run)
 
-Rows carry the cost model's family "mla_decode" with kv_dtype "fp8" and kv_bytes = B x L x 656.
+Rows carry the cost model's family "mla_decode" with kv_dtype "fp8" and kv_bytes = B x L x 656
+(by which the model knows the layout); its family mla_decode_widen times them.
 No module-level FAMILY: mla_decode.py holds that key in measure.py's discovery.
 """
 from __future__ import annotations

@@ -153,3 +153,20 @@ def test_a_second_run_that_no_fit_saw():
     assert {f: summary[f]["n"] for f in ("decode", "decode_regs", "decode_widen")} == {
         "decode": 11, "decode_regs": 9, "decode_widen": 11}
     assert all(summary[f]["mape"] <= 0.08 for f in ("decode", "decode_regs", "decode_widen"))
+
+
+def test_shapes_the_fit_never_had():
+    """`python3 -m attn_dse.gpu.decode_fp8 --grid unseen` (2026-12-03, 34/34 checks): group sizes 4, 7
+    and 16, MHA at head dim 64, 2, 3 and 8 new tokens, 8k-128k, none in the fitted grid. Measured:
+    all 26 rows 8.7% (bf16 7.2%, register kernel 8.6%, widening kernel 10.1%); the worst is MHA at
+    head dim 64 (28%), a head dim the fit never saw."""
+    path = data_dir() / "h200-decode-fp8-unseen-2026-12-03-measurements.csv"
+    checks = list(csv.DictReader(open(data_dir() / "h200-decode-fp8-unseen-2026-12-03-checks.csv")))
+    assert len(checks) >= 30 and all(c["ok"] == "True" for c in checks)
+    rows = load_measurements(path)
+    fitted = {(r["n_heads"], r["n_kv_heads"], r["head_dim"], r["seq"], r["context"])
+              for r in load_measurements(CSV)}
+    assert not fitted & {(r["n_heads"], r["n_kv_heads"], r["head_dim"], r["seq"], r["context"]) for r in rows}
+    summary = compare(H200, fastest_kernels(rows), "triton").summary()
+    assert summary["all"]["n"] == 26 and summary["all"]["mape"] <= 0.10
+    assert all(summary[f]["mape"] <= 0.11 for f in ("decode", "decode_regs", "decode_widen"))

@@ -129,14 +129,13 @@ class Decode(Family):
         if pinned is not None:
             return estimate_decode(pinned, spec, hw, c, knobs, fixed)
         narrow = np.asarray(spec.kv_bytes < spec.bytes_per_element)
-        own = estimate_decode(self.name, spec, hw, c, knobs, fixed)
         if not narrow.any():
-            return own
+            return estimate_decode(self.name, spec, hw, c, knobs, fixed)
         regs = estimate_decode(DecodeRegs.name, spec, hw, c, knobs, fixed)
         wide = estimate_decode(DecodeWiden.name, spec, hw, c, knobs, fixed)
         fits = np.asarray(spec.h_q / spec.h_kv * spec.seq <= MMA_ROWS)
-        narrow_best = tiled.pick(fits & (regs.time_s <= wide.time_s), regs, wide)
-        return tiled.pick(narrow, narrow_best, own)
+        best = tiled.pick(fits & (regs.time_s <= wide.time_s), regs, wide)
+        return best if narrow.all() else tiled.pick(narrow, best, estimate_decode(self.name, spec, hw, c, knobs, fixed))
 
     def kernel_of(self, row):
         """Our fp8 bench names the kernel first in a row's configuration ("regs", "triton")."""

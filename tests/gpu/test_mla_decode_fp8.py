@@ -81,3 +81,22 @@ def test_mla_decode_fp8_interpreter_tiny(Sq, splits):
 def test_mla_decode_fp8_gpu(B, Sq, H, L, splits):
     lens = torch.randint(L // 2, L + 1, (B,), generator=torch.Generator().manual_seed(3)).tolist()
     assert _run(B, Sq, H, 512, 64, L, lens, splits, dtype=torch.bfloat16)[0] < 1e-2
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(DEV != "cuda" or torch.cuda.get_device_capability()[0] != 9, reason="needs a Hopper GPU")
+@pytest.mark.parametrize("B,Sq,H,L,splits,cfg", [(3, 1, 128, 3001, None, (32, 8)), (2, 2, 16, 1500, 7, (16, 4)),
+                                                  (4, 2, 32, 2049, 1, (16, 4)), (5, 1, 16, 130, 2, (16, 4)),
+                                                  (2, 2, 16, 999, 3, (32, 8)), (3, 1, 16, 64, 1, (16, 8))])
+def test_mla_decode_fp8_wgmma_gpu(B, Sq, H, L, splits, cfg):
+    """The Gluon kernel: ragged lengths, one split (written directly) and several, splits of one
+    tile and of none (64 and 130 tokens), a wrong scale group far off."""
+    lens = torch.randint(L // 2, L + 1, (B,), generator=torch.Generator().manual_seed(3)).tolist()
+    block_h, warps = cfg
+    err, out, (qn, qp, packed, sl) = _run(B, Sq, H, 512, 64, L, lens, splits, ("wgmma", block_h, 64, warps, 2),
+                                          dtype=torch.bfloat16)
+    assert err < 1e-2
+    lat, sc, rope = unpack(packed, 512, 64)
+    wrong = torch.cat([lat.float() * sc.flip(-1).repeat_interleave(128, -1), rope.float()], -1)
+    ref_wrong = mla_decode_ref(qn, qp, wrong, sl, 512, 0.3)
+    assert float((out.float() - ref_wrong).norm() / ref_wrong.norm()) > 0.1

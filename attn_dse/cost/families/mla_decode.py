@@ -25,8 +25,11 @@ class MlaDecode(Family):
         return estimate_decode(fixed.pop("kernel", self.name), spec, hw, c, knobs, fixed)
 
     def kernel_of(self, row):
-        """A row over an fp8 latent is our widening fp8 kernel's (the only one we measured)."""
-        return MlaDecodeWiden.name if (row.get("kv_dtype") or "bf16") != (row.get("dtype") or "bf16") else self.name
+        """A row over an fp8 latent in the 'heads' layout is our widening Triton kernel's; the
+        Gluon kernel (layout 'wgmma') widens each tile once, as this family's model does."""
+        narrow = (row.get("kv_dtype") or "bf16") != (row.get("dtype") or "bf16")
+        cfg = config(row)
+        return MlaDecodeWiden.name if narrow and (not cfg or cfg[0] == "heads") else self.name
 
     def workload_for(self, row):
         """Absorbed MLA at the row's head count; a recorded (layout, heads per program, ...)

@@ -1,8 +1,8 @@
 """Absorbed MLA decode (FlashMLA-style): all query heads of a sequence attend one shared latent
 (K = the 576-wide latent, V = its first 512 columns, read once). The decode model with its own
 knobs: its programs fill a core's shared memory, so one core streams less than in GQA decode.
-Our fp8 MLA kernel (gpu/mla_decode_fp8.py, FlashMLA's 656-byte row) is `mla_decode_widen`: its
-rows are timed with that family's knobs; the MLA family does not dispatch to it."""
+Our Triton fp8 MLA kernel (gpu/mla_decode_fp8.py, FlashMLA's 656-byte row) is `mla_decode_widen`:
+its rows are timed with that family's knobs, and the MLA family does not dispatch to it."""
 from __future__ import annotations
 
 from attn_dse.cost.families.decode import decode_args, estimate_decode
@@ -26,10 +26,10 @@ class MlaDecode(Family):
 
     def kernel_of(self, row):
         """A row over an fp8 latent in the 'heads' layout is our widening Triton kernel's; the
-        Gluon kernel (layout 'wgmma') widens each tile once, as this family's model does."""
+        Gluon kernel (layout 'wgmma') and other people's kernels are this family's."""
         narrow = (row.get("kv_dtype") or "bf16") != (row.get("dtype") or "bf16")
         cfg = config(row)
-        return MlaDecodeWiden.name if narrow and (not cfg or cfg[0] == "heads") else self.name
+        return MlaDecodeWiden.name if narrow and cfg and cfg[0] == "heads" else self.name
 
     def workload_for(self, row):
         """Absorbed MLA at the row's head count; a recorded (layout, heads per program, ...)

@@ -42,14 +42,16 @@ from triton.experimental.gluon.language.nvidia.hopper import (fence_async_shared
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
 from attn_dse.gpu.decode import run_splits
+from attn_dse.gpu.mla_decode_fp8 import unpack
 
 # Triton 3.6 (the device image) has only the old names, 3.9 only the new
 _tma_load = tma.async_load if hasattr(tma, "async_load") else tma.async_copy_global_to_shared
 _cta_barrier = gl.barrier if hasattr(gl, "barrier") else gl.thread_barrier
 
 BLOCK_N = 64  # tokens per tile: one warpgroup's wgmma M
-ROW_BYTES, SCALE_OFFSET, ROPE_OFFSET = 656, 512, 528  # FlashMLA's row: e4m3 latent, 4 fp32 scales, bf16 RoPE
-N_GROUPS = 4
+ROW_BYTES = 656  # FlashMLA's row (mla_decode_fp8.row_bytes): e4m3 latent, 4 fp32 scales, bf16 RoPE
+SCALE_WORD = gl.constexpr(512 // 4)  # the first scale's fp32 word in a row
+ROW_WORDS = gl.constexpr(ROW_BYTES // 4)  # fp32 words a row
 
 
 @gluon.jit
@@ -63,10 +65,10 @@ def _fetch(c_desc, kp_desc, row, bar, c_dst, kp_dst, pred):
 @gluon.jit
 def _widen(c8, deq, Scale, b, L, n0, end, g: gl.constexpr, GROUP: gl.constexpr, layout: gl.constexpr):
     """Group g of the e4m3 tile starting at token n0, widened to fp16 and scaled by each token's
-    fp32 scale (FlashMLA's row: word 128 + g of 164), into `deq`. A token at or past `end` gets a
+    fp32 scale (word SCALE_WORD + g of the ROW_WORDS of its row), into `deq`. A token at or past `end` gets a
     zero scale: its (finite) values stay out."""
     tok = n0 + gl.arange(0, c8.shape[0], layout=gl.SliceLayout(1, layout))
-    scale = gl.load(Scale + (b * L + tok).to(gl.int64) * 164 + 128 + g, mask=tok < end, other=0.0)
+    scale = gl.load(Scale + (b * L + tok).to(gl.int64) * ROW_WORDS + SCALE_WORD + g, mask=tok < end, other=0.0)
     part = c8.slice(g * GROUP, GROUP, dim=1).load(layout)
     deq.slice(g * GROUP, GROUP, dim=1).store(part.to(gl.float16) * scale.to(gl.float16)[:, None])
 
@@ -190,8 +192,7 @@ def descriptors(q_nope2, q_rope2, packed2, block_h: int):
     """TMA descriptors: the query's two parts [rows, 512] fp16 / [rows, 64] bf16, and the cache's
     e4m3 latent [B*L, 512] and bf16 RoPE key [B*L, 64], both with the 656-byte row stride."""
     D, R = q_nope2.shape[1], q_rope2.shape[1]
-    lat = packed2[:, :D].view(torch.float8_e4m3fn)
-    rope = packed2[:, ROPE_OFFSET:].view(torch.bfloat16)
+    lat, _, rope = unpack(packed2, D, R)
     n = packed2.shape[0]
     return (TensorDescriptor(q_nope2, list(q_nope2.shape), [D, 1], [block_h, D], _nvmma([block_h, D], gl.float16)),
             TensorDescriptor(q_rope2, list(q_rope2.shape), [R, 1], [block_h, R], _nvmma([block_h, R], gl.bfloat16)),

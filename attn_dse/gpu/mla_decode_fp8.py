@@ -207,7 +207,8 @@ def mla_decode_fp8(q_nope: torch.Tensor, q_rope: torch.Tensor, packed: torch.Ten
     if layout == "wgmma":  # the Gluon kernel: the tile widened once in shared memory, wgmma tokens-major
         from attn_dse.gpu.mla_decode_fp8_wgmma import mla_decode_fp8_wgmma
         n_splits = n_splits or choose_splits(B, triton.cdiv(Sq * H, block_h), L, block_n, sm_count(packed.device))
-        return mla_decode_fp8_wgmma(q_nope, q_rope, packed, seq_lens, n_splits, sm_scale, block_h, num_warps, out)
+        return mla_decode_fp8_wgmma(q_nope, q_rope, packed, seq_lens, n_splits, sm_scale, block_h, num_warps,
+                                    num_stages, out)
     if layout != "heads":
         raise ValueError(f"the fp8 kernels have the 'heads' and 'wgmma' layouts, not {layout!r}")
     if num_warps == 4 and num_stages == 1:  # as in mla_decode.py: Triton 3.6 miscompiled this on an H100
@@ -242,9 +243,11 @@ FP8_CONFIGS = {  # (layout, block_h, block_n, num_warps, num_stages), by query r
          ("heads", 16, 16, 4, 2)],
     32: [("heads", 32, 16, 8, 2), ("heads", 32, 32, 8, 2), ("heads", 16, 32, 8, 2), ("heads", 16, 32, 8, 3)],
     128: [("heads", 32, 16, 8, 2), ("heads", 32, 32, 8, 2), ("heads", 16, 32, 8, 3)]}
-# the Gluon kernel (mla_decode_fp8_wgmma.py; 64-token tiles, widened double-buffered: stages 2)
-WGMMA_CONFIGS = {16: [("wgmma", 16, 64, 4, 2), ("wgmma", 16, 64, 8, 2)],
-                 32: [("wgmma", 32, 64, 8, 2), ("wgmma", 16, 64, 4, 2), ("wgmma", 16, 64, 8, 2)]}  # (32, 4 warps) spills
+# the Gluon kernel (mla_decode_fp8_wgmma.py; 64-token tiles; stages: widened buffers, 2 double-buffered
+# by TMA, 1 loaded through registers, two programs an SM)
+WGMMA_CONFIGS = {16: [("wgmma", 16, 64, 4, 1), ("wgmma", 16, 64, 4, 2), ("wgmma", 16, 64, 8, 2)],
+                 32: [("wgmma", 32, 64, 4, 1), ("wgmma", 16, 64, 4, 1), ("wgmma", 32, 64, 8, 2),
+                      ("wgmma", 16, 64, 4, 2)]}  # (32, 4 warps, 2 stages) spills
 for _rows in FP8_CONFIGS:
     FP8_CONFIGS[_rows] = WGMMA_CONFIGS[min(_rows, 32)] + FP8_CONFIGS[_rows]
 BF16_CONFIGS = {16: MLA_CONFIGS[16], 32: [("tokens", 32, 64, 4, 2), ("tokens", 16, 64, 4, 2), ("tokens", 32, 32, 4, 4)],

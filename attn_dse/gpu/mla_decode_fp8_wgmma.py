@@ -15,16 +15,24 @@ group by its token's fp32 scale (as fp16: 2^-11) and stores the fp16 tile C, whi
 read, the second through its transpose (16-bit MMA operands may be M-major). The query (fp16
 latent part, as the absorption GEMM can write it; bf16 RoPE part) and P^T are the small operands.
 
-Pipelined: tile t's MMAs (async) read one C buffer while the same warps widen tile t + 1 into
-the other, half beside the score MMAs and half beside P V; the single fp8 buffer then takes tile
-t + 2 by TMA. Shared memory at 16 rows: 32 KB fp8 + 2 x 8 KB RoPE + 2 x 64 KB C + 18 KB query + 2 KB.
+Two ways to feed the buffers (the config's stages field):
+- 2 buffers (`_mla_fp8_split`), pipelined: tile t's MMAs (async) read one C buffer while the
+  same warps widen tile t + 1 into the other, half beside the score MMAs and half beside P V; a
+  single fp8 buffer takes tile t + 2 by TMA, with its scales (a 16-byte box of each row) and
+  RoPE key in a stage of their own. Shared memory at 16 rows: 32 KB fp8 + 2 x (8 KB RoPE + 1 KB
+  scales + 64 KB C) + 18 KB query + 2 KB: the program holds its SM alone.
+- 1 buffer (`_mla_fp8_split_regs`): rows through registers, two programs an SM.
 
-Measured on an H200 (2026-12-03): the first, unpipelined version of this kernel (widen, then
-MMAs, one tile at a time, 3 TMA stages) passed every check and ran at 1.87-1.99 TB/s of fp8 rows,
-about 105 TFLOP/s at 16 heads whatever the shape: 1.00-1.11x our bf16 kernel, latency-bound (one
-warp a scheduler, each step waiting on the last; 8 warps were slower, 1.65 TB/s). The pipelined
-version compiles for sm_90 without spills (215 registers, 4 warps) but had not yet run on a GPU
-when this was written: `tests/gpu/test_mla_decode_fp8.py` checks it.
+Measured on an H200 (docs/device-logs/h200-mla-decode-fp8-*-2026-12-03.*), 16 heads, fp8 rows
+read per second at B64 x 32k, against 3.4 TB/s of bf16 rows for our bf16 kernel:
+- a first, unpipelined version (widen, then MMAs, 3 TMA stages; not kept): 1.87-1.99 TB/s;
+- the pipelined version loading scales with plain loads in the widening: 1.55 TB/s, slower;
+- scales by TMA: 1.69-1.79 TB/s; 1 buffer, two programs an SM: 1.74-1.88 TB/s with twice the
+  splits (1.29-1.31 with one program an SM); two runs, h200-mla-bf16-overlap-2026-12-03.log.
+Every version runs at 93-105 TFLOP/s at 16 heads and 160-176 at 32, i.e. a tile takes the same
+time whatever the heads: the per-tile work (the widening's shared-memory traffic, the A operand
+reads of N = 16 wgmmas) bounds it, not the overlap: about 3.2 us a tile an SM. 0.87-0.98x our
+bf16 kernel: short of the 1.6x the fp8 bytes allow.
 
 q_nope [B*Sq*H, 512] fp16, q_rope [B*Sq*H, 64] bf16 (rows: (token, head) pairs, token-major; the
 Sq new tokens attend causally among themselves); the packed cache [B, L, 656] uint8; output
@@ -49,38 +57,41 @@ _tma_load = tma.async_load if hasattr(tma, "async_load") else tma.async_copy_glo
 _cta_barrier = gl.barrier if hasattr(gl, "barrier") else gl.thread_barrier
 
 BLOCK_N = 64  # tokens per tile: one warpgroup's wgmma M
+LOG2E = 1.4426950408889634
 ROW_BYTES = 656  # FlashMLA's row (mla_decode_fp8.row_bytes): e4m3 latent, 4 fp32 scales, bf16 RoPE
-SCALE_WORD = gl.constexpr(512 // 4)  # the first scale's fp32 word in a row
-ROW_WORDS = gl.constexpr(ROW_BYTES // 4)  # fp32 words a row
+TILE_N, ROW = gl.constexpr(BLOCK_N), gl.constexpr(ROW_BYTES)  # as the kernels see them
 
 
 @gluon.jit
-def _fetch(c_desc, kp_desc, row, bar, c_dst, kp_dst, pred):
-    """TMA of one tile: its e4m3 latent into the (single) fp8 buffer, its RoPE key into a stage."""
-    mbarrier.expect(bar, c_desc.block_type.nbytes + kp_desc.block_type.nbytes, pred=pred)
+def _fetch(c_desc, kp_desc, sc_desc, row, bar, c_dst, kp_dst, sc_dst, pred):
+    """TMA of one tile: its e4m3 latent into the (single) fp8 buffer, its RoPE key and its
+    scales into a stage."""
+    mbarrier.expect(bar, c_desc.block_type.nbytes + kp_desc.block_type.nbytes + sc_desc.block_type.nbytes,
+                    pred=pred)
     _tma_load(c_desc, [row, 0], bar, c_dst, pred=pred)
     _tma_load(kp_desc, [row, 0], bar, kp_dst, pred=pred)
+    _tma_load(sc_desc, [row, 0], bar, sc_dst, pred=pred)
 
 
 @gluon.jit
-def _widen(c8, deq, Scale, b, L, n0, end, g: gl.constexpr, GROUP: gl.constexpr, layout: gl.constexpr):
+def _widen(c8, deq, sc, n0, end, g: gl.constexpr, GROUP: gl.constexpr, layout: gl.constexpr):
     """Group g of the e4m3 tile starting at token n0, widened to fp16 and scaled by each token's
-    fp32 scale (word SCALE_WORD + g of the ROW_WORDS of its row), into `deq`. A token at or past `end` gets a
-    zero scale: its (finite) values stay out."""
+    fp32 scale (column g of the tile's scales `sc`, in shared memory), into `deq`. A token at or
+    past `end` gets a zero scale: its (finite) values stay out."""
     tok = n0 + gl.arange(0, c8.shape[0], layout=gl.SliceLayout(1, layout))
-    scale = gl.load(Scale + (b * L + tok).to(gl.int64) * ROW_WORDS + SCALE_WORD + g, mask=tok < end, other=0.0)
+    scale = gl.where((tok < end)[:, None], sc.slice(g, 1, dim=1).load(layout), 0.0)
     part = c8.slice(g * GROUP, GROUP, dim=1).load(layout)
-    deq.slice(g * GROUP, GROUP, dim=1).store(part.to(gl.float16) * scale.to(gl.float16)[:, None])
+    deq.slice(g * GROUP, GROUP, dim=1).store(part.to(gl.float16) * scale.to(gl.float16))
 
 
 @gluon.jit
-def _widen_half(c8, deq, Scale, b, L, n0, end, half: gl.constexpr, GROUP: gl.constexpr, layout: gl.constexpr):
-    _widen(c8, deq, Scale, b, L, n0, end, 2 * half, GROUP, layout)
-    _widen(c8, deq, Scale, b, L, n0, end, 2 * half + 1, GROUP, layout)
+def _widen_half(c8, deq, sc, n0, end, half: gl.constexpr, GROUP: gl.constexpr, layout: gl.constexpr):
+    _widen(c8, deq, sc, n0, end, 2 * half, GROUP, layout)
+    _widen(c8, deq, sc, n0, end, 2 * half + 1, GROUP, layout)
 
 
 @gluon.jit
-def _mla_fp8_split(qn_desc, qp_desc, c_desc, kp_desc, Scale, Lens, Part, Lse, L, n_heads, seq_q, n_splits,
+def _mla_fp8_split(qn_desc, qp_desc, c_desc, kp_desc, sc_desc, Lens, Part, Lse, L, n_heads, seq_q, n_splits,
                    split_len, qk_scale, DEQ_LAYOUT: gl.constexpr, P_LAYOUT: gl.constexpr, num_warps: gl.constexpr):
     BLOCK_H: gl.constexpr = qn_desc.block_type.shape[0]  # (token, head) rows of a program: the MMAs' N
     D_LAT: gl.constexpr = qn_desc.block_type.shape[1]
@@ -107,6 +118,7 @@ def _mla_fp8_split(qn_desc, qp_desc, c_desc, kp_desc, Scale, Lens, Part, Lse, L,
     qp_smem = gl.allocate_shared_memory(qp_desc.dtype, qp_desc.block_type.shape, qp_desc.layout)
     c8 = gl.allocate_shared_memory(c_desc.dtype, c_desc.block_type.shape, c_desc.layout)
     kp_smem = gl.allocate_shared_memory(kp_desc.dtype, [2] + kp_desc.block_type.shape, kp_desc.layout)
+    sc_smem = gl.allocate_shared_memory(sc_desc.dtype, [2] + sc_desc.block_type.shape, sc_desc.layout)
     deq_smem = gl.allocate_shared_memory(gl.float16, [2, BLOCK_N, D_LAT], DEQ_LAYOUT)
     p_smem = gl.allocate_shared_memory(gl.float16, [BLOCK_N, BLOCK_H], P_LAYOUT)
     bars = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())  # the tile, the query
@@ -120,13 +132,15 @@ def _mla_fp8_split(qn_desc, qp_desc, c_desc, kp_desc, Scale, Lens, Part, Lse, L,
     _tma_load(qp_desc, [row0, 0], bars.index(1), qp_smem)
     # the pipeline: tile t's MMAs read deq[t % 2] while tile t + 1 is widened into the other
     # buffer from the fp8 buffer, which then takes tile t + 2 by TMA
-    _fetch(c_desc, kp_desc, b * L + start, bars.index(0), c8, kp_smem.index(0), n_tiles > 0)
+    _fetch(c_desc, kp_desc, sc_desc, b * L + start, bars.index(0), c8, kp_smem.index(0), sc_smem.index(0),
+           n_tiles > 0)
     mbarrier.wait(bars.index(0), 0, pred=n_tiles > 0)
     if n_tiles > 0:
-        _widen_half(c8, deq_smem.index(0), Scale, b, L, start, end, 0, GROUP, w_layout)
-        _widen_half(c8, deq_smem.index(0), Scale, b, L, start, end, 1, GROUP, w_layout)
+        _widen_half(c8, deq_smem.index(0), sc_smem.index(0), start, end, 0, GROUP, w_layout)
+        _widen_half(c8, deq_smem.index(0), sc_smem.index(0), start, end, 1, GROUP, w_layout)
     _cta_barrier()  # every warp is done reading the fp8 buffer
-    _fetch(c_desc, kp_desc, b * L + start + BLOCK_N, bars.index(0), c8, kp_smem.index(1), n_tiles > 1)
+    _fetch(c_desc, kp_desc, sc_desc, b * L + start + BLOCK_N, bars.index(0), c8, kp_smem.index(1),
+           sc_smem.index(1), n_tiles > 1)
     fence_async_shared()
 
     rows = hb * BLOCK_H + gl.arange(0, BLOCK_H, layout=gl.SliceLayout(0, s_layout))
@@ -147,7 +161,7 @@ def _mla_fp8_split(qn_desc, qp_desc, c_desc, kp_desc, Scale, Lens, Part, Lse, L,
         s = warpgroup_mma(kp_smem.index(cur), qp_smem.permute((1, 0)), s, is_async=True)
         mbarrier.wait(bars.index(0), (t + 1) & 1, pred=more)  # tile t + 1 has landed
         if more:  # beside the score MMAs
-            _widen_half(c8, nxt, Scale, b, L, n0 + BLOCK_N, end, 0, GROUP, w_layout)
+            _widen_half(c8, nxt, sc_smem.index(1 - cur), n0 + BLOCK_N, end, 0, GROUP, w_layout)
         s = warpgroup_mma_wait(0, deps=[s])
         toks = n0 + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(1, s_layout))
         keep = (toks < end)[:, None] & (toks[:, None] <= last_visible[None, :])
@@ -164,15 +178,22 @@ def _mla_fp8_split(qn_desc, qp_desc, c_desc, kp_desc, Scale, Lens, Part, Lse, L,
         _cta_barrier()  # P^T is in shared memory
         acc = warpgroup_mma(deq.permute((1, 0)), p_smem, acc, is_async=True)
         if more:  # beside the P V MMAs
-            _widen_half(c8, nxt, Scale, b, L, n0 + BLOCK_N, end, 1, GROUP, w_layout)
+            _widen_half(c8, nxt, sc_smem.index(1 - cur), n0 + BLOCK_N, end, 1, GROUP, w_layout)
         _cta_barrier()  # every warp is done reading the fp8 buffer and this tile's RoPE stage
-        _fetch(c_desc, kp_desc, b * L + n0 + 2 * BLOCK_N, bars.index(0), c8, kp_smem.index(cur), t + 2 < n_tiles)
+        _fetch(c_desc, kp_desc, sc_desc, b * L + n0 + 2 * BLOCK_N, bars.index(0), c8, kp_smem.index(cur),
+               sc_smem.index(cur), t + 2 < n_tiles)
         acc = warpgroup_mma_wait(0, deps=[acc])
         fence_async_shared()
         _cta_barrier()  # the next tile widened, this one's P and C free
     for i in gl.static_range(2):
         mbarrier.invalidate(bars.index(i))
+    _store_out(Part, Lse, acc, m_i, l_i, b, n_rows, hb, split, n_splits, BLOCK_H, D_LAT, s_layout, o_layout)
 
+
+@gluon.jit
+def _store_out(Part, Lse, acc, m_i, l_i, b, n_rows, hb, split, n_splits, BLOCK_H: gl.constexpr, D_LAT: gl.constexpr,
+               s_layout: gl.constexpr, o_layout: gl.constexpr):
+    """A split's normalized output O^T and its log-sum-exp, for decode.run_splits to merge."""
     seen = l_i > 0  # a split past the end of a short sequence sees no token
     l_safe = gl.where(seen, l_i, 1.0)
     out = acc / gl.convert_layout(l_safe, gl.SliceLayout(0, o_layout))[None, :]
@@ -180,8 +201,123 @@ def _mla_fp8_split(qn_desc, qp_desc, c_desc, kp_desc, Scale, Lens, Part, Lse, L,
     lat = gl.arange(0, D_LAT, layout=gl.SliceLayout(1, o_layout))
     gl.store(Part + ((b * n_rows + rows_o) * n_splits + split).to(gl.int64)[None, :] * D_LAT + lat[:, None],
              out.to(Part.dtype.element_ty), mask=(rows_o < n_rows)[None, :])
+    rows = hb * BLOCK_H + gl.arange(0, BLOCK_H, layout=gl.SliceLayout(0, s_layout))
     gl.store(Lse + (b * n_rows + rows) * n_splits + split, gl.where(seen, m_i + gl.log2(l_safe), float("-inf")),
              mask=rows < n_rows)
+
+
+@gluon.jit
+def _row_loads(Lat, Scale, Rope, b, L, n0, end, GROUP: gl.constexpr, D_LAT: gl.constexpr, D_ROPE: gl.constexpr,
+               w_layout: gl.constexpr, r_layout: gl.constexpr):
+    """The cache rows of the tile at token n0, global memory to registers: the 4 e4m3 groups
+    (each thread 16 consecutive bytes of a row's group), their fp32 scales and the bf16 RoPE
+    key. Tokens at or past `end` load nothing (zero values, zero scales)."""
+    first = (b * L + n0).to(gl.int64)  # the tile's first row: offsets within the tile stay 32-bit
+    tok = gl.arange(0, TILE_N, layout=gl.SliceLayout(1, w_layout))
+    live = (n0 + tok) < end
+    lat = Lat + first * ROW + (tok * ROW)[:, None] + gl.arange(0, GROUP, layout=gl.SliceLayout(0, w_layout))[None, :]
+    sc = Scale + first * (ROW // 4) + tok * (ROW // 4) + D_LAT // 4
+    x0 = gl.load(lat, mask=live[:, None], other=0.0)
+    x1 = gl.load(lat + GROUP, mask=live[:, None], other=0.0)
+    x2 = gl.load(lat + 2 * GROUP, mask=live[:, None], other=0.0)
+    x3 = gl.load(lat + 3 * GROUP, mask=live[:, None], other=0.0)
+    s0 = gl.load(sc, mask=live, other=0.0)
+    s1 = gl.load(sc + 1, mask=live, other=0.0)
+    s2 = gl.load(sc + 2, mask=live, other=0.0)
+    s3 = gl.load(sc + 3, mask=live, other=0.0)
+    tok_r = gl.arange(0, TILE_N, layout=gl.SliceLayout(1, r_layout))
+    rope = Rope + first * (ROW // 2) + (tok_r * (ROW // 2) + (D_LAT + 16) // 2)[:, None] \
+        + gl.arange(0, D_ROPE, layout=gl.SliceLayout(0, r_layout))[None, :]
+    r = gl.load(rope, mask=((n0 + tok_r) < end)[:, None], other=0.0)
+    return x0, x1, x2, x3, s0, s1, s2, s3, r
+
+
+@gluon.jit
+def _store_group(deq, x, scale, g: gl.constexpr, GROUP: gl.constexpr):
+    deq.slice(g * GROUP, GROUP, dim=1).store(x.to(gl.float16) * scale.to(gl.float16)[:, None])
+
+
+@gluon.jit
+def _mla_fp8_split_regs(qn_desc, qp_desc, Lat, Scale, Rope, Lens, Part, Lse, L, n_heads, seq_q, n_splits, split_len,
+                        qk_scale, DEQ_LAYOUT: gl.constexpr, KP_LAYOUT: gl.constexpr, P_LAYOUT: gl.constexpr,
+                        num_warps: gl.constexpr):
+    """One widened buffer, two programs an SM: each tile's rows go from global memory through
+    registers (widened there) into the single buffer, then both MMAs run on it, one step after
+    another. With 92 KB of shared memory (16 rows) two programs share an SM and hide each other's
+    waits, where the double-buffered kernel above holds the SM alone. (Loading the next tile
+    into registers during the MMAs spilled 1.7 KB a thread: each e4m3 value took a register.)"""
+    BLOCK_H: gl.constexpr = qn_desc.block_type.shape[0]
+    D_LAT: gl.constexpr = qn_desc.block_type.shape[1]
+    D_ROPE: gl.constexpr = qp_desc.block_type.shape[1]
+    GROUP: gl.constexpr = D_LAT // 4
+    s_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
+                                                       instr_shape=[16, BLOCK_H, 16])
+    o_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
+                                                       instr_shape=[16, BLOCK_H, 16])
+    w_layout: gl.constexpr = gl.BlockedLayout([1, 16], [4, 8], [4, 1], [1, 0])
+    r_layout: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [4, 1], [1, 0])
+
+    hb = gl.program_id(0)
+    b = gl.program_id(1)
+    split = gl.program_id(2)
+    n_rows = seq_q * n_heads
+    length = gl.load(Lens + b)
+    start = split * split_len
+    end = gl.minimum(start + split_len, length)
+    n_tiles = gl.cdiv(end - start, TILE_N)
+
+    qn_smem = gl.allocate_shared_memory(qn_desc.dtype, qn_desc.block_type.shape, qn_desc.layout)
+    qp_smem = gl.allocate_shared_memory(qp_desc.dtype, qp_desc.block_type.shape, qp_desc.layout)
+    deq = gl.allocate_shared_memory(gl.float16, [TILE_N, D_LAT], DEQ_LAYOUT)
+    kp_smem = gl.allocate_shared_memory(gl.bfloat16, [TILE_N, D_ROPE], KP_LAYOUT)
+    p_smem = gl.allocate_shared_memory(gl.float16, [TILE_N, BLOCK_H], P_LAYOUT)
+    bar = gl.allocate_shared_memory(gl.int64, [1, 1], mbarrier.MBarrierLayout())
+    mbarrier.init(bar.index(0), count=1)
+    fence_async_shared()
+    row0 = b * n_rows + hb * BLOCK_H
+    mbarrier.expect(bar.index(0), qn_desc.block_type.nbytes + qp_desc.block_type.nbytes)
+    _tma_load(qn_desc, [row0, 0], bar.index(0), qn_smem)
+    _tma_load(qp_desc, [row0, 0], bar.index(0), qp_smem)
+
+    rows = hb * BLOCK_H + gl.arange(0, BLOCK_H, layout=gl.SliceLayout(0, s_layout))
+    last_visible = length - seq_q + rows // n_heads  # causal among the new tokens
+    m_i = gl.full([BLOCK_H], float("-inf"), gl.float32, layout=gl.SliceLayout(0, s_layout))
+    l_i = gl.zeros([BLOCK_H], gl.float32, layout=gl.SliceLayout(0, s_layout))
+    acc = gl.zeros([D_LAT, BLOCK_H], gl.float32, layout=o_layout)
+    s_init = gl.zeros([TILE_N, BLOCK_H], gl.float32, layout=s_layout)
+    mbarrier.wait(bar.index(0), 0)
+    for t in range(n_tiles):
+        n0 = start + t * TILE_N
+        x0, x1, x2, x3, s0, s1, s2, s3, r = _row_loads(Lat, Scale, Rope, b, L, n0, end, GROUP, D_LAT,
+                                                       D_ROPE, w_layout, r_layout)
+        _store_group(deq, x0, s0, 0, GROUP)
+        _store_group(deq, x1, s1, 1, GROUP)
+        _store_group(deq, x2, s2, 2, GROUP)
+        _store_group(deq, x3, s3, 3, GROUP)
+        kp_smem.store(r)
+        fence_async_shared()
+        _cta_barrier()  # the tile is widened, in every warp's view
+        s = warpgroup_mma(deq, qn_smem.permute((1, 0)), s_init, use_acc=False, is_async=True)
+        s = warpgroup_mma(kp_smem, qp_smem.permute((1, 0)), s, is_async=True)
+        s = warpgroup_mma_wait(0, deps=[s])
+        toks = n0 + gl.arange(0, TILE_N, layout=gl.SliceLayout(1, s_layout))
+        keep = (toks < end)[:, None] & (toks[:, None] <= last_visible[None, :])
+        s = gl.where(keep, s * qk_scale, float("-inf"))
+        m_new = gl.maximum(m_i, gl.max(s, axis=0))
+        m_safe = gl.where(m_new == float("-inf"), 0.0, m_new)
+        p = gl.exp2(s - m_safe[None, :])
+        alpha = gl.exp2(m_i - m_safe)
+        l_i = l_i * alpha + gl.sum(p, axis=0)
+        m_i = m_new
+        acc = acc * gl.convert_layout(alpha, gl.SliceLayout(0, o_layout))[None, :]
+        p_smem.store(p.to(gl.float16))
+        fence_async_shared()
+        _cta_barrier()  # P^T is in shared memory
+        acc = warpgroup_mma(deq.permute((1, 0)), p_smem, acc, is_async=True)
+        acc = warpgroup_mma_wait(0, deps=[acc])
+        _cta_barrier()  # the buffer, the RoPE key and P are free for the next tile
+    mbarrier.invalidate(bar.index(0))
+    _store_out(Part, Lse, acc, m_i, l_i, b, n_rows, hb, split, n_splits, BLOCK_H, D_LAT, s_layout, o_layout)
 
 
 def _nvmma(block: list, dtype) -> gl.NVMMASharedLayout:
@@ -190,37 +326,50 @@ def _nvmma(block: list, dtype) -> gl.NVMMASharedLayout:
 
 def descriptors(q_nope2, q_rope2, packed2, block_h: int):
     """TMA descriptors: the query's two parts [rows, 512] fp16 / [rows, 64] bf16, and the cache's
-    e4m3 latent [B*L, 512] and bf16 RoPE key [B*L, 64], both with the 656-byte row stride."""
+    e4m3 latent [B*L, 512], bf16 RoPE key [B*L, 64] and fp32 scales [B*L, 4], all with the
+    656-byte row stride (a box of 4 scales is TMA's 16-byte minimum)."""
     D, R = q_nope2.shape[1], q_rope2.shape[1]
-    lat, _, rope = unpack(packed2, D, R)
+    lat, scales, rope = unpack(packed2, D, R)
     n = packed2.shape[0]
+    G = scales.shape[-1]
     return (TensorDescriptor(q_nope2, list(q_nope2.shape), [D, 1], [block_h, D], _nvmma([block_h, D], gl.float16)),
             TensorDescriptor(q_rope2, list(q_rope2.shape), [R, 1], [block_h, R], _nvmma([block_h, R], gl.bfloat16)),
             TensorDescriptor(lat, [n, D], [ROW_BYTES, 1], [BLOCK_N, D], _nvmma([BLOCK_N, D], gl.float8e4nv)),
-            TensorDescriptor(rope, [n, R], [ROW_BYTES // 2, 1], [BLOCK_N, R], _nvmma([BLOCK_N, R], gl.bfloat16)))
+            TensorDescriptor(rope, [n, R], [ROW_BYTES // 2, 1], [BLOCK_N, R], _nvmma([BLOCK_N, R], gl.bfloat16)),
+            TensorDescriptor(scales, [n, G], [ROW_BYTES // 4, 1], [BLOCK_N, G], _nvmma([BLOCK_N, G], gl.float32)))
 
 
 def mla_decode_fp8_wgmma(q_nope: torch.Tensor, q_rope: torch.Tensor, packed: torch.Tensor, seq_lens: torch.Tensor,
-                         n_splits: int, sm_scale: float, block_h: int = 16, num_warps: int = 4,
+                         n_splits: int, sm_scale: float, block_h: int = 16, num_warps: int = 4, buffers: int = 2,
                          out: torch.Tensor | None = None) -> torch.Tensor:
     """q_nope [B, Sq, H, 512] (fp16, or rounded to it), q_rope [B, Sq, H, 64] (bf16) against the
     packed cache [B, L, 656]; seq_lens [B] int32 count the new tokens. block_h: (token, head) rows
-    a program computes (16 or 32), num_warps: 4 or 8 (one or two warpgroups widening and
-    multiplying)."""
+    a program computes (16 or 32); buffers: widened tiles in shared memory, 2 (TMA, pipelined;
+    num_warps 4 or 8: one or two warpgroups widening and multiplying) or 1 (rows loaded into
+    registers a tile ahead, two programs an SM; 4 warps)."""
     B, Sq, H, D = q_nope.shape
     R = q_rope.shape[-1]
     L = packed.shape[1]
     if packed.shape[-1] != ROW_BYTES or (D, R) != (512, 64):
         raise ValueError(f"the wgmma fp8 kernel takes FlashMLA's row (512 + 64, 656 B), not {D} + {R}, "
                          f"{packed.shape[-1]} B")
+    if buffers not in (1, 2) or (buffers == 1 and num_warps != 4):
+        raise ValueError(f"the wgmma fp8 kernel runs 2 buffers (4 or 8 warps) or 1 buffer (4 warps), "
+                         f"not {buffers} with {num_warps} warps")
     split_len = triton.cdiv(triton.cdiv(L, n_splits), BLOCK_N) * BLOCK_N
     qn2 = q_nope.reshape(B * Sq * H, D).to(torch.float16)
     qp2 = q_rope.reshape(B * Sq * H, R).to(torch.bfloat16)
     packed2 = packed.reshape(B * L, ROW_BYTES)
     descs = descriptors(qn2, qp2, packed2, block_h)
-    scale = packed2.view(torch.float32)
     grid = (triton.cdiv(Sq * H, block_h), B, n_splits)
-    return run_splits(lambda part, lse: _mla_fp8_split[grid](
-        *descs, scale, seq_lens, part, lse, L, H, Sq, n_splits, split_len, sm_scale * 1.4426950408889634,
-        DEQ_LAYOUT=_nvmma([BLOCK_N, D], gl.float16), P_LAYOUT=_nvmma([BLOCK_N, block_h], gl.float16),
-        num_warps=num_warps), (B, Sq, H, D), n_splits, q_nope, out)
+    common = dict(DEQ_LAYOUT=_nvmma([BLOCK_N, D], gl.float16), P_LAYOUT=_nvmma([BLOCK_N, block_h], gl.float16),
+                  num_warps=num_warps)
+    if buffers == 2:
+        kernel = lambda part, lse: _mla_fp8_split[grid](  # noqa: E731
+            *descs, seq_lens, part, lse, L, H, Sq, n_splits, split_len, sm_scale * LOG2E, **common)
+    else:
+        lat, scales, rope = unpack(packed2, D, R)
+        kernel = lambda part, lse: _mla_fp8_split_regs[grid](  # noqa: E731
+            *descs[:2], lat, packed2.view(torch.float32), packed2.view(torch.bfloat16), seq_lens, part, lse, L, H,
+            Sq, n_splits, split_len, sm_scale * LOG2E, KP_LAYOUT=_nvmma([BLOCK_N, R], gl.bfloat16), **common)
+    return run_splits(kernel, (B, Sq, H, D), n_splits, q_nope, out)

@@ -44,8 +44,9 @@ class Family:
     tiled: ClassVar[bool] = True  # timed by its own dataflow model (else: the plain roofline)
     compute_efficiency: ClassVar[float] = 0.75
     memory_efficiency: ClassVar[float] = 0.9
-    resident: ClassVar[int] = 1  # programs a core must hold at once to reach its rates (tiled.finish)
+    resident: ClassVar[float] = 1  # programs a core must hold at once to reach its rates (tiled.finish)
     widens_in_mma: ClassVar[bool] = False  # a narrow cache's widening is part of its MMA rate, not vector work
+    core_raw: ClassVar[bool] = False  # a core's streaming rate bounds every byte its programs load (tiled.finish)
 
     def claims(self, spec: "KernelSpec") -> bool:
         return False

@@ -1,8 +1,10 @@
 """Absorbed MLA decode (FlashMLA-style): all query heads of a sequence attend one shared latent
 (K = the 576-wide latent, V = its first 512 columns, read once). The decode model with its own
 knobs: its programs fill a core's shared memory, so one core streams less than in GQA decode.
-Our Triton fp8 MLA kernel (gpu/mla_decode_fp8.py, FlashMLA's 656-byte row) is `mla_decode_widen`:
-its rows are timed with that family's knobs, and the MLA family does not dispatch to it."""
+Our two fp8 MLA kernels (FlashMLA's 656-byte row) are families of their own, whose knobs time
+their rows and to which the MLA family does not dispatch: the Triton kernel
+(gpu/mla_decode_fp8.py) is `mla_decode_widen`, the Gluon one (gpu/mla_decode_fp8_wgmma.py)
+`mla_decode_smem`."""
 from __future__ import annotations
 
 from attn_dse.cost.families.decode import decode_args, estimate_decode
@@ -25,11 +27,15 @@ class MlaDecode(Family):
         return estimate_decode(fixed.pop("kernel", self.name), spec, hw, c, knobs, fixed)
 
     def kernel_of(self, row):
-        """A row over an fp8 latent in the 'heads' layout is our widening Triton kernel's; the
-        Gluon kernel (layout 'wgmma') and other people's kernels are this family's."""
+        """A row over an fp8 latent in the 'heads' layout is our Triton kernel's, in the 'wgmma'
+        layout our Gluon kernel's; other people's kernels are this family's."""
         narrow = (row.get("kv_dtype") or "bf16") != (row.get("dtype") or "bf16")
         cfg = config(row)
-        return MlaDecodeWiden.name if narrow and cfg and cfg[0] == "heads" else self.name
+        if not (narrow and cfg):
+            return self.name
+        if cfg[0] == "wgmma" and len(cfg) == 5 and cfg[4] == 1:
+            return MlaDecodeSmemPair.name
+        return NARROW_MLA_KERNELS.get(cfg[0], self.name)
 
     def workload_for(self, row):
         """Absorbed MLA at the row's head count; a recorded (layout, heads per program, ...)
@@ -43,6 +49,8 @@ class MlaDecode(Family):
         kw.pop("causal")
         cfg = config(row)
         mapping = {**(kw["mapping"] or {}), **({"block_m": float(cfg[1])} if len(cfg) == 5 else {})}
+        if self.kernel_of(row) in (MlaDecodeSmem.name, MlaDecodeSmemPair.name):
+            mapping["block_n"] = float(cfg[2])  # the Gluon kernels' key tile is fixed: 64 tokens, the wgmma M
         if self.kernel_of(row) != self.name:
             mapping["kernel"] = self.kernel_of(row)
         return wl, {**kw, "mapping": mapping or None}
@@ -62,3 +70,36 @@ class MlaDecodeWiden(MlaDecode):
 
     def claims(self, spec):
         return False
+
+
+@register_family
+class MlaDecodeSmem(MlaDecode):
+    """Absorbed MLA decode over an fp8 latent (FlashMLA's 656-byte row) that widens each key
+    tile once into shared memory, where tokens-major wgmma reads it for both products with the
+    heads as the MMA's N (our Gluon kernel, gpu/mla_decode_fp8_wgmma.py), its two buffers
+    filled by TMA (stages 2): the widening is vector work of each program (a block of 16 or 32
+    query rows), apart from the MMAs. It claims no shape: the MLA family's predictions are those
+    of its own kernel."""
+
+    name = "mla_decode_smem"
+    order = 22
+    core_raw = True  # each program widens every tile it loads: L2 hits cost the core as much
+
+    def claims(self, spec):
+        return False
+
+
+@register_family
+class MlaDecodeSmemPair(MlaDecodeSmem):
+    """The same kernel (gpu/mla_decode_fp8_wgmma.py) with one widened buffer filled through
+    registers (stages 1), whose 92 KB of shared memory let two programs share an SM: alone on an
+    SM a program reaches 1/1.33 of the pair's rate (`resident`). Measured on an H200 at
+    B64 x 32k, 16 heads, in one run: 1.31 TB/s with 128 programs, 1.74 with 256
+    (docs/device-logs/h200-mla-decode-fp8-gluon-2026-12-03.log; a second run: 1.29 and 1.88)."""
+
+    name = "mla_decode_smem_pair"
+    order = 23
+    resident = 1.33
+
+
+NARROW_MLA_KERNELS = {"heads": MlaDecodeWiden.name, "wgmma": MlaDecodeSmem.name}  # our fp8 rows' layouts

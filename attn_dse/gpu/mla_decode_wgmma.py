@@ -11,6 +11,15 @@ read all of them as the left operand of P V.
 
 Shared memory, all of an SM's 227 KB but 2.5 KB: the query (64 x 576 bf16, 72 KB), two stages of
 64-token key tiles (2 x 72 KB, loaded by TMA one tile ahead) and P (8 KB).
+Tried and dropped (H200, 2026-12-03, docs/device-logs/h200-mla-bf16-overlap-2026-12-03.*):
+issuing tile t + 1's score wgmmas before tile t's softmax, so the softmax would run beside
+them, was correct but 0.73-0.79x this kernel's speed (B64 x 32k: 1715 us against 1248); issuing
+them right behind P V (no gap on the tensor cores) gained nothing (0.97-1.005x). Neither is the
+limit, then: at 467 TFLOP/s a tile takes ~2.5 us an SM, and each warpgroup reads the whole query
+(72 KB) from shared memory for its 32 tokens' scores (N = 32), ~300 KB of shared-memory reads a
+tile, about 1.2 us at 128 B a clock. FlashMLA's seesaw gives each warpgroup a whole tile's scores
+(N = 64, half the query reads a token): the next step toward 520 TFLOP/s.
+
 q_nope [B, H, 512], q_pe [B, H, 64], kv [B, L, 576] (bf16), output [B, H, 512] in the latent.
 """
 from __future__ import annotations

@@ -91,6 +91,25 @@ def _widen_half(c8, deq, sc, n0, end, half: gl.constexpr, GROUP: gl.constexpr, l
 
 
 @gluon.jit
+def _online_softmax(s, m_i, l_i, acc, n0, end, last_visible, qk_scale, p_smem, o_layout: gl.constexpr):
+    """One tile of the online softmax over S^T [tokens, rows]: tokens at or past `end` and past
+    each row's last visible token masked, the running max and sum updated, O^T rescaled, and P^T
+    stored (fp16) for the P V wgmma. Returns (max, sum, O^T)."""
+    toks = n0 + gl.arange(0, s.shape[0], layout=gl.SliceLayout(1, s.type.layout))
+    keep = (toks < end)[:, None] & (toks[:, None] <= last_visible[None, :])
+    s = gl.where(keep, s * qk_scale, float("-inf"))
+    m_new = gl.maximum(m_i, gl.max(s, axis=0))
+    m_safe = gl.where(m_new == float("-inf"), 0.0, m_new)
+    p = gl.exp2(s - m_safe[None, :])
+    alpha = gl.exp2(m_i - m_safe)
+    l_i = l_i * alpha + gl.sum(p, axis=0)
+    acc = acc * gl.convert_layout(alpha, gl.SliceLayout(0, o_layout))[None, :]
+    p_smem.store(p.to(gl.float16))
+    fence_async_shared()
+    return m_new, l_i, acc
+
+
+@gluon.jit
 def _mla_fp8_split(qn_desc, qp_desc, c_desc, kp_desc, sc_desc, Lens, Part, Lse, L, n_heads, seq_q, n_splits,
                    split_len, qk_scale, DEQ_LAYOUT: gl.constexpr, P_LAYOUT: gl.constexpr, num_warps: gl.constexpr):
     BLOCK_H: gl.constexpr = qn_desc.block_type.shape[0]  # (token, head) rows of a program: the MMAs' N
@@ -163,18 +182,7 @@ def _mla_fp8_split(qn_desc, qp_desc, c_desc, kp_desc, sc_desc, Lens, Part, Lse, 
         if more:  # beside the score MMAs
             _widen_half(c8, nxt, sc_smem.index(1 - cur), n0 + BLOCK_N, end, 0, GROUP, w_layout)
         s = warpgroup_mma_wait(0, deps=[s])
-        toks = n0 + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(1, s_layout))
-        keep = (toks < end)[:, None] & (toks[:, None] <= last_visible[None, :])
-        s = gl.where(keep, s * qk_scale, float("-inf"))
-        m_new = gl.maximum(m_i, gl.max(s, axis=0))
-        m_safe = gl.where(m_new == float("-inf"), 0.0, m_new)
-        p = gl.exp2(s - m_safe[None, :])
-        alpha = gl.exp2(m_i - m_safe)
-        l_i = l_i * alpha + gl.sum(p, axis=0)
-        m_i = m_new
-        acc = acc * gl.convert_layout(alpha, gl.SliceLayout(0, o_layout))[None, :]
-        p_smem.store(p.to(gl.float16))
-        fence_async_shared()
+        m_i, l_i, acc = _online_softmax(s, m_i, l_i, acc, n0, end, last_visible, qk_scale, p_smem, o_layout)
         _cta_barrier()  # P^T is in shared memory
         acc = warpgroup_mma(deq.permute((1, 0)), p_smem, acc, is_async=True)
         if more:  # beside the P V MMAs
@@ -300,18 +308,7 @@ def _mla_fp8_split_regs(qn_desc, qp_desc, Lat, Scale, Rope, Lens, Part, Lse, L, 
         s = warpgroup_mma(deq, qn_smem.permute((1, 0)), s_init, use_acc=False, is_async=True)
         s = warpgroup_mma(kp_smem, qp_smem.permute((1, 0)), s, is_async=True)
         s = warpgroup_mma_wait(0, deps=[s])
-        toks = n0 + gl.arange(0, TILE_N, layout=gl.SliceLayout(1, s_layout))
-        keep = (toks < end)[:, None] & (toks[:, None] <= last_visible[None, :])
-        s = gl.where(keep, s * qk_scale, float("-inf"))
-        m_new = gl.maximum(m_i, gl.max(s, axis=0))
-        m_safe = gl.where(m_new == float("-inf"), 0.0, m_new)
-        p = gl.exp2(s - m_safe[None, :])
-        alpha = gl.exp2(m_i - m_safe)
-        l_i = l_i * alpha + gl.sum(p, axis=0)
-        m_i = m_new
-        acc = acc * gl.convert_layout(alpha, gl.SliceLayout(0, o_layout))[None, :]
-        p_smem.store(p.to(gl.float16))
-        fence_async_shared()
+        m_i, l_i, acc = _online_softmax(s, m_i, l_i, acc, n0, end, last_visible, qk_scale, p_smem, o_layout)
         _cta_barrier()  # P^T is in shared memory
         acc = warpgroup_mma(deq.permute((1, 0)), p_smem, acc, is_async=True)
         acc = warpgroup_mma_wait(0, deps=[acc])

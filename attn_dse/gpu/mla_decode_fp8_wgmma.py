@@ -50,7 +50,7 @@ from triton.experimental.gluon.language.nvidia.hopper import (fence_async_shared
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
 from attn_dse.gpu.decode import run_splits
-from attn_dse.gpu.mla_decode_fp8 import unpack
+from attn_dse.gpu.flashmla_row import unpack
 
 # Triton 3.6 (the device image) has only the old names, 3.9 only the new
 _tma_load = tma.async_load if hasattr(tma, "async_load") else tma.async_copy_global_to_shared
@@ -58,7 +58,7 @@ _cta_barrier = gl.barrier if hasattr(gl, "barrier") else gl.thread_barrier
 
 BLOCK_N = 64  # tokens per tile: one warpgroup's wgmma M
 LOG2E = 1.4426950408889634
-ROW_BYTES = 656  # FlashMLA's row (mla_decode_fp8.row_bytes): e4m3 latent, 4 fp32 scales, bf16 RoPE
+ROW_BYTES = 656  # FlashMLA's row (flashmla_row.row_bytes): e4m3 latent, 4 fp32 scales, bf16 RoPE
 TILE_N, ROW = gl.constexpr(BLOCK_N), gl.constexpr(ROW_BYTES)  # as the kernels see them
 
 
@@ -88,6 +88,18 @@ def _widen(c8, deq, sc, n0, end, g: gl.constexpr, GROUP: gl.constexpr, layout: g
 def _widen_half(c8, deq, sc, n0, end, half: gl.constexpr, GROUP: gl.constexpr, layout: gl.constexpr):
     _widen(c8, deq, sc, n0, end, 2 * half, GROUP, layout)
     _widen(c8, deq, sc, n0, end, 2 * half + 1, GROUP, layout)
+
+
+@gluon.jit
+def _softmax_start(hb, length, seq_q, n_heads, BLOCK_H: gl.constexpr, D_LAT: gl.constexpr, s_layout: gl.constexpr,
+                   o_layout: gl.constexpr):
+    """Each row's last visible token (the Sq new tokens attend causally among themselves), and
+    the empty running max, sum and O^T."""
+    rows = hb * BLOCK_H + gl.arange(0, BLOCK_H, layout=gl.SliceLayout(0, s_layout))
+    last_visible = length - seq_q + rows // n_heads
+    m_i = gl.full([BLOCK_H], float("-inf"), gl.float32, layout=gl.SliceLayout(0, s_layout))
+    l_i = gl.zeros([BLOCK_H], gl.float32, layout=gl.SliceLayout(0, s_layout))
+    return last_visible, m_i, l_i, gl.zeros([D_LAT, BLOCK_H], gl.float32, layout=o_layout)
 
 
 @gluon.jit
@@ -162,11 +174,7 @@ def _mla_fp8_split(qn_desc, qp_desc, c_desc, kp_desc, sc_desc, Lens, Part, Lse, 
            sc_smem.index(1), n_tiles > 1)
     fence_async_shared()
 
-    rows = hb * BLOCK_H + gl.arange(0, BLOCK_H, layout=gl.SliceLayout(0, s_layout))
-    last_visible = length - seq_q + rows // n_heads  # causal among the new tokens
-    m_i = gl.full([BLOCK_H], float("-inf"), gl.float32, layout=gl.SliceLayout(0, s_layout))
-    l_i = gl.zeros([BLOCK_H], gl.float32, layout=gl.SliceLayout(0, s_layout))
-    acc = gl.zeros([D_LAT, BLOCK_H], gl.float32, layout=o_layout)
+    last_visible, m_i, l_i, acc = _softmax_start(hb, length, seq_q, n_heads, BLOCK_H, D_LAT, s_layout, o_layout)
     s_init = gl.zeros([BLOCK_N, BLOCK_H], gl.float32, layout=s_layout)
     mbarrier.wait(bars.index(1), 0)
     _cta_barrier()  # tile 0 widened, in every warp's view
@@ -287,11 +295,7 @@ def _mla_fp8_split_regs(qn_desc, qp_desc, Lat, Scale, Rope, Lens, Part, Lse, L, 
     _tma_load(qn_desc, [row0, 0], bar.index(0), qn_smem)
     _tma_load(qp_desc, [row0, 0], bar.index(0), qp_smem)
 
-    rows = hb * BLOCK_H + gl.arange(0, BLOCK_H, layout=gl.SliceLayout(0, s_layout))
-    last_visible = length - seq_q + rows // n_heads  # causal among the new tokens
-    m_i = gl.full([BLOCK_H], float("-inf"), gl.float32, layout=gl.SliceLayout(0, s_layout))
-    l_i = gl.zeros([BLOCK_H], gl.float32, layout=gl.SliceLayout(0, s_layout))
-    acc = gl.zeros([D_LAT, BLOCK_H], gl.float32, layout=o_layout)
+    last_visible, m_i, l_i, acc = _softmax_start(hb, length, seq_q, n_heads, BLOCK_H, D_LAT, s_layout, o_layout)
     s_init = gl.zeros([TILE_N, BLOCK_H], gl.float32, layout=s_layout)
     mbarrier.wait(bar.index(0), 0)
     for t in range(n_tiles):

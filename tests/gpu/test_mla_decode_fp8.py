@@ -6,8 +6,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("triton")
 
-from attn_dse.gpu.mla_decode_fp8 import (dequantize, mla_decode_fp8, mla_fp8_ref, quantize_latent,  # noqa: E402
-                                         row_bytes, unpack)
+from attn_dse.gpu.flashmla_row import dequantize, quantize_latent, row_bytes, unpack  # noqa: E402
+from attn_dse.gpu.mla_decode_fp8 import mla_decode_fp8, mla_fp8_ref  # noqa: E402
 from attn_dse.gpu.reference import mla_decode_ref  # noqa: E402
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"

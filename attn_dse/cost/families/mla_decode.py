@@ -28,14 +28,15 @@ class MlaDecode(Family):
 
     def kernel_of(self, row):
         """A row over an fp8 latent in the 'heads' layout is our Triton kernel's, in the 'wgmma'
-        layout our Gluon kernel's; other people's kernels are this family's."""
+        layout our Gluon kernel's (its stages field: 1 or 2 widened buffers); other people's
+        kernels are this family's."""
         narrow = (row.get("kv_dtype") or "bf16") != (row.get("dtype") or "bf16")
         cfg = config(row)
-        if not (narrow and cfg):
-            return self.name
-        if cfg[0] == "wgmma" and len(cfg) == 5 and cfg[4] == 1:
-            return MlaDecodeSmemPair.name
-        return NARROW_MLA_KERNELS.get(cfg[0], self.name)
+        if narrow and cfg and cfg[0] == "heads":
+            return MlaDecodeWiden.name
+        if narrow and cfg and cfg[0] == "wgmma":
+            return MlaDecodeSmemPair.name if cfg[4] == 1 else MlaDecodeSmem.name
+        return self.name
 
     def workload_for(self, row):
         """Absorbed MLA at the row's head count; a recorded (layout, heads per program, ...)
@@ -49,10 +50,11 @@ class MlaDecode(Family):
         kw.pop("causal")
         cfg = config(row)
         mapping = {**(kw["mapping"] or {}), **({"block_m": float(cfg[1])} if len(cfg) == 5 else {})}
-        if self.kernel_of(row) in (MlaDecodeSmem.name, MlaDecodeSmemPair.name):
+        kernel = self.kernel_of(row)
+        if kernel in (MlaDecodeSmem.name, MlaDecodeSmemPair.name):
             mapping["block_n"] = float(cfg[2])  # the Gluon kernels' key tile is fixed: 64 tokens, the wgmma M
-        if self.kernel_of(row) != self.name:
-            mapping["kernel"] = self.kernel_of(row)
+        if kernel != self.name:
+            mapping["kernel"] = kernel
         return wl, {**kw, "mapping": mapping or None}
 
 
@@ -101,5 +103,3 @@ class MlaDecodeSmemPair(MlaDecodeSmem):
     order = 23
     resident = 1.33
 
-
-NARROW_MLA_KERNELS = {"heads": MlaDecodeWiden.name, "wgmma": MlaDecodeSmem.name}  # our fp8 rows' layouts

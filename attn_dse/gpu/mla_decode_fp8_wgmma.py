@@ -28,11 +28,14 @@ read per second at B64 x 32k, against 3.4 TB/s of bf16 rows for our bf16 kernel:
 - a first, unpipelined version (widen, then MMAs, 3 TMA stages; not kept): 1.87-1.99 TB/s;
 - the pipelined version loading scales with plain loads in the widening: 1.55 TB/s, slower;
 - scales by TMA: 1.69-1.79 TB/s; 1 buffer, two programs an SM: 1.74-1.88 TB/s with twice the
-  splits (1.29-1.31 with one program an SM); two runs, h200-mla-bf16-overlap-2026-12-03.log.
-Every version runs at 93-105 TFLOP/s at 16 heads and 160-176 at 32, i.e. a tile takes the same
-time whatever the heads: the per-tile work (the widening's shared-memory traffic, the A operand
-reads of N = 16 wgmmas) bounds it, not the overlap: about 3.2 us a tile an SM. 0.87-0.98x our
-bf16 kernel: short of the 1.6x the fp8 bytes allow.
+  splits (1.29-1.31 with one program an SM);
+- the widening's stores contiguous (8 bytes a thread, one 16-byte store; before: 16 bytes a
+  thread, two stores in bank conflict): 1.06x (2 buffers) and 1.12x (1 buffer) faster in one
+  A/B run; 1 buffer now 1.95-2.01 TB/s, 1.01-1.12x our bf16 kernel at 16 heads (v8 log).
+Every version runs at about the same time a tile whatever the heads (94-116 TFLOP/s at 16
+heads, 182-191 at 32): the per-tile shared-memory work (the widening's stores, the A operand
+reads of N = 16 wgmmas, ~230 KB a tile) bounds it, not the overlap. Short of the 1.6x the fp8
+bytes allow.
 
 q_nope [B*Sq*H, 512] fp16, q_rope [B*Sq*H, 64] bf16 (rows: (token, head) pairs, token-major; the
 Sq new tokens attend causally among themselves); the packed cache [B, L, 656] uint8; output
@@ -133,8 +136,10 @@ def _mla_fp8_split(qn_desc, qp_desc, c_desc, kp_desc, sc_desc, Lens, Part, Lse, 
                                                        instr_shape=[16, BLOCK_H // WG, 16])
     o_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[num_warps, 1],
                                                        instr_shape=[16, BLOCK_H, 16])
-    # widening: each thread takes 16 consecutive e4m3 bytes of a token's group (one 16-byte load)
-    w_layout: gl.constexpr = gl.BlockedLayout([1, 16], [4, 8], [num_warps, 1], [1, 0])
+    # widening: each thread takes 8 consecutive e4m3 bytes of a token's group and stores them as
+    # one 16-byte fp16 store, a row's 16 threads side by side (16 bytes a thread, two stores:
+    # 0.89-0.95x the speed, the stores' banks in conflict)
+    w_layout: gl.constexpr = gl.BlockedLayout([1, 8], [2, 16], [num_warps, 1], [1, 0])
 
     hb = gl.program_id(0)  # the fastest-varying: a sequence's head blocks share its keys in L2
     b = gl.program_id(1)
@@ -226,7 +231,7 @@ def _store_out(Part, Lse, acc, m_i, l_i, b, n_rows, hb, split, n_splits, BLOCK_H
 def _row_loads(Lat, Scale, Rope, b, L, n0, end, GROUP: gl.constexpr, D_LAT: gl.constexpr, D_ROPE: gl.constexpr,
                w_layout: gl.constexpr, r_layout: gl.constexpr):
     """The cache rows of the tile at token n0, global memory to registers: the 4 e4m3 groups
-    (each thread 16 consecutive bytes of a row's group), their fp32 scales and the bf16 RoPE
+    (each thread 8 consecutive bytes of a row's group), their fp32 scales and the bf16 RoPE
     key. Tokens at or past `end` load nothing (zero values, zero scales)."""
     first = (b * L + n0).to(gl.int64)  # the tile's first row: offsets within the tile stay 32-bit
     tok = gl.arange(0, TILE_N, layout=gl.SliceLayout(1, w_layout))
@@ -270,7 +275,7 @@ def _mla_fp8_split_regs(qn_desc, qp_desc, Lat, Scale, Rope, Lens, Part, Lse, L, 
                                                        instr_shape=[16, BLOCK_H, 16])
     o_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
                                                        instr_shape=[16, BLOCK_H, 16])
-    w_layout: gl.constexpr = gl.BlockedLayout([1, 16], [4, 8], [4, 1], [1, 0])
+    w_layout: gl.constexpr = gl.BlockedLayout([1, 8], [2, 16], [4, 1], [1, 0])  # as in _mla_fp8_split
     r_layout: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [4, 1], [1, 0])
 
     hb = gl.program_id(0)

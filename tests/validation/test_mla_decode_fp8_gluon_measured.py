@@ -49,7 +49,7 @@ def test_a_core_that_widens_every_tile_streams_every_loaded_byte():
 
 def test_two_programs_per_tile_take_twice_the_time():
     """16 heads, 2 new tokens: 32 query rows, two 16-row programs widen each tile (the second
-    finds it in L2). Measured 1.85x the 1-token time at B64 x 32k (1456 us vs 786 us); the
+    finds it in L2). Measured 1.85x the 1-token time at B64 x 32k (1282 us vs 691 us); the
     prediction follows (a model bound by HBM bytes would give ~1x)."""
     rows = {r["seq"]: r for r in load_measurements(CSV)
             if (r["batch"], r["n_heads"], r["kv_dtype"]) == ("64", "16", "fp8") and r["context"].startswith("3276")}
@@ -63,7 +63,7 @@ def test_two_programs_per_tile_take_twice_the_time():
 
 def test_held_out_rows():
     """Fitted on 3/4 of the rows (only these two families' knobs), every 4th held out: measured
-    2.4% for the two-buffer kernel, 8.5% for the pair (its worst, 19%, a 128-head shape with a
+    2.4% for the two-buffer kernel, 6.4% for the pair (its worst, 21%, a 128-head shape with a
     program per SM)."""
     rows = load_measurements(CSV)
     c = compare(H200, rows, "triton")
@@ -71,4 +71,4 @@ def test_held_out_rows():
     smem, pair = held & (c.families == "mla_decode_smem"), held & (c.families == "mla_decode_smem_pair")
     assert smem.sum() >= 4 and pair.sum() >= 8
     assert c.errors[smem].mean() <= 0.04
-    assert c.errors[pair].mean() <= 0.09
+    assert c.errors[pair].mean() <= 0.08

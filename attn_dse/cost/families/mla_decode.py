@@ -95,11 +95,12 @@ class MlaDecodeSmem(MlaDecode):
 class MlaDecodeSmemPair(MlaDecodeSmem):
     """The same kernel (gpu/mla_decode_fp8_wgmma.py) with one widened buffer filled through
     registers (stages 1), whose 92 KB of shared memory let two programs share an SM: alone on an
-    SM a program reaches 1/1.33 of the pair's rate (`resident`). Measured on an H200 at
-    B64 x 32k, 16 heads, in one run: 1.31 TB/s with 128 programs, 1.74 with 256
-    (docs/device-logs/h200-mla-decode-fp8-gluon-2026-12-03.log; a second run: 1.29 and 1.88)."""
+    SM a program reaches 1/1.29 of the pair's rate (`resident`). Measured on an H200 at
+    B64 x 32k, 16 heads, in one run: 1.51 TB/s with 128 programs, 1.95 with 256
+    (docs/device-logs/h200-mla-decode-fp8-gluon-v8-2026-12-03.log; the kernel before its
+    widening stores were made contiguous: 1.31 and 1.74)."""
 
     name = "mla_decode_smem_pair"
     order = 23
-    resident = 1.33
+    resident = 1.29
 

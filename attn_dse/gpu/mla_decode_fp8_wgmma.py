@@ -94,6 +94,20 @@ def _widen_half(c8, deq, sc, n0, end, half: gl.constexpr, GROUP: gl.constexpr, l
 
 
 @gluon.jit
+def _program(Lens, split_len):
+    """This program's share: head block hb (the fastest-varying: a sequence's head blocks share
+    its keys in L2), sequence b and split; the sequence's length and the split's tokens
+    [start, end) in n_tiles key tiles (<= 0 for a split past the end of a short sequence)."""
+    hb = gl.program_id(0)
+    b = gl.program_id(1)
+    split = gl.program_id(2)
+    length = gl.load(Lens + b)
+    start = split * split_len
+    end = gl.minimum(start + split_len, length)
+    return hb, b, split, length, start, end, gl.cdiv(end - start, TILE_N)
+
+
+@gluon.jit
 def _softmax_start(hb, length, seq_q, n_heads, BLOCK_H: gl.constexpr, D_LAT: gl.constexpr, s_layout: gl.constexpr,
                    o_layout: gl.constexpr):
     """Each row's last visible token (the Sq new tokens attend causally among themselves), and
@@ -141,14 +155,8 @@ def _mla_fp8_split(qn_desc, qp_desc, c_desc, kp_desc, sc_desc, Lens, Part, Lse, 
     # 0.89-0.95x the speed, the stores' banks in conflict)
     w_layout: gl.constexpr = gl.BlockedLayout([1, 8], [2, 16], [num_warps, 1], [1, 0])
 
-    hb = gl.program_id(0)  # the fastest-varying: a sequence's head blocks share its keys in L2
-    b = gl.program_id(1)
-    split = gl.program_id(2)
+    hb, b, split, length, start, end, n_tiles = _program(Lens, split_len)
     n_rows = seq_q * n_heads
-    length = gl.load(Lens + b)
-    start = split * split_len
-    end = gl.minimum(start + split_len, length)
-    n_tiles = gl.cdiv(end - start, BLOCK_N)  # <= 0 for a split past the end of a short sequence
 
     qn_smem = gl.allocate_shared_memory(qn_desc.dtype, qn_desc.block_type.shape, qn_desc.layout)
     qp_smem = gl.allocate_shared_memory(qp_desc.dtype, qp_desc.block_type.shape, qp_desc.layout)
@@ -278,14 +286,8 @@ def _mla_fp8_split_regs(qn_desc, qp_desc, Lat, Scale, Rope, Lens, Part, Lse, L, 
     w_layout: gl.constexpr = gl.BlockedLayout([1, 8], [2, 16], [4, 1], [1, 0])  # as in _mla_fp8_split
     r_layout: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [4, 1], [1, 0])
 
-    hb = gl.program_id(0)
-    b = gl.program_id(1)
-    split = gl.program_id(2)
+    hb, b, split, length, start, end, n_tiles = _program(Lens, split_len)
     n_rows = seq_q * n_heads
-    length = gl.load(Lens + b)
-    start = split * split_len
-    end = gl.minimum(start + split_len, length)
-    n_tiles = gl.cdiv(end - start, TILE_N)
 
     qn_smem = gl.allocate_shared_memory(qn_desc.dtype, qn_desc.block_type.shape, qn_desc.layout)
     qp_smem = gl.allocate_shared_memory(qp_desc.dtype, qp_desc.block_type.shape, qp_desc.layout)

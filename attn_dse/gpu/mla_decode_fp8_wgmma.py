@@ -53,7 +53,7 @@ from triton.experimental.gluon.language.nvidia.hopper import (fence_async_shared
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
 from attn_dse.gpu.decode import run_splits
-from attn_dse.gpu.flashmla_row import unpack
+from attn_dse.gpu.flashmla_row import row_bytes, unpack
 
 # Triton 3.6 (the device image) has only the old names, 3.9 only the new
 _tma_load = tma.async_load if hasattr(tma, "async_load") else tma.async_copy_global_to_shared
@@ -61,7 +61,7 @@ _cta_barrier = gl.barrier if hasattr(gl, "barrier") else gl.thread_barrier
 
 BLOCK_N = 64  # tokens per tile: one warpgroup's wgmma M
 LOG2E = 1.4426950408889634
-ROW_BYTES = 656  # FlashMLA's row (flashmla_row.row_bytes): e4m3 latent, 4 fp32 scales, bf16 RoPE
+ROW_BYTES = row_bytes()  # FlashMLA's 656-byte row: e4m3 latent, 4 fp32 scales, bf16 RoPE
 TILE_N, ROW = gl.constexpr(BLOCK_N), gl.constexpr(ROW_BYTES)  # as the kernels see them
 
 

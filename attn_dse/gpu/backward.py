@@ -297,11 +297,10 @@ def sm90_resources(kernel: str, D: int, causal: bool, config: tuple, atomic_dq: 
     instructions (HGMMA: Hopper's warpgroup MMA; HMMA: the older path). Run with
     TRITON_INTERPRET unset. config: (BLOCK_M, BLOCK_N, warps, stages)."""
     import re
-    import subprocess
-    import tempfile
 
-    from triton.backends.compiler import GPUTarget
     from triton.compiler.compiler import ASTSource
+
+    from attn_dse.gpu.harness import sm90_build
     fn = {"dkdv": _dkdv, "dq": _dq}[kernel]
     floats, ints = {"sm_scale"}, {"n_heads", "n_kv_heads", "seq_q", "seq_k"}
     sig = {}
@@ -320,16 +319,9 @@ def sm90_resources(kernel: str, D: int, causal: bool, config: tuple, atomic_dq: 
     src = ASTSource(fn=fn, signature=sig, attrs=attrs,
                     constexprs=dict(HEAD_DIM=D, BLOCK_M=m, BLOCK_N=n, CAUSAL=causal,
                                     **({"ATOMIC_DQ": atomic_dq} if kernel == "dkdv" else {})))
-    compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": warps, "num_stages": stages})
-    tool = Path(triton.__file__).parent / "backends/nvidia/bin/cuobjdump"
-    with tempfile.TemporaryDirectory() as tmp:
-        cubin = Path(tmp) / "k.cubin"
-        cubin.write_bytes(compiled.asm["cubin"])
-        usage = subprocess.run([str(tool), "-res-usage", str(cubin)], capture_output=True, text=True, check=True).stdout
-        sass = subprocess.run([str(tool), "-sass", str(cubin)], capture_output=True, text=True, check=True).stdout
-    return {"registers": int(re.search(r"REG:(\d+)", usage).group(1)),
-            "stack": int(re.search(r"STACK:(\d+)", usage).group(1)), "shared": compiled.metadata.shared,
-            "hgmma": len(re.findall(r"\bHGMMA", sass)), "hmma": len(re.findall(r"\bHMMA", sass))}
+    built = sm90_build(src, warps, stages)
+    sass = built.pop("sass")
+    return {**built, "hgmma": len(re.findall(r"\bHGMMA", sass)), "hmma": len(re.findall(r"\bHMMA", sass))}
 
 
 # ---------------------------------------------------------------- check and bench (GPU)

@@ -82,6 +82,26 @@ def timed(fn, replays: int = 15) -> tuple[float, float, float]:
     return float(p50), float(p20), float(p80)
 
 
+def sm90_build(src, num_warps: int, num_stages: int = 3) -> dict:
+    """Compile a Triton or Gluon source for sm_90 without a GPU (Triton's bundled ptxas and
+    cuobjdump; run with TRITON_INTERPRET unset): its SASS, the registers and stack bytes a
+    thread, and the shared memory it asks for."""
+    import re
+    import tempfile
+
+    from triton.backends.compiler import GPUTarget
+    compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32),
+                              options={"num_warps": num_warps, "num_stages": num_stages})
+    tool = Path(triton.__file__).parent / "backends/nvidia/bin/cuobjdump"
+    with tempfile.TemporaryDirectory() as tmp:
+        cubin = Path(tmp) / "k.cubin"
+        cubin.write_bytes(compiled.asm["cubin"])
+        usage = subprocess.run([str(tool), "-res-usage", str(cubin)], capture_output=True, text=True, check=True).stdout
+        sass = subprocess.run([str(tool), "-sass", str(cubin)], capture_output=True, text=True, check=True).stdout
+    return {"sass": sass, "registers": int(re.search(r"REG:(\d+)", usage).group(1)),
+            "stack": int(re.search(r"STACK:(\d+)", usage).group(1)), "shared": compiled.metadata.shared}
+
+
 def rel_err(out, ref) -> float:
     out = out.float()
     if torch.isnan(out).any():

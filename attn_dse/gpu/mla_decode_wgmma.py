@@ -164,15 +164,13 @@ def mla_decode_wgmma(q_nope: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor,
         num_warps=FIXED["num_warps"]), (B, 1, H, D), n_splits, kv, out)[:, 0]
 
 
-def compile_sm90(workdir: str) -> tuple[str, int]:
-    """Compile the split kernel for sm_90 without a GPU (Triton's bundled ptxas and cuobjdump):
-    its SASS and the shared memory it asks for, to inspect its MMAs, registers and spills. Run
-    with TRITON_INTERPRET unset: the interpreter replaces Triton's library functions (gl.max)."""
-    import subprocess
-    from pathlib import Path
-
-    from triton.backends.compiler import GPUTarget
+def compile_sm90() -> tuple[str, int]:
+    """Compile the split kernel for sm_90 without a GPU (harness.sm90_build): its SASS and the
+    shared memory it asks for, to inspect its MMAs, registers and spills. Run with
+    TRITON_INTERPRET unset: the interpreter replaces Triton's library functions (gl.max)."""
     from triton.experimental.gluon._runtime import GluonASTSource
+
+    from attn_dse.gpu.harness import sm90_build
 
     def desc(rows, cols):
         return f"tensordesc<bf16[{rows},{cols}],{_smem_layout([rows, cols])!r}>"
@@ -184,10 +182,6 @@ def compile_sm90(workdir: str) -> tuple[str, int]:
     src = GluonASTSource(fn=_mla_split, signature=sig, constexprs={
         "P_LAYOUT": _smem_layout([BLOCK_H, BLOCK_N]),
         "num_warps": FIXED["num_warps"]})
-    compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": FIXED["num_warps"]})
-    cubin = Path(workdir) / "mla_split.cubin"
-    cubin.write_bytes(compiled.asm["cubin"])
-    cuobjdump = Path(triton.__file__).parent / "backends/nvidia/bin/cuobjdump"
-    sass = subprocess.run([str(cuobjdump), "-sass", str(cubin)], capture_output=True, text=True, check=True).stdout
-    return sass, compiled.metadata.shared
+    built = sm90_build(src, FIXED["num_warps"])
+    return built["sass"], built["shared"]
 

@@ -66,7 +66,7 @@ def test_mla_wgmma_refuses_other_devices():
         mla_decode(qn, qp, kv, torch.tensor([90], dtype=torch.int32, device=DEV), layout="wgmma")
 
 
-def test_mla_wgmma_sass_has_each_tiles_tensor_work_once(tmp_path):
+def test_mla_wgmma_sass_has_each_tiles_tensor_work_once():
     """Compiled for sm_90 here, without a GPU: per 64-token tile each of the two warpgroups
     issues MMAs totalling exactly its half of the tile's FLOPs (64 heads x 32 tokens x 576 for the
     scores, 64 heads x 256 latent x 64 tokens for P V): Triton's tl.dot computed the score tile in
@@ -82,8 +82,8 @@ def test_mla_wgmma_sass_has_each_tiles_tensor_work_once(tmp_path):
 
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     code = ("import json, sys; from attn_dse.gpu.mla_decode_wgmma import compile_sm90; "
-            "sass, shared = compile_sm90(sys.argv[1]); print(json.dumps([sass, shared]))")
-    run = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, env=env)
+            "sass, shared = compile_sm90(); print(json.dumps([sass, shared]))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert run.returncode == 0, run.stderr[-2000:]
     sass, shared = json.loads(run.stdout.strip().splitlines()[-1])
     shapes = [tuple(map(int, m)) for m in re.findall(r"HGMMA\.(\d+)x(\d+)x(\d+)\.F32\.BF16", sass)]

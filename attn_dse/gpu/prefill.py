@@ -4,6 +4,15 @@ MHA/GQA/MQA (each program maps its query head to head // group of K/V), causal a
 non-causal, sliding window with the tiles outside the window skipped, head dims 64/128/256,
 bf16 and fp16. Off-diagonal tiles run without masks; only diagonal/edge tiles pay for them.
 Layout: q [B, S, Hq, D], k/v [B, S, Hkv, D] (any strides on B and S, contiguous D).
+
+Two kernels. `_prefill_fwd` takes every case. `_prefill_ws` (head dims 128 and 256, contiguous
+tensors, no window) is warp-specialized by Triton's Hopper pass (`tl.range(warp_specialize=True)`
+at 4 warps): a producer warpgroup issues the TMA loads of Q, K and V, and two consumer
+warpgroups of BLOCK_M / 2 rows each run QK^T, softmax and PV, so one's softmax runs while the
+other's matmuls do. The pass takes a single loop (a second loop, a peeled diagonal tile or a
+branch in the loop left the kernel unspecialized or failed to compile, Triton 3.6), so a causal
+kernel masks every tile: one integer compare per score, each row's last visible key folding the
+causal bound and the sequence end together. Query blocks run longest first.
 """
 from __future__ import annotations
 
@@ -92,30 +101,136 @@ def _prefill_fwd(Q, K, V, O, LSE, stride_qb, stride_qs, stride_qh, stride_kb, st
         tl.store(LSE + bh.to(tl.int64) * seq_q + offs_m, lse, mask=offs_m < seq_q)
 
 
+@triton.jit
+def _ws_tile(acc, l_i, m_i, q, k_desc, v_desc, row, col, start_n, last_key, qk_scale,
+             BLOCK_N: tl.constexpr, MASK: tl.constexpr):
+    """One key tile into the running (acc, l, m); last_key [M]: the last key each row sees."""
+    k = k_desc.load([row + start_n, col])
+    qk = tl.dot(q, k.T)
+    if MASK:
+        offs_n = start_n + tl.arange(0, BLOCK_N)
+        qk = tl.where(offs_n[None, :] <= last_key[:, None], qk, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
+    p = tl.math.exp2(qk * qk_scale - m_new[:, None])  # the scale and the max in one FMA
+    alpha = tl.math.exp2(m_i - m_new)
+    l_i = l_i * alpha + tl.sum(p, 1)
+    acc = acc * alpha[:, None]
+    v = v_desc.load([row + start_n, col])
+    return tl.dot(p.to(v.dtype), v, acc), l_i, m_new
+
+
+@triton.jit
+def _prefill_ws(Q, K, V, O, LSE, B, n_heads, group, n_kv, seq_q, seq_k, sm_scale,
+                HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr,
+                EVEN_N: tl.constexpr, EVEN_M: tl.constexpr, STORE_LSE: tl.constexpr):
+    """q/o viewed as [B * Sq, Hq * D], k/v as [B * Sk, Hkv * D]. Every row sees key 0, so no
+    row's max stays at -inf (no guard as in online_softmax_step)."""
+    pid_m = tl.num_programs(0) - 1 - tl.program_id(0)  # causal: the longest rows first
+    bh = tl.program_id(1)
+    b = bh // n_heads
+    h = bh % n_heads
+    q_desc = tl.make_tensor_descriptor(Q, [B * seq_q, n_heads * HEAD_DIM], [n_heads * HEAD_DIM, 1], [BLOCK_M, HEAD_DIM])
+    k_desc = tl.make_tensor_descriptor(K, [B * seq_k, n_kv * HEAD_DIM], [n_kv * HEAD_DIM, 1], [BLOCK_N, HEAD_DIM])
+    v_desc = tl.make_tensor_descriptor(V, [B * seq_k, n_kv * HEAD_DIM], [n_kv * HEAD_DIM, 1], [BLOCK_N, HEAD_DIM])
+    first_m = pid_m * BLOCK_M
+    q = q_desc.load([b * seq_q + first_m, h * HEAD_DIM])
+    offs_m = first_m + tl.arange(0, BLOCK_M)
+    past = seq_k - seq_q  # queries are the last seq_q positions
+    last_key = tl.full([BLOCK_M], seq_k - 1, tl.int32)  # keys of the next batch lie past it
+    hi = seq_k
+    if CAUSAL:
+        last_key = tl.minimum(offs_m + past, seq_k - 1)
+        hi = tl.minimum(seq_k, first_m + past + BLOCK_M)
+    acc, l_i, m_i = start_state(BLOCK_M, HEAD_DIM)
+    qk_scale = sm_scale * 1.4426950408889634
+    for start_n in tl.range(0, hi, BLOCK_N, warp_specialize=True):
+        acc, l_i, m_i = _ws_tile(acc, l_i, m_i, q, k_desc, v_desc, b * seq_k, (h // group) * HEAD_DIM, start_n,
+                                 last_key, qk_scale, BLOCK_N, CAUSAL or not EVEN_N)
+    out = (acc / l_i[:, None]).to(Q.dtype.element_ty)
+    if EVEN_M:
+        o_desc = tl.make_tensor_descriptor(O, [B * seq_q, n_heads * HEAD_DIM], [n_heads * HEAD_DIM, 1],
+                                           [BLOCK_M, HEAD_DIM])
+        o_desc.store([b * seq_q + first_m, h * HEAD_DIM], out)
+    else:  # the block's last rows belong to the next batch
+        offs_d = tl.arange(0, HEAD_DIM)
+        tl.store(O + ((b * seq_q + offs_m[:, None]).to(tl.int64) * n_heads + h) * HEAD_DIM + offs_d[None, :], out,
+                 mask=offs_m[:, None] < seq_q)
+    if STORE_LSE:
+        tl.store(LSE + bh.to(tl.int64) * seq_q + offs_m, m_i + tl.math.log2(l_i), mask=offs_m < seq_q)
+
+
 DEFAULT_CONFIG = {64: (128, 64, 4, 3), 128: (128, 64, 8, 3), 256: (64, 32, 8, 2)}  # BLOCK_M, BLOCK_N, warps, stages
+# the warp-specialized kernel's, by head dim: fastest of 3-4 each at 1k-16k on an H200
+# (docs/device-logs/h200-prefill-ws-2026-12-03.log); at d 64 it lost to _prefill_fwd causal
+WS_CONFIG = {128: (128, 128, 4, 2), 256: (128, 32, 4, 2)}
+
+
+def _scratch_allocator() -> None:
+    """Device-side TMA descriptors need a global scratch buffer at launch: torch's, unless the
+    caller set an allocator of their own."""
+    from triton.runtime import _allocation
+    current = getattr(_allocation, "_allocator", None)
+    current = current.get() if hasattr(current, "get") else current
+    if current is None or isinstance(current, _allocation.NullAllocator):
+        triton.set_allocator(lambda size, align, stream: torch.empty(size, dtype=torch.int8, device="cuda"))
+
+
+def ws_eligible(q, k, v, window, out=None) -> bool:
+    """What _prefill_ws takes: contiguous tensors (TMA's 2-D views), a WS_CONFIG head dim, no window."""
+    return (window is None and q.shape[-1] in WS_CONFIG
+            and all(t.is_contiguous() for t in (q, k, v) + (() if out is None else (out,))))
 
 
 def prefill(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = True, window: int | None = None,
             config: tuple | None = None, out: torch.Tensor | None = None,
-            lse: torch.Tensor | None = None) -> torch.Tensor:
+            lse: torch.Tensor | None = None, kernel: str = "auto") -> torch.Tensor:
     """Attention forward for q [B, Sq, Hq, D], k/v [B, Sk, Hkv, D] (Sq <= Sk, queries last).
     lse: a contiguous float32 [B, Hq, Sq] that receives each row's log2-sum-exp of the scores
-    times scale * log2(e) (the backward's input), when given."""
+    times scale * log2(e) (the backward's input), when given. kernel: "ws" (the warp-specialized
+    kernel), "tiles" (_prefill_fwd), or "auto": "ws" where it takes the shape and no config is
+    given, else "tiles". config: (BLOCK_M, BLOCK_N, warps, stages) of the chosen kernel."""
     B, Sq, Hq, D = q.shape
     Sk, Hkv = k.shape[1], k.shape[2]
-    assert Hq % Hkv == 0 and (config or D in DEFAULT_CONFIG)
+    assert Hq % Hkv == 0 and kernel in ("auto", "ws", "tiles")
     assert q.stride(-1) == 1 and k.stride(-1) == 1 and v.stride(-1) == 1
-    block_m, block_n, warps, stages = config or DEFAULT_CONFIG[D]
-    o = torch.empty_like(q) if out is None else out
-    grid = (triton.cdiv(Sq, block_m), B * Hq)
     if lse is not None:
         assert lse.shape == (B, Hq, Sq) and lse.dtype == torch.float32 and lse.is_contiguous()
+    o = torch.empty_like(q) if out is None else out
+    if kernel == "ws" or (kernel == "auto" and config is None and ws_eligible(q, k, v, window, out)):
+        assert ws_eligible(q, k, v, window, o), "the warp-specialized kernel takes contiguous d 128/256, no window"
+        block_m, block_n, warps, stages = config or WS_CONFIG[D]
+        _scratch_allocator()
+        _prefill_ws[(triton.cdiv(Sq, block_m), B * Hq)](
+            q, k, v, o, lse, B, Hq, Hq // Hkv, Hkv, Sq, Sk, 1.0 / math.sqrt(D),
+            HEAD_DIM=D, BLOCK_M=block_m, BLOCK_N=block_n, CAUSAL=causal, EVEN_N=Sk % block_n == 0,
+            EVEN_M=Sq % block_m == 0, STORE_LSE=lse is not None, num_warps=warps, num_stages=stages)
+        return o
+    assert config or D in DEFAULT_CONFIG
+    block_m, block_n, warps, stages = config or DEFAULT_CONFIG[D]
+    grid = (triton.cdiv(Sq, block_m), B * Hq)
     _prefill_fwd[grid](q, k, v, o, lse, q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
                        v.stride(0), v.stride(1), v.stride(2), o.stride(0), o.stride(1), o.stride(2),
                        Hq, Hq // Hkv, Sq, Sk, 1.0 / math.sqrt(D), window or 0,
                        HEAD_DIM=D, BLOCK_M=block_m, BLOCK_N=block_n, CAUSAL=causal, WINDOW=window is not None,
                        EVEN=Sk % block_n == 0, STORE_LSE=lse is not None, num_warps=warps, num_stages=stages)
     return o
+
+
+def ws_sm90_build(D: int = 128, causal: bool = False) -> dict:
+    """The warp-specialized kernel at its WS_CONFIG tiles compiled for sm_90 without a GPU
+    (harness.sm90_build): SASS, registers, stack, shared memory."""
+    from triton.compiler.compiler import ASTSource
+
+    from attn_dse.gpu.harness import sm90_build
+    fn = _prefill_ws
+    consts = ("HEAD_DIM", "BLOCK_M", "BLOCK_N", "CAUSAL", "EVEN_N", "EVEN_M", "STORE_LSE")
+    sig = {n: "constexpr" if n in consts else "*bf16" if n in "QKVO" else "*fp32" if n == "LSE"
+           else "fp32" if n == "sm_scale" else "i32" for n in fn.arg_names}
+    attrs = {(fn.arg_names.index(n),): [["tt.divisibility", 16]] for n, t in sig.items() if t.startswith("*")}
+    block_m, block_n, warps, stages = WS_CONFIG[D]
+    src = ASTSource(fn=fn, signature=sig, attrs=attrs, constexprs=dict(
+        HEAD_DIM=D, BLOCK_M=block_m, BLOCK_N=block_n, CAUSAL=causal, EVEN_N=True, EVEN_M=True, STORE_LSE=True))
+    return sm90_build(src, warps, stages)
 
 
 def prefill_flops(B, Sq, Sk, Hq, D, causal, window=None) -> float:
@@ -134,16 +249,27 @@ FAMILY = "prefill"  # the cost model's family these measurements calibrate
 
 
 def check(rec: Recorder, g: torch.Generator) -> None:
-    """Outputs poisoned with NaN, then compared with the float32 reference over ragged shapes."""
-    for (B, S, Hq, Hkv, D, causal, window, dtype) in [
-            (2, 1000, 8, 2, 128, True, None, torch.bfloat16), (1, 777, 4, 4, 64, False, None, torch.float16),
-            (1, 1500, 8, 1, 128, True, 300, torch.bfloat16), (3, 515, 16, 4, 64, True, None, torch.bfloat16),
-            (1, 640, 4, 2, 256, False, None, torch.bfloat16)]:
-        q, k, v = rnd(B, S, Hq, D, dtype=dtype), rnd(B, S, Hkv, D, dtype=dtype), rnd(B, S, Hkv, D, dtype=dtype)
-        out = torch.full_like(q, float("nan"))
-        prefill(q, k, v, causal, window, out=out)
-        rec.check(f"prefill B{B} S{S} H{Hq}/{Hkv} d{D} causal={causal} win={window} {dtype}",
-                  rel_err(out, attention_ref(q, k, v, causal, window)), BF16_BOUND)
+    """Outputs poisoned with NaN, then compared with the float32 reference over ragged shapes,
+    by both kernels where the warp-specialized one takes the shape; its log2-sum-exp (the
+    backward's input) against _prefill_fwd's."""
+    for (B, Sq, Sk, Hq, Hkv, D, causal, window, dtype) in [
+            (2, 1000, 1000, 8, 2, 128, True, None, torch.bfloat16), (1, 777, 777, 4, 4, 64, False, None, torch.float16),
+            (1, 1500, 1500, 8, 1, 128, True, 300, torch.bfloat16), (3, 515, 515, 16, 4, 64, True, None, torch.bfloat16),
+            (1, 640, 640, 4, 2, 256, False, None, torch.bfloat16), (2, 1024, 1024, 8, 8, 128, False, None, torch.float16),
+            (1, 700, 1500, 8, 1, 128, True, None, torch.bfloat16), (3, 515, 515, 16, 4, 128, False, None, torch.bfloat16),
+            (2, 300, 1000, 4, 2, 256, True, None, torch.bfloat16)]:
+        q, k, v = rnd(B, Sq, Hq, D, dtype=dtype), rnd(B, Sk, Hkv, D, dtype=dtype), rnd(B, Sk, Hkv, D, dtype=dtype)
+        ref = attention_ref(q, k, v, causal, window)
+        lse = {}
+        for kernel in ("tiles", "ws") if ws_eligible(q, k, v, window) else ("tiles",):
+            out = torch.full_like(q, float("nan"))
+            lse[kernel] = torch.full((B, Hq, Sq), float("nan"), device=q.device)
+            prefill(q, k, v, causal, window, out=out, lse=lse[kernel], kernel=kernel)
+            rec.check(f"prefill {kernel} B{B} Sq{Sq} Sk{Sk} H{Hq}/{Hkv} d{D} causal={causal} win={window} {dtype}",
+                      rel_err(out, ref), BF16_BOUND)
+        if "ws" in lse:
+            rec.check(f"prefill ws lse B{B} Sq{Sq} Sk{Sk} d{D} causal={causal} (max abs diff)",
+                      (lse["ws"] - lse["tiles"]).abs().max().item(), 1e-2)
 
 
 PREFILL_CONFIGS = [(128, 64, 8, 3), (128, 128, 8, 3), (128, 64, 4, 3), (64, 64, 4, 4), (128, 128, 8, 2),
@@ -157,7 +283,7 @@ def tune_prefill(D=128, S=16384, H=32) -> dict:
         times = {}
         for cfg in PREFILL_CONFIGS:
             try:
-                times[cfg] = timed(lambda: prefill(q, k, v, causal, config=cfg))[0]
+                times[cfg] = timed(lambda: prefill(q, k, v, causal, config=cfg, kernel="tiles"))[0]
             except Exception as exc:  # noqa: BLE001 (a config may not fit; skip it)
                 print(f"config {cfg} failed: {type(exc).__name__}", flush=True)
         best[causal] = min(times, key=times.get)
@@ -168,7 +294,19 @@ def tune_prefill(D=128, S=16384, H=32) -> dict:
 
 
 
+def _record(rec, kernel, config, B, S, Hq, Hkv, D, causal, window, dtype) -> None:
+    q, k, v = rnd(B, S, Hq, D, dtype=dtype), rnd(B, S, Hkv, D, dtype=dtype), rnd(B, S, Hkv, D, dtype=dtype)
+    med, p20, p80 = timed(lambda: prefill(q, k, v, causal, window, config=config, kernel=kernel))
+    label = str(("ws", *(config or WS_CONFIG[D]))) if kernel == "ws" else str(config or "default")
+    rec.add(family="prefill", variant="gqa", phase="prefill", batch=B, seq=S, context=S, n_heads=Hq,
+            n_kv_heads=Hkv, head_dim=D, causal=causal, window=window or "", top_k="", block="",
+            dtype="bf16" if dtype == torch.bfloat16 else "fp16", config=label, n_split=1,
+            median_s=med, p20_s=p20, p80_s=p80, kv_bytes=2 * B * S * Hkv * D * 2)
+
+
 def measure_prefill(rec: Recorder, cfg: dict) -> None:
+    """_prefill_fwd over its grid (its d 128 tiles as tuned); the warp-specialized kernel over
+    the shapes it takes, d 128 and 256 (its config named ("ws", BLOCK_M, BLOCK_N, warps, stages))."""
     shapes = []
     for D in (64, 128):
         for S in (1024, 4096, 16384):
@@ -179,18 +317,25 @@ def measure_prefill(rec: Recorder, cfg: dict) -> None:
     shapes += [(4, 4096, 32, 8, 128, c, None, torch.float16) for c in (False, True)]
     shapes += [(2, 3000, 32, 8, 128, True, None, torch.bfloat16), (1, 16384, 32, 32, 128, False, None, torch.bfloat16)]
     for B, S, Hq, Hkv, D, causal, window, dtype in shapes:
-        q, k, v = rnd(B, S, Hq, D, dtype=dtype), rnd(B, S, Hkv, D, dtype=dtype), rnd(B, S, Hkv, D, dtype=dtype)
-        config = cfg[causal] if D == 128 else None
-        med, p20, p80 = timed(lambda: prefill(q, k, v, causal, window, config=config))
-        rec.add(family="prefill", variant="gqa", phase="prefill", batch=B, seq=S, context=S, n_heads=Hq,
-                n_kv_heads=Hkv, head_dim=D, causal=causal, window=window or "", top_k="", block="",
-                dtype="bf16" if dtype == torch.bfloat16 else "fp16", config=str(config or "default"), n_split=1,
-                median_s=med, p20_s=p20, p80_s=p80,
-                kv_bytes=2 * B * S * Hkv * D * 2)
-        del q, k, v
-
-
+        _record(rec, "tiles", cfg[causal] if D == 128 else None, B, S, Hq, Hkv, D, causal, window, dtype)
+    ws_shapes = [(max(1, 16384 // S), S, 32, 8, D, causal, torch.bfloat16)
+                 for D in (128, 256) for S in (1024, 4096, 16384) for causal in (False, True)]
+    ws_shapes += [(4, 4096, 32, h, 128, True, torch.bfloat16) for h in (32, 4, 1)]
+    ws_shapes += [(4, 4096, 32, 8, 128, c, torch.float16) for c in (False, True)]
+    ws_shapes += [(2, 3000, 32, 8, 128, True, torch.bfloat16), (1, 16384, 32, 32, 128, False, torch.bfloat16),
+                  (8, 2048, 16, 16, 256, True, torch.bfloat16), (2, 8192, 64, 8, 128, True, torch.bfloat16)]
+    for B, S, Hq, Hkv, D, causal, dtype in ws_shapes:
+        _record(rec, "ws", None, B, S, Hq, Hkv, D, causal, None, dtype)
 
 
 def bench(rec: Recorder) -> None:
     measure_prefill(rec, tune_prefill())
+
+
+def main() -> int:
+    from attn_dse.gpu.harness import check_then_bench
+    return check_then_bench(__doc__, check, bench)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

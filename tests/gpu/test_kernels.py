@@ -37,6 +37,21 @@ def test_prefill(B, S, Sk, Hq, Hkv, D, causal, window):
     assert err(out, attention_ref(q, k, v, causal, window)) < BOUND
 
 
+@pytest.mark.parametrize("B,S,Sk,Hq,Hkv,D,causal", [
+    (2, 70, 70, 4, 2, 128, True), (1, 40, 100, 2, 1, 128, True), (2, 64, 64, 2, 2, 128, False),
+    (1, 50, 90, 2, 2, 256, False)])
+def test_prefill_warp_specialized(B, S, Sk, Hq, Hkv, D, causal):
+    """Batches whose last query block is partial (its store is masked), queries after a past, GQA;
+    the log2-sum-exp agrees with _prefill_fwd's. Small tiles in the interpreter, its own on a GPU."""
+    q, k, v = rnd(B, S, Hq, D), rnd(B, Sk, Hkv, D), rnd(B, Sk, Hkv, D)
+    out = torch.full_like(q, float("nan"))
+    lse, lse_tiles = (torch.full((B, Hq, S), float("nan"), device=DEV) for _ in range(2))
+    prefill(q, k, v, causal, out=out, lse=lse, kernel="ws", config=(64, 32, 4, 2) if DEV == "cpu" else None)
+    prefill(q, k, v, causal, lse=lse_tiles, kernel="tiles", config=(16, 16, 4, 1))
+    assert err(out, attention_ref(q, k, v, causal)) < BOUND
+    assert float((lse - lse_tiles).abs().max()) < 1e-3
+
+
 @pytest.mark.parametrize("B,Sq,Hq,Hkv,L,lens,splits", [
     (2, 1, 8, 2, 100, [100, 37], 3), (1, 2, 4, 4, 70, [70], 2), (3, 3, 8, 1, 50, [50, 20, 33], 1),
     (2, 1, 4, 2, 600, [600, 90], 40)])  # 40 splits: the combine walks them 16 at a time; most of
@@ -94,6 +109,35 @@ def test_mla_wgmma_sass_has_each_tiles_tensor_work_once():
     assert shared <= 227 * 1024
 
 
+@pytest.mark.parametrize("D,causal", [(128, False), (128, True), (256, True)])
+def test_prefill_ws_sass_is_warp_specialized(D, causal):
+    """Compiled for sm_90 here, without a GPU: registers handed between the producer and the
+    consumer warpgroups (USETMAXREG), and the consumers' MMAs, each partition's loop body once
+    in the SASS, total one key tile's FLOPs for the block's rows: 2 x BLOCK_M x BLOCK_N x D for
+    QK^T and as many for PV. No spills, shared memory within 227 KB. In a process of its own
+    (under TRITON_INTERPRET kernels are not compiled)."""
+    import json
+    import os
+    import re
+    import subprocess
+    import sys
+
+    from attn_dse.gpu.prefill import WS_CONFIG
+
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    code = ("import json, sys; from attn_dse.gpu.prefill import ws_sm90_build; "
+            f"b = ws_sm90_build({D}, {causal}); print(json.dumps([b['sass'], b['shared'], b['stack']]))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    sass, shared, stack = json.loads(run.stdout.strip().splitlines()[-1])
+    assert re.search(r"\bUSETMAXREG\b", sass), "not warp-specialized"
+    shapes = [tuple(map(int, m)) for m in re.findall(r"HGMMA\.(\d+)x(\d+)x(\d+)\.F32\.BF16", sass)]
+    block_m, block_n = WS_CONFIG[D][:2]
+    assert sum(2 * m * n * k for m, n, k in shapes) == 2 * (2 * block_m * block_n * D)
+    assert stack == 0 and not re.search(r"\b(LDL|STL)\b", sass), "the kernel spills registers"
+    assert shared <= 227 * 1024
+
+
 @pytest.mark.parametrize("heads,fraction", [(2, None), (1, None), (4, 0.5)])
 def test_block_sparse_prefill_and_decode(heads, fraction):
     """Query heads of a group packed into one tile (heads > 1) share the selection; with a
@@ -138,7 +182,8 @@ def test_every_gpu_family_benches_a_cost_family():
     for name, module in modules.items():
         assert callable(module.check) and callable(module.bench), name
     offered = set(tiled_families()) - set(modules)
-    assert offered == {"decode_regs", "decode_widen", "mla_decode_widen", "mla_decode_smem", "mla_decode_smem_pair"}
+    assert offered == {"decode_regs", "decode_widen", "mla_decode_widen", "mla_decode_smem", "mla_decode_smem_pair",
+                       "prefill_ws"}
     gpu_dir = Path(attn_dse.gpu.__file__).parent
     for name in offered:
         files = re.findall(r"gpu/(\w+\.py)", " ".join(type(get_family(name)).__doc__.split()))

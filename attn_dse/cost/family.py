@@ -47,6 +47,10 @@ class Family:
     resident: ClassVar[float] = 1  # programs a core must hold at once to reach its rates (tiled.finish)
     widens_in_mma: ClassVar[bool] = False  # a narrow cache's widening is part of its MMA rate, not vector work
     core_raw: ClassVar[bool] = False  # a core's streaming rate bounds every byte its programs load (tiled.finish)
+    # share of the softmax's exp time hidden under the matmuls by the kernel's construction (a
+    # warp-specialized kernel's consumer warpgroups: one's softmax beside the other's matmuls);
+    # None: the implementation's fitted exp_overlap
+    exp_overlap: ClassVar[float | None] = None
 
     def claims(self, spec: "KernelSpec") -> bool:
         return False

@@ -59,7 +59,7 @@ def l2_hit(hw: Hardware, knobs: Knobs, kv_heads_in_flight, kv_bytes_per_head):
 
 def finish(hw: Hardware, c: Ceilings, knobs: Knobs, fam: FamilyKnobs, flops, exps, hbm, raw_kv, q_o, ctas,
            iterations, fill, fits, stages, detail: bool = True, extra_s=0.0, vector_flops=0.0, resident=1,
-           core_raw: bool = False) -> dict:
+           core_raw: bool = False, exp_overlap: float | None = None) -> dict:
     """Time of candidates: each resource's time is the larger of its aggregate rate and the
     per-core rate times the waves, i.e. the busiest core's share of the work at one core's rate
     (idle cores only cost where one core is the limit). A kernel whose programs are small reaches
@@ -68,7 +68,8 @@ def finish(hw: Hardware, c: Ceilings, knobs: Knobs, fam: FamilyKnobs, flops, exp
     (the split-KV combine). `vector_flops` (KV dequantization) runs on the vector units beside the
     exps, issued by the same warps. A core streams `hbm` at its rate, or with `core_raw` every
     byte its programs load (`raw_kv`, L2 hits included: a kernel that widens each tile a program
-    loads). Without `detail` only the time is returned (what the search needs)."""
+    loads). `exp_overlap`: the family's own share of the exps hidden under the matmuls (else the
+    implementation's knob). Without `detail` only the time is returned (what the search needs)."""
     eff_c, eff_m = fam.compute_efficiency, fam.memory_efficiency
     active, n_waves = waves(ctas, hw.cores)
     # share of the work the busiest core does (at least 1/cores), over the share of its rates its
@@ -81,7 +82,8 @@ def finish(hw: Hardware, c: Ceilings, knobs: Knobs, fam: FamilyKnobs, flops, exp
     sfu = exps * (hw.cores / c.exp_per_s)
     vec = vector_flops * (hw.cores / c.vector_flop_per_s)
     exp = sfu + vec
-    compute = np.maximum(mm, exp) + (1 - knobs.exp_overlap) * np.minimum(mm, exp)
+    hidden = knobs.exp_overlap if exp_overlap is None else exp_overlap
+    compute = np.maximum(mm, exp) + (1 - hidden) * np.minimum(mm, exp)
     core = (raw_kv + q_o if core_raw else hbm) / fam.core_bytes_per_s  # one core streams at most this fast
     smem = (raw_kv + q_o) * (hw.cores / c.core_memory_bytes_per_s)
     t_bw = hbm / (c.hbm_bytes_per_s * eff_m)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from attn_dse.cost import tiled
-from attn_dse.cost.family import Family, register_family
+from attn_dse.cost.family import Family, get_family, register_family
 from attn_dse.cost.measured import config, flag, num
 
 GPU_TILES = ((32, 32), (64, 32), (64, 64), (64, 128), (128, 64), (128, 128), (128, 176), (192, 128))
@@ -19,8 +19,10 @@ TPU_TILES = ((128, 128), (256, 256), (256, 512), (512, 512), (512, 1024), (1024,
 
 def search(spec, hw, c, knobs, family: str, fixed=None, backward: bool = False):
     """The fastest (Br, Bc) tile and pipeline depth per point: the axes are the index into the
-    tile list and the stages; pinned block_m/block_n keep the tiles that have them."""
-    tiles = np.array(GPU_TILES if hw.kind == "gpu" else TPU_TILES, dtype=np.float64)
+    tile list (the family's, on a GPU) and the stages; pinned block_m/block_n keep the tiles
+    that have them."""
+    kernel = get_family(family)
+    tiles = np.array(getattr(kernel, "gpu_tiles", GPU_TILES) if hw.kind == "gpu" else TPU_TILES, dtype=np.float64)
     fixed = dict(fixed or {})
     keep = np.ones(len(tiles), bool)
     for col, key in enumerate(("block_m", "block_n")):
@@ -36,7 +38,8 @@ def search(spec, hw, c, knobs, family: str, fixed=None, backward: bool = False):
 
     def time_of(spec, tile, stages, detail=True):
         br, bc = tiles[tile.astype(int), 0], tiles[tile.astype(int), 1]
-        return prefill_candidate(spec, hw, c, knobs, fam, br, bc, stages, detail, backward)
+        return prefill_candidate(spec, hw, c, knobs, fam, br, bc, stages, detail, backward,
+                                 None if backward else kernel.exp_overlap)
 
     def fields(chosen):
         index = chosen["tile"].astype(int)
@@ -47,7 +50,8 @@ def search(spec, hw, c, knobs, family: str, fixed=None, backward: bool = False):
     return tiled.search(time_of, spec, axes, fixed, choices(), fields)
 
 
-def prefill_candidate(spec, hw, c, knobs, fam, br, bc, stages, detail=True, backward=False) -> dict:
+def prefill_candidate(spec, hw, c, knobs, fam, br, bc, stages, detail=True, backward=False,
+                      exp_overlap=None) -> dict:
     """One tile mapping. `backward`: the FlashAttention-2 backward over the same tiles: S = QK^T
     recomputed, P from the saved log-sum-exp, then dV += P^T dO, dP = dO V^T, dK += dS^T Q and
     dQ += dS K: 3 d_qk + 2 d_v wide matmuls per pair against the forward's d_qk + d_v; it reads
@@ -78,7 +82,7 @@ def prefill_candidate(spec, hw, c, knobs, fam, br, bc, stages, detail=True, back
     dequant = raw_kv / spec.kv_bytes * spec.dequant_vector_flops  # each CTA dequantizes the tiles it loads
     return tiled.finish(hw, c, knobs, fam, flops, exps, q_o + hbm_kv, raw_kv, q_o, ctas, iterations,
                         tiled.tile_bytes(spec, br, bc, stages), tiled.fits_on_chip(hw, spec, br, bc, stages),
-                        stages, detail, vector_flops=dequant)
+                        stages, detail, vector_flops=dequant, exp_overlap=exp_overlap)
 
 
 def choices():
@@ -90,30 +94,65 @@ class Prefill(Family):
     name = "prefill"
     order = 90
     compute_efficiency, memory_efficiency = 0.75, 0.9
+    gpu_tiles = GPU_TILES
 
     def claims(self, spec):
         return spec.phase != "decode"
 
     def estimate(self, spec, hw, c, knobs, fixed=None):
-        return search(spec, hw, c, knobs, self.name, fixed)
+        fixed = dict(fixed or {})
+        return search(spec, hw, c, knobs, fixed.pop("kernel", self.name), fixed)
 
     def estimate_backward(self, spec, hw, c, knobs, fixed=None):
+        fixed = dict(fixed or {})
+        fixed.pop("kernel", None)
         return search(spec, hw, c, knobs, self.name, fixed, backward=True)
 
+    def kernel_of(self, row):
+        """Our bench names the warp-specialized kernel first in a row's config ("ws", ...)."""
+        cfg = config(row)
+        return PrefillWs.name if cfg and cfg[0] == "ws" else self.name
+
     def workload_for(self, row):
-        """A measured prefill (or a training step, forward + backward, where phase is train): GQA, or sliding-window GQA where the row has a window. The tiles
-        the kernel ran with, where the record names them ((block_m, block_n, warps, stages)),
-        are pinned: the model is checked on the mapping that ran."""
+        """A measured prefill (or a training step, forward + backward, where phase is train): GQA,
+        or sliding-window GQA where the row has a window. The tiles the kernel ran with, where the
+        record names them ((block_m, block_n, warps, stages), or ("ws", block_m, block_n, warps,
+        stages) with the kernel), are pinned: the model is checked on the mapping that ran."""
         from attn_dse.workloads import attention
         hq, hkv, d = int(num(row, "n_heads")), int(num(row, "n_kv_heads")), int(num(row, "head_dim"))
         window = num(row, "window")
         wl = attention("swa", n_heads=hq, n_kv_heads=hkv, head_dim=d, window=window) if window \
             else attention("gqa", n_heads=hq, n_kv_heads=hkv, head_dim=d)
         cfg = config(row)
-        mapping = {"block_m": float(cfg[0]), "block_n": float(cfg[1])} if len(cfg) == 4 else None
+        mapping = None
+        if self.kernel_of(row) == PrefillWs.name:
+            mapping = {"block_m": float(cfg[1]), "block_n": float(cfg[2]), "kernel": PrefillWs.name}
+        elif len(cfg) == 4:
+            mapping = {"block_m": float(cfg[0]), "block_n": float(cfg[1])}
         phase = "train" if row.get("phase") == "train" else "prefill"
         return wl, dict(phase=phase, batch=num(row, "batch"), seq=num(row, "seq"),
                         dtype=row.get("dtype") or "bf16", causal=flag(row, "causal"), mapping=mapping)
+
+
+@register_family
+class PrefillWs(Prefill):
+    """Our warp-specialized prefill (gpu/prefill.py `_prefill_ws`): a TMA producer warpgroup and
+    two consumer warpgroups of block_m / 2 rows, so one consumer's softmax runs beside the other's
+    matmuls: its exps are hidden by construction (`exp_overlap` 1), where the implementation's
+    fitted overlap (our one-warpgroup kernels) stays near 0. Its tiles are the kernel's configs
+    (128 x 128 at d 128, 128 x 32 at d 256; block_m 128 or 256). A row's kernel pins it; it claims
+    no shape (the prefill family's unpinned predictions are those of its own kernel)."""
+
+    name = "prefill_ws"
+    order = 91
+    exp_overlap = 1.0
+    gpu_tiles = ((128, 32), (128, 64), (128, 128), (256, 64))
+
+    def claims(self, spec):
+        return False
+
+    def kernel_of(self, row):
+        return self.name
 
 
 @register_family

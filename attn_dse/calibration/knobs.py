@@ -29,6 +29,7 @@ from attn_dse import strict_yaml
 from attn_dse.errors import AttnDseError, did_you_mean
 
 FAMILY_FIELDS = ("compute_efficiency", "memory_efficiency", "core_bytes_per_s")
+OWN_FIELDS = ("tile_overhead_cycles",)  # a family's own value of a shared knob, where its kernel has one
 SHARED_FIELDS = ("l2_reuse", "exp_overlap", "tile_overhead_cycles", "wave_latency_s", "launch_overhead_s")
 PROFILE_FIELDS = ("decode_block_m", "split_block_m", "split_below_ctas_per_core")
 
@@ -38,6 +39,7 @@ class FamilyKnobs:
     compute_efficiency: float  # share of the matmul ceiling in steady state
     memory_efficiency: float  # share of the HBM ceiling
     core_bytes_per_s: float  # the most one core (SM/TensorCore) streams on its own
+    tile_overhead_cycles: float | None = None  # its own cost of a key-tile step (None: the shared knob)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,8 @@ class Knobs:
     def flat(self) -> dict[str, float]:
         """{'compute_efficiency.prefill': ..., 'l2_reuse': ...}: the names the fit varies."""
         out = {f"{f}.{fam}": getattr(k, f) for fam, k in self.families.items() for f in FAMILY_FIELDS}
+        out.update({f"{f}.{fam}": getattr(k, f) for fam, k in self.families.items() for f in OWN_FIELDS
+                    if getattr(k, f) is not None})
         out.update({f: getattr(self, f) for f in SHARED_FIELDS})
         return out
 
@@ -216,9 +220,9 @@ def merge(defaults: Knobs, raw: dict, where: str) -> Knobs:
             raise AttnDseError(f"families.{fam}: unknown kernel family", where=where,
                                fix=did_you_mean(str(fam), defaults.families))
         for key, value in (entry or {}).items():
-            if key not in FAMILY_FIELDS:
+            if key not in FAMILY_FIELDS + OWN_FIELDS:
                 raise AttnDseError(f"families.{fam}.{key}: unknown knob", where=where,
-                                   fix=did_you_mean(str(key), FAMILY_FIELDS))
+                                   fix=did_you_mean(str(key), FAMILY_FIELDS + OWN_FIELDS))
             values[f"{key}.{fam}"] = _number(value, where, f"families.{fam}.{key}")
     for key in SHARED_FIELDS:
         if key in raw:
@@ -259,7 +263,8 @@ def write(path: Path, knobs: Knobs, hardware: str, fitted_on: str) -> Path:
     data = {"hardware": hardware, "implementation": knobs.implementation, "source": knobs.source,
             "fitted_on": fitted_on, "execution": "fused" if knobs.fused else "unfused",
             **{f: getattr(knobs, f) for f in SHARED_FIELDS},
-            "families": {name: dataclasses.asdict(k) for name, k in knobs.families.items()}}
+            "families": {name: {f: v for f, v in dataclasses.asdict(k).items() if v is not None}
+                         for name, k in knobs.families.items()}}
     if knobs.profile != Profile():
         data["profile"] = {k: v for k, v in dataclasses.asdict(knobs.profile).items() if v}
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -51,16 +51,22 @@ class Family:
     # warp-specialized kernel's consumer warpgroups: one's softmax beside the other's matmuls);
     # None: the implementation's fitted exp_overlap
     exp_overlap: ClassVar[float | None] = None
+    # its key-tile step has a cost of its own, fitted as the family's tile_overhead_cycles (the
+    # hand-off between a producer and consumer warpgroups), not the implementation's shared one
+    own_tile_overhead: ClassVar[bool] = False
 
     def claims(self, spec: "KernelSpec") -> bool:
         return False
 
     def default_knobs(self, hw: "Hardware") -> "FamilyKnobs":
         """Physically motivated starting points: a kernel's share of the ceilings, and one core
-        streaming twice its fair share of HBM (a lone core is not starved by its neighbours)."""
-        from attn_dse.calibration.knobs import FamilyKnobs
+        streaming twice its fair share of HBM (a lone core is not starved by its neighbours); a
+        family with a tile step of its own starts from the shared knob's default."""
+        from attn_dse.calibration.knobs import FamilyKnobs, Knobs
         hbm = hw.achievable.hbm_bytes_per_s or hw.hbm.bytes_per_s
-        return FamilyKnobs(self.compute_efficiency, self.memory_efficiency, 2.0 * hbm / hw.cores)
+        shared = Knobs.__dataclass_fields__["tile_overhead_cycles"].default  # the shared knob's default
+        step = shared if self.own_tile_overhead else None
+        return FamilyKnobs(self.compute_efficiency, self.memory_efficiency, 2.0 * hbm / hw.cores, step)
 
     def estimate(self, spec: "KernelSpec", hw: "Hardware", c: "Ceilings", knobs: "Knobs",
                  fixed: dict | None = None) -> KernelEstimate:

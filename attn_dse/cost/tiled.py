@@ -78,7 +78,8 @@ def finish(hw: Hardware, c: Ceilings, knobs: Knobs, fam: FamilyKnobs, flops, exp
     # each per-core term is per_core x (its work at one core's rate): the work depends on few
     # mapping axes (the tiles, not the splits), so it is computed at their size and scaled once
     # (a positive scale commutes exactly with max and min)
-    mm = flops * (hw.cores / (c.matmul_flop_per_s * eff_c)) + iterations * (knobs.tile_overhead_cycles / hw.clock_hz)
+    step = knobs.tile_overhead_cycles if fam.tile_overhead_cycles is None else fam.tile_overhead_cycles
+    mm = flops * (hw.cores / (c.matmul_flop_per_s * eff_c)) + iterations * (step / hw.clock_hz)
     sfu = exps * (hw.cores / c.exp_per_s)
     vec = vector_flops * (hw.cores / c.vector_flop_per_s)
     exp = sfu + vec

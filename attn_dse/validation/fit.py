@@ -14,6 +14,7 @@ import numpy as np
 
 from attn_dse.calibration import knobs as store
 from attn_dse.calibration.knobs import Knobs
+from attn_dse.cost.family import get_family
 from attn_dse.cost.knobs import default_knobs, knobs_for
 from attn_dse.errors import AttnDseError
 from attn_dse.hardware.spec import Hardware
@@ -28,6 +29,7 @@ def parameters(families: tuple[str, ...]) -> list[tuple[str, float, float, bool]
     return ([(f"compute_efficiency.{f}", 0.05, 1.0, False) for f in families]
             + [(f"memory_efficiency.{f}", 0.05, 1.0, False) for f in families]
             + [(f"core_bytes_per_s.{f}", 5e9, 1e12, True) for f in families]
+            + [(f"tile_overhead_cycles.{f}", 0.0, 5000.0, False) for f in families if get_family(f).own_tile_overhead]
             + [("tile_overhead_cycles", 0.0, 5000.0, False), ("launch_overhead_s", 1e-6, 1e-4, True),
                ("exp_overlap", 0.0, 1.0, False), ("l2_reuse", 0.9, 1.0, False), ("wave_latency_s", 1e-8, 2e-5, True)])
 

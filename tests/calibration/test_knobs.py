@@ -97,3 +97,38 @@ def test_a_knob_file_written_during_the_process_is_read_by_the_next_lookup(tmp_p
     monkeypatch.setattr(store, "RECHECK_S", 0.0)
     assert knobs_for(hw).family("prefill").compute_efficiency == 0.25
     assert "triton" in store.implementations_stored()
+
+
+def test_a_familys_own_tile_step_round_trips_and_only_where_it_has_one(tmp_path):
+    """prefill_ws has a tile step of its own (its producer/consumer hand-off): the fit varies it,
+    the file stores it, and the other families keep the shared knob (no key of theirs)."""
+    import yaml
+    hw = load_hardware("h200")
+    k = knobs_for(hw)
+    flat = k.flat()
+    own = [key for key in flat if key.startswith("tile_overhead_cycles.")]
+    assert own == ["tile_overhead_cycles.prefill_ws"]
+    assert "tile_overhead_cycles.prefill_ws" in {n for n, *_ in parameters(("prefill", "prefill_ws"))}
+    assert "tile_overhead_cycles.prefill" not in {n for n, *_ in parameters(("prefill", "prefill_ws"))}
+    mine = k.with_values({"tile_overhead_cycles.prefill_ws": 123.0})
+    path = store.write(tmp_path / "h200" / "triton.yaml", mine, "h200", "test")
+    raw = yaml.safe_load(path.read_text())
+    assert raw["families"]["prefill_ws"]["tile_overhead_cycles"] == 123.0
+    assert all("tile_overhead_cycles" not in v for n, v in raw["families"].items() if n != "prefill_ws")
+    again = store.merge(default_knobs(hw), store.strict_yaml.read(path), str(path))
+    assert again.family("prefill_ws").tile_overhead_cycles == 123.0 and again.family("prefill").tile_overhead_cycles is None
+
+
+def test_the_tile_step_a_family_has_replaces_the_shared_one():
+    from attn_dse.cost import tiled
+    from attn_dse.cost.roofline import ceilings
+    hw = load_hardware("h200")
+    c = ceilings(hw, "bf16", True)
+    k = knobs_for(hw).with_values({"tile_overhead_cycles": 10.0, "tile_overhead_cycles.prefill_ws": 1000.0})
+
+    def t_mm(family, iterations):
+        return tiled.finish(hw, c, k, k.family(family), 0.0, 0.0, 1.0, 1.0, 0.0, hw.cores, iterations, 0.0, True,
+                            2)["t_mm"]
+    # one step on each core (`iterations` counts them over all cores): one step's cycles at the clock
+    assert t_mm("prefill_ws", hw.cores) == pytest.approx(1000.0 / hw.clock_hz)
+    assert t_mm("prefill", hw.cores) == pytest.approx(10.0 / hw.clock_hz)

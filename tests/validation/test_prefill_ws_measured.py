@@ -67,9 +67,12 @@ def test_the_warp_specialized_kernel_is_faster_in_the_same_run():
 
 
 def test_held_out_rows():
-    """Fitted on 3/4 of the rows (only prefill_ws's knobs), every 4th held out: 5.7% for the
-    warp-specialized rows; the one-warpgroup rows (fitted on the 2026-11-22 H100 run, none of
-    these) 6.2%."""
+    """Fitted on 3/4 of the rows (only prefill_ws's knobs, its own tile step among them), every
+    4th held out: 5.0% for the warp-specialized rows (7.0% in all, worst 14%, with the shared
+    tile step); the one-warpgroup rows (fitted on the 2026-11-22 H100 run, none of these) 6.2%.
+    d 256's 32-key tiles take 4x the steps per score of d 128's 128: with a step of its own the
+    family meets both head dims (every row within 10%; with the shared step d 128 ran 7-14%
+    over, d 256 5-14% under)."""
     rows = load_measurements(CSV)
     c = compare(H200, rows, "triton")
     held = held_out_mask(len(rows))
@@ -77,4 +80,4 @@ def test_held_out_rows():
     assert ws.sum() >= 5 and tiles.sum() >= 5
     assert c.errors[ws].mean() <= 0.08
     assert c.errors[tiles].mean() <= 0.08
-    assert np.all(c.errors[c.families == "prefill_ws"] < 0.2)
+    assert np.all(c.errors[c.families == "prefill_ws"] < 0.1)

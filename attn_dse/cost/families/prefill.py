@@ -139,13 +139,16 @@ class PrefillWs(Prefill):
     """Our warp-specialized prefill (gpu/prefill.py `_prefill_ws`): a TMA producer warpgroup and
     two consumer warpgroups of block_m / 2 rows, so one consumer's softmax runs beside the other's
     matmuls: its exps are hidden by construction (`exp_overlap` 1), where the implementation's
-    fitted overlap (our one-warpgroup kernels) stays near 0. Its tiles are the kernel's configs
+    fitted overlap (our one-warpgroup kernels) stays near 0. Each key-tile step hands a K and a V
+    buffer from the producer to both consumers and back through barriers: a cost per step of its
+    own (`own_tile_overhead`), which a 32-key tile (d 256) pays 4x per score. Its tiles are the kernel's configs
     (128 x 128 at d 128, 128 x 32 at d 256; block_m 128 or 256). A row's kernel pins it; it claims
     no shape (the prefill family's unpinned predictions are those of its own kernel)."""
 
     name = "prefill_ws"
     order = 91
     exp_overlap = 1.0
+    own_tile_overhead = True
     gpu_tiles = ((128, 32), (128, 64), (128, 128), (256, 64))
 
     def claims(self, spec):

@@ -32,6 +32,7 @@ FAMILY_FIELDS = ("compute_efficiency", "memory_efficiency", "core_bytes_per_s")
 OWN_FIELDS = ("tile_overhead_cycles",)  # a family's own value of a shared knob, where its kernel has one
 SHARED_FIELDS = ("l2_reuse", "exp_overlap", "tile_overhead_cycles", "wave_latency_s", "launch_overhead_s")
 PROFILE_FIELDS = ("decode_block_m", "split_block_m", "split_below_ctas_per_core")
+TILE_STEP_CYCLES = 200.0  # a key-tile step's cost before any fit: the shared knob's, and a family's own
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +72,7 @@ class Knobs:
     families: Mapping[str, FamilyKnobs] = field(default_factory=dict)
     l2_reuse: float = 0.9
     exp_overlap: float = 0.5
-    tile_overhead_cycles: float = 200.0
+    tile_overhead_cycles: float = TILE_STEP_CYCLES
     wave_latency_s: float = 1e-6
     launch_overhead_s: float = 4e-6
     implementation: str = "triton"

@@ -62,11 +62,10 @@ class Family:
         """Physically motivated starting points: a kernel's share of the ceilings, and one core
         streaming twice its fair share of HBM (a lone core is not starved by its neighbours); a
         family with a tile step of its own starts from the shared knob's default."""
-        from attn_dse.calibration.knobs import FamilyKnobs, Knobs
+        from attn_dse.calibration.knobs import TILE_STEP_CYCLES, FamilyKnobs
         hbm = hw.achievable.hbm_bytes_per_s or hw.hbm.bytes_per_s
-        shared = Knobs.__dataclass_fields__["tile_overhead_cycles"].default  # the shared knob's default
-        step = shared if self.own_tile_overhead else None
-        return FamilyKnobs(self.compute_efficiency, self.memory_efficiency, 2.0 * hbm / hw.cores, step)
+        return FamilyKnobs(self.compute_efficiency, self.memory_efficiency, 2.0 * hbm / hw.cores,
+                           TILE_STEP_CYCLES if self.own_tile_overhead else None)
 
     def estimate(self, spec: "KernelSpec", hw: "Hardware", c: "Ceilings", knobs: "Knobs",
                  fixed: dict | None = None) -> KernelEstimate:

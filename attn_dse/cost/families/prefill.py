@@ -19,8 +19,8 @@ TPU_TILES = ((128, 128), (256, 256), (256, 512), (512, 512), (512, 1024), (1024,
 
 def search(spec, hw, c, knobs, family: str, fixed=None, backward: bool = False):
     """The fastest (Br, Bc) tile and pipeline depth per point: the axes are the index into the
-    tile list (the family's, on a GPU) and the stages; pinned block_m/block_n keep the tiles
-    that have them."""
+    tile list (on a GPU the family's `gpu_tiles`, else GPU_TILES) and the stages; pinned
+    block_m/block_n keep the tiles that have them."""
     kernel = get_family(family)
     tiles = np.array(getattr(kernel, "gpu_tiles", GPU_TILES) if hw.kind == "gpu" else TPU_TILES, dtype=np.float64)
     fixed = dict(fixed or {})
@@ -94,7 +94,6 @@ class Prefill(Family):
     name = "prefill"
     order = 90
     compute_efficiency, memory_efficiency = 0.75, 0.9
-    gpu_tiles = GPU_TILES
 
     def claims(self, spec):
         return spec.phase != "decode"
@@ -141,9 +140,9 @@ class PrefillWs(Prefill):
     matmuls: its exps are hidden by construction (`exp_overlap` 1), where the implementation's
     fitted overlap (our one-warpgroup kernels) stays near 0. Each key-tile step hands a K and a V
     buffer from the producer to both consumers and back through barriers: a cost per step of its
-    own (`own_tile_overhead`), which a 32-key tile (d 256) pays 4x per score. Its tiles are the kernel's configs
-    (128 x 128 at d 128, 128 x 32 at d 256; block_m 128 or 256). A row's kernel pins it; it claims
-    no shape (the prefill family's unpinned predictions are those of its own kernel)."""
+    own (`own_tile_overhead`), which a 32-key tile (d 256) pays 4x per score. Its tiles are the
+    kernel's configs (128 x 128 at d 128, 128 x 32 at d 256; block_m 128 or 256). A row's kernel
+    pins it; it claims no shape (the prefill family's unpinned predictions are its own kernel's)."""
 
     name = "prefill_ws"
     order = 91

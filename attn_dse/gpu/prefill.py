@@ -5,8 +5,8 @@ non-causal, sliding window with the tiles outside the window skipped, head dims 
 bf16 and fp16. Off-diagonal tiles run without masks; only diagonal/edge tiles pay for them.
 Layout: q [B, S, Hq, D], k/v [B, S, Hkv, D] (any strides on B and S, contiguous D).
 
-Two kernels. `_prefill_fwd` takes every case. `_prefill_ws` (head dims 128 and 256, contiguous
-tensors, no window) is warp-specialized by Triton's Hopper pass (`tl.range(warp_specialize=True)`
+Two kernels. `_prefill_fwd` takes every case. `_prefill_ws` (Hopper, head dims 128 and 256,
+contiguous tensors, no window: `ws_refusal`) is warp-specialized by Triton's Hopper pass (`tl.range(warp_specialize=True)`
 at 4 warps): a producer warpgroup issues the TMA loads of Q, K and V, and two consumer
 warpgroups of BLOCK_M / 2 rows each run QK^T, softmax and PV, so one's softmax runs while the
 other's matmuls do. The pass takes a single loop (a second loop, a peeled diagonal tile or a
@@ -175,10 +175,17 @@ def _scratch_allocator() -> None:
         triton.set_allocator(lambda size, align, stream: torch.empty(size, dtype=torch.int8, device="cuda"))
 
 
-def ws_eligible(q, k, v, window, out=None) -> bool:
-    """What _prefill_ws takes: contiguous tensors (TMA's 2-D views), a WS_CONFIG head dim, no window."""
-    return (window is None and q.shape[-1] in WS_CONFIG
-            and all(t.is_contiguous() for t in (q, k, v) + (() if out is None else (out,))))
+def ws_refusal(q, k, v, window, out=None) -> str | None:
+    """Why _prefill_ws cannot take these inputs (None: it can): it needs a Hopper GPU (the
+    warp-specialization pass and TMA; Triton's interpreter on the CPU runs it too), contiguous
+    tensors (TMA's 2-D views), a WS_CONFIG head dim and no window."""
+    if q.is_cuda and torch.cuda.get_device_capability(q.device)[0] != 9:
+        return "the warp-specialized prefill is built for Hopper (sm_90) only"
+    if window is not None or q.shape[-1] not in WS_CONFIG:
+        return f"the warp-specialized prefill takes head dims {sorted(WS_CONFIG)} without a window"
+    if not all(t.is_contiguous() for t in (q, k, v) + (() if out is None else (out,))):
+        return "the warp-specialized prefill takes contiguous q, k, v and out"
+    return None
 
 
 def prefill(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = True, window: int | None = None,
@@ -196,8 +203,10 @@ def prefill(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = Tr
     if lse is not None:
         assert lse.shape == (B, Hq, Sq) and lse.dtype == torch.float32 and lse.is_contiguous()
     o = torch.empty_like(q) if out is None else out
-    if kernel == "ws" or (kernel == "auto" and config is None and ws_eligible(q, k, v, window, out)):
-        assert ws_eligible(q, k, v, window, o), "the warp-specialized kernel takes contiguous d 128/256, no window"
+    refusal = ws_refusal(q, k, v, window, out) if kernel != "tiles" else "tiles asked for"
+    if kernel == "ws" and refusal:
+        raise ValueError(refusal)
+    if kernel == "ws" or (kernel == "auto" and config is None and refusal is None):
         block_m, block_n, warps, stages = config or WS_CONFIG[D]
         _scratch_allocator()
         _prefill_ws[(triton.cdiv(Sq, block_m), B * Hq)](
@@ -261,7 +270,7 @@ def check(rec: Recorder, g: torch.Generator) -> None:
         q, k, v = rnd(B, Sq, Hq, D, dtype=dtype), rnd(B, Sk, Hkv, D, dtype=dtype), rnd(B, Sk, Hkv, D, dtype=dtype)
         ref = attention_ref(q, k, v, causal, window)
         lse = {}
-        for kernel in ("tiles", "ws") if ws_eligible(q, k, v, window) else ("tiles",):
+        for kernel in ("tiles", "ws") if ws_refusal(q, k, v, window) is None else ("tiles",):
             out = torch.full_like(q, float("nan"))
             lse[kernel] = torch.full((B, Hq, Sq), float("nan"), device=q.device)
             prefill(q, k, v, causal, window, out=out, lse=lse[kernel], kernel=kernel)

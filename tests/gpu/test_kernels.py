@@ -198,3 +198,18 @@ def test_recorded_flops_are_the_models_exact_count():
     assert model_flops(row) == 4 * 2 * 8 * (1000 * 1001 / 2) * 128
     row = dict(row, family="decode", seq=1, context=4096, causal=True, n_split=8)
     assert model_flops(row) == 4 * 2 * 8 * 4097 * 128
+
+
+def test_prefill_warp_specialized_refuses_what_it_cannot_take():
+    """Asked for by name, the warp-specialized kernel says why it cannot run; "auto" falls back."""
+    q, k, v = rnd(1, 40, 2, 64), rnd(1, 40, 2, 64), rnd(1, 40, 2, 64)
+    with pytest.raises(ValueError, match="head dims"):
+        prefill(q, k, v, True, kernel="ws")
+    q, k, v = rnd(1, 40, 2, 128), rnd(1, 40, 2, 128), rnd(1, 40, 2, 128)
+    with pytest.raises(ValueError, match="without a window"):
+        prefill(q, k, v, True, window=8, kernel="ws")
+    with pytest.raises(ValueError, match="contiguous"):
+        prefill(q.transpose(1, 2).contiguous().transpose(1, 2), k, v, True, kernel="ws")
+    out = torch.full_like(q, float("nan"))
+    prefill(q, k, v, True, window=8, out=out, config=(16, 16, 4, 1))  # auto with a window: the other kernel
+    assert err(out, attention_ref(q, k, v, True, 8)) < BOUND

@@ -22,7 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
-from attn_dse.gpu.softmax import finish, online_softmax_step, start_state
+from attn_dse.gpu.softmax import finish, online_softmax_step, softmax_rescale, start_state
 
 from attn_dse.gpu.harness import BF16_BOUND, Recorder, rel_err, rnd, timed
 from attn_dse.gpu.reference import attention_ref
@@ -110,21 +110,17 @@ def _ws_tile(acc, l_i, m_i, q, k_desc, v_desc, row, col, start_n, last_key, qk_s
     if MASK:
         offs_n = start_n + tl.arange(0, BLOCK_N)
         qk = tl.where(offs_n[None, :] <= last_key[:, None], qk, float("-inf"))
-    m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
-    p = tl.math.exp2(qk * qk_scale - m_new[:, None])  # the scale and the max in one FMA
-    alpha = tl.math.exp2(m_i - m_new)
-    l_i = l_i * alpha + tl.sum(p, 1)
-    acc = acc * alpha[:, None]
+    p, acc, l_i, m_i = softmax_rescale(acc, l_i, m_i, qk, qk_scale)
     v = v_desc.load([row + start_n, col])
-    return tl.dot(p.to(v.dtype), v, acc), l_i, m_new
+    return tl.dot(p.to(v.dtype), v, acc), l_i, m_i
 
 
 @triton.jit
 def _prefill_ws(Q, K, V, O, LSE, B, n_heads, group, n_kv, seq_q, seq_k, sm_scale,
                 HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr,
                 EVEN_N: tl.constexpr, EVEN_M: tl.constexpr, STORE_LSE: tl.constexpr):
-    """q/o viewed as [B * Sq, Hq * D], k/v as [B * Sk, Hkv * D]. Every row sees key 0, so no
-    row's max stays at -inf (no guard as in online_softmax_step)."""
+    """q/o viewed as [B * Sq, Hq * D], k/v as [B * Sk, Hkv * D]. Every row sees key 0 in its
+    first tile, which softmax_rescale needs."""
     pid_m = tl.num_programs(0) - 1 - tl.program_id(0)  # causal: the longest rows first
     bh = tl.program_id(1)
     b = bh // n_heads
@@ -203,7 +199,7 @@ def prefill(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = Tr
     if lse is not None:
         assert lse.shape == (B, Hq, Sq) and lse.dtype == torch.float32 and lse.is_contiguous()
     o = torch.empty_like(q) if out is None else out
-    refusal = ws_refusal(q, k, v, window, out) if kernel != "tiles" else "tiles asked for"
+    refusal = None if kernel == "tiles" else ws_refusal(q, k, v, window, out)
     if kernel == "ws" and refusal:
         raise ValueError(refusal)
     if kernel == "ws" or (kernel == "auto" and config is None and refusal is None):

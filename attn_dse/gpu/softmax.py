@@ -24,6 +24,17 @@ def online_softmax_step(acc, l_i, m_i, qk, v):
 
 
 @triton.jit
+def softmax_rescale(acc, l_i, m_i, qk, qk_scale):
+    """The first half of online_softmax_step for raw scores qk (masked with -inf), the scale
+    folded into the exp's FMA: (P, acc rescaled, l, m); the caller adds P V to acc. For kernels
+    where every row sees a key in its first tile (no max stays at -inf)."""
+    m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
+    p = tl.math.exp2(qk * qk_scale - m_new[:, None])
+    alpha = tl.math.exp2(m_i - m_new)
+    return p, acc * alpha[:, None], l_i * alpha + tl.sum(p, 1), m_new
+
+
+@triton.jit
 def finish(acc, l_i, m_i):
     """Normalized output and its log2-sum-exp (-inf for rows that saw no key)."""
     seen = l_i > 0

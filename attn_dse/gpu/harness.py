@@ -82,7 +82,7 @@ def timed(fn, replays: int = 15) -> tuple[float, float, float]:
     return float(p50), float(p20), float(p80)
 
 
-def sm90_build(src, num_warps: int, num_stages: int = 3) -> dict:
+def sm90_build(src, num_warps: int, num_stages: int = 3, maxnreg: int | None = None) -> dict:
     """Compile a Triton or Gluon source for sm_90 without a GPU (Triton's bundled ptxas and
     cuobjdump; run with TRITON_INTERPRET unset): its SASS, the registers and stack bytes a
     thread, and the shared memory it asks for."""
@@ -91,7 +91,8 @@ def sm90_build(src, num_warps: int, num_stages: int = 3) -> dict:
 
     from triton.backends.compiler import GPUTarget
     compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32),
-                              options={"num_warps": num_warps, "num_stages": num_stages})
+                              options={"num_warps": num_warps, "num_stages": num_stages,
+                                       **({"maxnreg": maxnreg} if maxnreg else {})})
     tool = Path(triton.__file__).parent / "backends/nvidia/bin/cuobjdump"
     with tempfile.TemporaryDirectory() as tmp:
         cubin = Path(tmp) / "k.cubin"

@@ -1,0 +1,259 @@
+"""Prefill attention forward for Hopper in Gluon, warp-specialized by hand (FlashAttention-3's
+structure): one producer warp issues the TMA loads, two consumer warpgroups of 64 query rows
+each run the matmuls and the softmax, and each consumer overlaps its own softmax with its
+matmuls (the intra-warpgroup overlap Triton's automatic pass could not build, prefill.py).
+
+Per key tile j, a consumer warpgroup:
+    issue S_j = Q K_j^T          (async wgmma, both operands in shared memory)
+    issue O  += P_{j-1} V_{j-1}  (async wgmma, P from registers)
+    wait for S_j (P V still running), release K_j; softmax of S_j -> P_j, alpha_j, l
+    wait for P V, release V_{j-1}; O *= alpha_j
+so the tensor cores have work queued while the softmax's exps run. Ping-pong between the two
+consumers (one's matmuls while the other's softmax) is left to the warp schedulers.
+
+Layout as prefill.py: q [B, Sq, Hq, D], k/v [B, Sk, Hkv, D], contiguous, queries the last Sq
+positions; bf16 or fp16; head dim 128. The loads and stores view them as 2-D [B * S, H * D]
+(TMA); rows past a batch's end belong to the next batch: keys there are masked (each row's last
+visible key), query rows there are not stored.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import triton
+from triton.experimental import gluon
+from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.language.nvidia.hopper import mbarrier, tma, warpgroup_mma, warpgroup_mma_wait
+from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+
+# Gluon is experimental and renames things: Triton 3.6 (the device image) has only the old name
+_tma_load = tma.async_load if hasattr(tma, "async_load") else tma.async_copy_global_to_shared
+
+ROWS = 64  # one consumer warpgroup's query rows (one wgmma M)
+CONFIG = {"block_m": 2 * ROWS, "block_n": 128, "stages": 2, "num_warps": 4, "maxnreg": 168, "pingpong": False}
+# registers: 9 warps (the default partition: consumer 0; consumer 1; the producer warp) launch
+# with 168 a thread; the producer drops to 24, consumer 1 takes 240, consumer 0 what is left
+CONSUMER_REGS = gl.constexpr(240)
+
+
+@gluon.jit
+def _produce(q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, bars, q_row, q_col, kv_row, kv_col, n_tiles):
+    """The producer warp: both consumers' queries, then each key tile's K and V into the ring."""
+    q_bar, k_ready, k_empty, v_ready, v_empty, turn = bars
+    STAGES: gl.constexpr = k_smem.type.shape[0]
+    ROWS_: gl.constexpr = q_desc.block_type.shape[0]
+    BLOCK_N: gl.constexpr = k_desc.block_type.shape[0]
+    mbarrier.expect(q_bar, 2 * q_desc.block_type.nbytes)
+    _tma_load(q_desc, [q_row, q_col], q_bar, q_smem.index(0))
+    _tma_load(q_desc, [q_row + ROWS_, q_col], q_bar, q_smem.index(1))
+    for j in range(n_tiles):
+        st = j % STAGES
+        phase = (j // STAGES) & 1
+        mbarrier.wait(k_empty.index(st), phase ^ 1)  # a fresh barrier passes phase 1
+        mbarrier.expect(k_ready.index(st), k_desc.block_type.nbytes)
+        _tma_load(k_desc, [kv_row + j * BLOCK_N, kv_col], k_ready.index(st), k_smem.index(st))
+        mbarrier.wait(v_empty.index(st), phase ^ 1)
+        mbarrier.expect(v_ready.index(st), v_desc.block_type.nbytes)
+        _tma_load(v_desc, [kv_row + j * BLOCK_N, kv_col], v_ready.index(st), v_smem.index(st))
+
+
+@gluon.jit
+def _scores(s, last_key, start_n, BLOCK_N: gl.constexpr, s_layout: gl.constexpr):
+    """Scores of keys past each row's last visible key (start_n: the tile's first) to -inf."""
+    cols = gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, s_layout))
+    return gl.where(cols[None, :] <= (last_key - start_n)[:, None], s, float("-inf"))
+
+
+@gluon.jit
+def _consume(O, LSE, q_smem, k_smem, v_smem, bars, half: gl.constexpr, seq_q, seq_k, q_row0, first_m, n_tiles, o_row_stride, o_col,
+             lse_base, qk_scale, CAUSAL: gl.constexpr, STORE_LSE: gl.constexpr, PINGPONG: gl.constexpr):
+    """One consumer warpgroup: query rows first_m + half * 64 ... + 63 of the block. Tiles from
+    n_full on hold keys some of its rows must not see (past the row's position, causal, or
+    past the sequence): they are masked by each row's last visible key."""
+    q_bar, k_ready, k_empty, v_ready, v_empty, turn = bars
+    STAGES: gl.constexpr = k_smem.type.shape[0]
+    BLOCK_N: gl.constexpr = k_smem.type.shape[1]
+    D: gl.constexpr = k_smem.type.shape[2]
+    ROWS_: gl.constexpr = q_smem.type.shape[1]
+    dtype: gl.constexpr = k_smem.dtype
+    s_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
+                                                       instr_shape=[16, BLOCK_N, 16])
+    o_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, D, 16])
+    p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
+    rows_s: gl.constexpr = gl.SliceLayout(1, s_layout)
+    rows_o: gl.constexpr = gl.SliceLayout(1, o_layout)
+
+    q = q_smem.index(half)
+    first = first_m + half * ROWS_
+    rows = first + gl.arange(0, ROWS_, layout=rows_s)
+    past = seq_k - seq_q  # queries are the last seq_q positions
+    if CAUSAL:
+        last_key = gl.minimum(rows + past, seq_k - 1)
+        n_full = gl.minimum(first + past + 1, seq_k) // BLOCK_N
+    else:
+        last_key = gl.full([ROWS_], seq_k - 1, gl.int32, layout=rows_s)
+        n_full = seq_k // BLOCK_N
+    zero_s = gl.zeros([ROWS_, BLOCK_N], gl.float32, layout=s_layout)
+    acc = gl.zeros([ROWS_, D], gl.float32, layout=o_layout)
+    mbarrier.wait(q_bar, 0)
+
+    # tile 0: every row sees key 0, so no max stays at -inf
+    mbarrier.wait(k_ready.index(0), 0)
+    if PINGPONG:  # consumer 0 issues first (a fresh barrier passes phase 1), then they alternate
+        mbarrier.wait(turn.index(half), half ^ 1)
+    s = warpgroup_mma(q, k_smem.index(0).permute((1, 0)), zero_s, use_acc=False, is_async=True)
+    if PINGPONG:
+        mbarrier.arrive(turn.index(1 - half), count=1)
+    s = warpgroup_mma_wait(0, deps=[s])
+    mbarrier.arrive(k_empty.index(0), count=1)
+    if n_full < 1:
+        s = _scores(s, last_key, 0, BLOCK_N, s_layout)
+    m_i = gl.max(s, axis=1) * qk_scale
+    p = gl.exp2(s * qk_scale - m_i[:, None])
+    l_i = gl.sum(p, axis=1)
+    for j in range(1, n_tiles):
+        st = j % STAGES
+        prev = (j - 1) % STAGES
+        mbarrier.wait(k_ready.index(st), (j // STAGES) & 1)
+        mbarrier.wait(v_ready.index(prev), ((j - 1) // STAGES) & 1)
+        p_op = gl.convert_layout(p.to(dtype), p_layout)
+        if PINGPONG:
+            mbarrier.wait(turn.index(half), (j & 1) ^ half ^ 1)
+        s_tok = warpgroup_mma(q, k_smem.index(st).permute((1, 0)), zero_s, use_acc=False, is_async=True)
+        acc_tok = warpgroup_mma(p_op, v_smem.index(prev), acc, is_async=True)
+        if PINGPONG:
+            mbarrier.arrive(turn.index(1 - half), count=1)
+        s = warpgroup_mma_wait(1, deps=[s_tok])
+        mbarrier.arrive(k_empty.index(st), count=1)
+        if j >= n_full:
+            s = _scores(s, last_key, j * BLOCK_N, BLOCK_N, s_layout)
+        m_new = gl.maximum(m_i, gl.max(s, axis=1) * qk_scale)
+        p = gl.exp2(s * qk_scale - m_new[:, None])
+        alpha = gl.exp2(m_i - m_new)
+        l_i = l_i * alpha + gl.sum(p, axis=1)
+        m_i = m_new
+        acc, p_op = warpgroup_mma_wait(0, deps=[acc_tok, p_op])
+        mbarrier.arrive(v_empty.index(prev), count=1)
+        acc = acc * gl.convert_layout(alpha, rows_o)[:, None]
+    last = (n_tiles - 1) % STAGES
+    mbarrier.wait(v_ready.index(last), ((n_tiles - 1) // STAGES) & 1)
+    acc = warpgroup_mma(gl.convert_layout(p.to(dtype), p_layout), v_smem.index(last), acc)
+    mbarrier.arrive(v_empty.index(last), count=1)
+
+    out = acc / gl.convert_layout(l_i, rows_o)[:, None]
+    rows_out = first_m + half * ROWS_ + gl.arange(0, ROWS_, layout=rows_o)
+    cols = gl.arange(0, D, layout=gl.SliceLayout(0, o_layout))
+    ptrs = O + (q_row0 + rows_out).to(gl.int64)[:, None] * o_row_stride + o_col + cols[None, :]
+    gl.store(ptrs, out.to(dtype), mask=(rows_out < seq_q)[:, None])
+    if STORE_LSE:
+        gl.store(LSE + lse_base + rows, m_i + gl.log2(l_i), mask=rows < seq_q)
+
+
+@gluon.jit
+def _prefill_wgmma(q_desc, k_desc, v_desc, O, LSE, n_heads, group, seq_q, seq_k, qk_scale,
+                   CAUSAL: gl.constexpr, STORE_LSE: gl.constexpr, STAGES: gl.constexpr, PINGPONG: gl.constexpr):
+    """q_desc: [B * Sq, Hq * D] in blocks of [64, D]; k_desc, v_desc: [B * Sk, Hkv * D] in
+    blocks of [BLOCK_N, D]; O as q, LSE [B, Hq, Sq] float32 (log2 domain)."""
+    ROWS_: gl.constexpr = q_desc.block_type.shape[0]
+    D: gl.constexpr = q_desc.block_type.shape[1]
+    BLOCK_N: gl.constexpr = k_desc.block_type.shape[0]
+    dtype: gl.constexpr = q_desc.dtype
+    pid_m = gl.num_programs(0) - 1 - gl.program_id(0)  # causal: the longest rows first
+    bh = gl.program_id(1)
+    b = bh // n_heads
+    h = bh % n_heads
+    first_m = pid_m * 2 * ROWS_
+    hi = seq_k
+    if CAUSAL:
+        hi = gl.minimum(seq_k, first_m + (seq_k - seq_q) + 2 * ROWS_)
+    n_tiles = gl.cdiv(hi, BLOCK_N)
+
+    q_smem = gl.allocate_shared_memory(dtype, [2] + q_desc.block_type.shape, q_desc.layout)
+    k_smem = gl.allocate_shared_memory(dtype, [STAGES] + k_desc.block_type.shape, k_desc.layout)
+    v_smem = gl.allocate_shared_memory(dtype, [STAGES] + v_desc.block_type.shape, v_desc.layout)
+    q_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    k_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    k_empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    v_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    v_empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    turn = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())  # consumer h may issue its matmuls
+    mbarrier.init(q_bar, count=1)
+    mbarrier.init(turn.index(0), count=1)
+    mbarrier.init(turn.index(1), count=1)
+    for i in gl.static_range(STAGES):
+        mbarrier.init(k_ready.index(i), count=1)
+        mbarrier.init(v_ready.index(i), count=1)
+        mbarrier.init(k_empty.index(i), count=2)  # both consumers release each tile
+        mbarrier.init(v_empty.index(i), count=2)
+    bars = (q_bar, k_ready, k_empty, v_ready, v_empty, turn)
+
+    q_row0 = b * seq_q
+    kv_col = (h // group) * D
+    lse_base = bh.to(gl.int64) * seq_q
+    o_row_stride = n_heads * D
+    gl.warp_specialize([
+        (_consume, (O, LSE, q_smem, k_smem, v_smem, bars, 0, seq_q, seq_k, q_row0, first_m, n_tiles, o_row_stride,
+                    h * D, lse_base, qk_scale, CAUSAL, STORE_LSE, PINGPONG)),
+        (_consume, (O, LSE, q_smem, k_smem, v_smem, bars, 1, seq_q, seq_k, q_row0, first_m, n_tiles, o_row_stride,
+                    h * D, lse_base, qk_scale, CAUSAL, STORE_LSE, PINGPONG)),
+        (_produce, (q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, bars, q_row0 + first_m, h * D, b * seq_k, kv_col,
+                    n_tiles)),
+    ], [4, 1], [CONSUMER_REGS, 24])
+
+
+def _smem_layout(block: list, dtype: torch.dtype):
+    return gl.NVMMASharedLayout.get_default_for(block, gl.bfloat16 if dtype == torch.bfloat16 else gl.float16)
+
+
+def refusal(q, k, v, window, out=None) -> str | None:
+    """Why _prefill_wgmma cannot take these inputs (None: it can)."""
+    if not q.is_cuda or torch.cuda.get_device_capability(q.device)[0] != 9:
+        return "the Gluon prefill is built for Hopper (sm_90) only"
+    if window is not None or q.shape[-1] != 128:
+        return "the Gluon prefill takes head dim 128 without a window"
+    if q.dtype not in (torch.bfloat16, torch.float16):
+        return f"the Gluon prefill takes bf16 or fp16, not {q.dtype}"
+    if not all(t.is_contiguous() for t in (q, k, v) + (() if out is None else (out,))):
+        return "the Gluon prefill takes contiguous q, k, v and out"
+    return None
+
+
+def prefill_wgmma(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = True,
+                  out: torch.Tensor | None = None, lse: torch.Tensor | None = None, config: dict | None = None):
+    """Attention forward for q [B, Sq, Hq, 128], k/v [B, Sk, Hkv, 128] (Sq <= Sk, queries last);
+    lse as prefill.prefill's."""
+    why = refusal(q, k, v, None, out)
+    if why:
+        raise ValueError(why)
+    cfg = {**CONFIG, **(config or {})}
+    B, Sq, Hq, D = q.shape
+    Sk, Hkv = k.shape[1], k.shape[2]
+    o = torch.empty_like(q) if out is None else out
+    q_block, kv_block = [cfg["block_m"] // 2, D], [cfg["block_n"], D]
+    q_desc = TensorDescriptor(q, [B * Sq, Hq * D], [Hq * D, 1], q_block, _smem_layout(q_block, q.dtype))
+    k_desc = TensorDescriptor(k, [B * Sk, Hkv * D], [Hkv * D, 1], kv_block, _smem_layout(kv_block, q.dtype))
+    v_desc = TensorDescriptor(v, [B * Sk, Hkv * D], [Hkv * D, 1], kv_block, _smem_layout(kv_block, q.dtype))
+    grid = (triton.cdiv(Sq, cfg["block_m"]), B * Hq)
+    _prefill_wgmma[grid](q_desc, k_desc, v_desc, o, lse, Hq, Hq // Hkv, Sq, Sk, 1.4426950408889634 / math.sqrt(D),
+                         CAUSAL=causal, STORE_LSE=lse is not None, STAGES=cfg["stages"], PINGPONG=cfg["pingpong"], num_warps=cfg["num_warps"],
+                         maxnreg=cfg["maxnreg"])
+    return o
+
+
+def sm90_build(causal: bool = False, config: dict | None = None) -> dict:
+    """The kernel compiled for sm_90 without a GPU (harness.sm90_build)."""
+    from triton.experimental.gluon._runtime import GluonASTSource
+
+    from attn_dse.gpu.harness import sm90_build as build
+    cfg = {**CONFIG, **(config or {})}
+
+    def desc(rows):
+        return f"tensordesc<bf16[{rows},128],{_smem_layout([rows, 128], torch.bfloat16)!r}>"
+
+    sig = {"q_desc": desc(cfg["block_m"] // 2), "k_desc": desc(cfg["block_n"]), "v_desc": desc(cfg["block_n"]),
+           "O": "*bf16", "LSE": "*fp32", "n_heads": "i32", "group": "i32", "seq_q": "i32", "seq_k": "i32",
+           "qk_scale": "fp32", "CAUSAL": "constexpr", "STORE_LSE": "constexpr", "STAGES": "constexpr", "PINGPONG": "constexpr"}
+    src = GluonASTSource(fn=_prefill_wgmma, signature=sig,
+                         constexprs={"CAUSAL": causal, "STORE_LSE": True, "STAGES": cfg["stages"], "PINGPONG": cfg["pingpong"]})
+    return build(src, cfg["num_warps"], maxnreg=cfg["maxnreg"])

@@ -5,7 +5,8 @@ non-causal, sliding window with the tiles outside the window skipped, head dims 
 bf16 and fp16. Off-diagonal tiles run without masks; only diagonal/edge tiles pay for them.
 Layout: q [B, S, Hq, D], k/v [B, S, Hkv, D] (any strides on B and S, contiguous D).
 
-Two kernels. `_prefill_fwd` takes every case. `_prefill_ws` (Hopper, head dims 128 and 256,
+Three kernels. `_prefill_fwd` takes every case. On Hopper at head dim 128 `prefill_gluon`'s
+(FlashAttention-3's structure, written by hand in Gluon) is the fastest and `auto` picks it. `_prefill_ws` (Hopper, head dims 128 and 256,
 contiguous tensors, no window: `ws_refusal`) is warp-specialized by Triton's Hopper pass (`tl.range(warp_specialize=True)`
 at 4 warps): a producer warpgroup issues the TMA loads of Q, K and V, and two consumer
 warpgroups of BLOCK_M / 2 rows each run QK^T, softmax and PV, so one's softmax runs while the
@@ -184,25 +185,46 @@ def ws_refusal(q, k, v, window, out=None) -> str | None:
     return None
 
 
+def _gluon_refusal(q, k, v, window, out) -> str | None:
+    from attn_dse.gpu.prefill_gluon import refusal
+    return refusal(q, k, v, window, out)
+
+
+KERNELS = ("auto", "gluon", "ws", "tiles")
+
+
 def prefill(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = True, window: int | None = None,
             config: tuple | None = None, out: torch.Tensor | None = None,
             lse: torch.Tensor | None = None, kernel: str = "auto") -> torch.Tensor:
     """Attention forward for q [B, Sq, Hq, D], k/v [B, Sk, Hkv, D] (Sq <= Sk, queries last).
     lse: a contiguous float32 [B, Hq, Sq] that receives each row's log2-sum-exp of the scores
-    times scale * log2(e) (the backward's input), when given. kernel: "ws" (the warp-specialized
-    kernel), "tiles" (_prefill_fwd), or "auto": "ws" where it takes the shape and no config is
-    given, else "tiles". config: (BLOCK_M, BLOCK_N, warps, stages) of the chosen kernel."""
+    times scale * log2(e) (the backward's input), when given. kernel: "gluon" (prefill_gluon's),
+    "ws" (the warp-specialized Triton kernel), "tiles" (_prefill_fwd), or "auto": the first of
+    those that takes the shape, "tiles" when a config is given. config: the chosen kernel's
+    ((BLOCK_N, stages, ping-pong) for "gluon", (BLOCK_M, BLOCK_N, warps, stages) for the others).
+    A kernel asked for by name that cannot take the inputs raises ValueError with the reason."""
     B, Sq, Hq, D = q.shape
     Sk, Hkv = k.shape[1], k.shape[2]
-    assert Hq % Hkv == 0 and kernel in ("auto", "ws", "tiles")
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel {kernel!r}: expected one of {', '.join(KERNELS)}")
+    assert Hq % Hkv == 0
     assert q.stride(-1) == 1 and k.stride(-1) == 1 and v.stride(-1) == 1
     if lse is not None:
         assert lse.shape == (B, Hq, Sq) and lse.dtype == torch.float32 and lse.is_contiguous()
     o = torch.empty_like(q) if out is None else out
-    refusal = None if kernel == "tiles" else ws_refusal(q, k, v, window, out)
-    if kernel == "ws" and refusal:
-        raise ValueError(refusal)
-    if kernel == "ws" or (kernel == "auto" and config is None and refusal is None):
+    if kernel == "auto":
+        kernel = "tiles" if config is not None else next(
+            (name for name, why in (("gluon", _gluon_refusal), ("ws", ws_refusal)) if why(q, k, v, window, out) is None),
+            "tiles")
+    if kernel == "gluon":
+        from attn_dse.gpu.prefill_gluon import prefill_wgmma
+        if window is not None:
+            raise ValueError(_gluon_refusal(q, k, v, window, out))
+        return prefill_wgmma(q, k, v, causal, out=o, lse=lse, config=config)
+    if kernel == "ws":
+        refusal = ws_refusal(q, k, v, window, out)
+        if refusal:
+            raise ValueError(refusal)
         block_m, block_n, warps, stages = config or WS_CONFIG[D]
         _scratch_allocator()
         _prefill_ws[(triton.cdiv(Sq, block_m), B * Hq)](
@@ -255,8 +277,8 @@ FAMILY = "prefill"  # the cost model's family these measurements calibrate
 
 def check(rec: Recorder, g: torch.Generator) -> None:
     """Outputs poisoned with NaN, then compared with the float32 reference over ragged shapes,
-    by both kernels where the warp-specialized one takes the shape; its log2-sum-exp (the
-    backward's input) against _prefill_fwd's."""
+    by every kernel that takes the shape; their log2-sum-exp (the backward's input) against
+    _prefill_fwd's."""
     for (B, Sq, Sk, Hq, Hkv, D, causal, window, dtype) in [
             (2, 1000, 1000, 8, 2, 128, True, None, torch.bfloat16), (1, 777, 777, 4, 4, 64, False, None, torch.float16),
             (1, 1500, 1500, 8, 1, 128, True, 300, torch.bfloat16), (3, 515, 515, 16, 4, 64, True, None, torch.bfloat16),
@@ -266,15 +288,17 @@ def check(rec: Recorder, g: torch.Generator) -> None:
         q, k, v = rnd(B, Sq, Hq, D, dtype=dtype), rnd(B, Sk, Hkv, D, dtype=dtype), rnd(B, Sk, Hkv, D, dtype=dtype)
         ref = attention_ref(q, k, v, causal, window)
         lse = {}
-        for kernel in ("tiles", "ws") if ws_refusal(q, k, v, window) is None else ("tiles",):
+        takes = {"tiles": True, "ws": ws_refusal(q, k, v, window) is None,
+                 "gluon": _gluon_refusal(q, k, v, window, None) is None}
+        for kernel in [name for name, ok in takes.items() if ok]:
             out = torch.full_like(q, float("nan"))
             lse[kernel] = torch.full((B, Hq, Sq), float("nan"), device=q.device)
             prefill(q, k, v, causal, window, out=out, lse=lse[kernel], kernel=kernel)
             rec.check(f"prefill {kernel} B{B} Sq{Sq} Sk{Sk} H{Hq}/{Hkv} d{D} causal={causal} win={window} {dtype}",
                       rel_err(out, ref), BF16_BOUND)
-        if "ws" in lse:
-            rec.check(f"prefill ws lse B{B} Sq{Sq} Sk{Sk} d{D} causal={causal} (max abs diff)",
-                      (lse["ws"] - lse["tiles"]).abs().max().item(), 1e-2)
+        for kernel in set(lse) - {"tiles"}:
+            rec.check(f"prefill {kernel} lse B{B} Sq{Sq} Sk{Sk} d{D} causal={causal} (max abs diff)",
+                      (lse[kernel] - lse["tiles"]).abs().max().item(), 1e-2)
 
 
 PREFILL_CONFIGS = [(128, 64, 8, 3), (128, 128, 8, 3), (128, 64, 4, 3), (64, 64, 4, 4), (128, 128, 8, 2),
@@ -302,7 +326,12 @@ def tune_prefill(D=128, S=16384, H=32) -> dict:
 def _record(rec, kernel, config, B, S, Hq, Hkv, D, causal, window, dtype) -> None:
     q, k, v = rnd(B, S, Hq, D, dtype=dtype), rnd(B, S, Hkv, D, dtype=dtype), rnd(B, S, Hkv, D, dtype=dtype)
     med, p20, p80 = timed(lambda: prefill(q, k, v, causal, window, config=config, kernel=kernel))
-    label = str(("ws", *(config or WS_CONFIG[D]))) if kernel == "ws" else str(config or "default")
+    if kernel == "gluon":
+        from attn_dse.gpu.prefill_gluon import CONFIG, ROWS
+        block_n, stages, pingpong = config or CONFIG
+        label = str(("gluon", 2 * ROWS, block_n, stages, int(pingpong)))
+    else:
+        label = str(("ws", *(config or WS_CONFIG[D]))) if kernel == "ws" else str(config or "default")
     rec.add(family="prefill", variant="gqa", phase="prefill", batch=B, seq=S, context=S, n_heads=Hq,
             n_kv_heads=Hkv, head_dim=D, causal=causal, window=window or "", top_k="", block="",
             dtype="bf16" if dtype == torch.bfloat16 else "fp16", config=label, n_split=1,
@@ -323,23 +352,44 @@ def measure_prefill(rec: Recorder, cfg: dict) -> None:
     shapes += [(2, 3000, 32, 8, 128, True, None, torch.bfloat16), (1, 16384, 32, 32, 128, False, None, torch.bfloat16)]
     for B, S, Hq, Hkv, D, causal, window, dtype in shapes:
         _record(rec, "tiles", cfg[causal] if D == 128 else None, B, S, Hq, Hkv, D, causal, window, dtype)
-    ws_shapes = [(max(1, 16384 // S), S, 32, 8, D, causal, torch.bfloat16)
-                 for D in (128, 256) for S in (1024, 4096, 16384) for causal in (False, True)]
-    ws_shapes += [(4, 4096, 32, h, 128, True, torch.bfloat16) for h in (32, 4, 1)]
-    ws_shapes += [(4, 4096, 32, 8, 128, c, torch.float16) for c in (False, True)]
-    ws_shapes += [(2, 3000, 32, 8, 128, True, torch.bfloat16), (1, 16384, 32, 32, 128, False, torch.bfloat16),
-                  (8, 2048, 16, 16, 256, True, torch.bfloat16), (2, 8192, 64, 8, 128, True, torch.bfloat16)]
-    for B, S, Hq, Hkv, D, causal, dtype in ws_shapes:
+    for B, S, Hq, Hkv, D, causal, dtype in ws_shapes():
         _record(rec, "ws", None, B, S, Hq, Hkv, D, causal, None, dtype)
 
 
-def bench(rec: Recorder) -> None:
-    measure_prefill(rec, tune_prefill())
+def ws_shapes(dims=(128, 256)) -> list:
+    """The warp-specialized kernels' grid: (B, S, Hq, Hkv, D, causal, dtype)."""
+    shapes = [(max(1, 16384 // S), S, 32, 8, D, causal, torch.bfloat16)
+              for D in dims for S in (1024, 4096, 16384) for causal in (False, True)]
+    shapes += [(4, 4096, 32, h, 128, True, torch.bfloat16) for h in (32, 4, 1)]
+    shapes += [(4, 4096, 32, 8, 128, c, torch.float16) for c in (False, True)]
+    shapes += [(2, 3000, 32, 8, 128, True, torch.bfloat16), (1, 16384, 32, 32, 128, False, torch.bfloat16),
+               (2, 8192, 64, 8, 128, True, torch.bfloat16)]
+    if 256 in dims:
+        shapes.append((8, 2048, 16, 16, 256, True, torch.bfloat16))
+    return shapes
+
+
+def measure_gluon(rec: Recorder, kernels=("gluon", "ws")) -> None:
+    """prefill_gluon's kernel over the warp-specialized grid at d 128 and a few shapes it was not
+    tuned on (ragged, longer, MQA), the Triton warp-specialized kernel beside it."""
+    shapes = ws_shapes((128,)) + [(1, 8192, 16, 2, 128, False, torch.bfloat16), (3, 5000, 16, 4, 128, True, torch.bfloat16),
+                                  (8, 2048, 32, 1, 128, False, torch.bfloat16), (1, 32768, 32, 8, 128, True, torch.bfloat16)]
+    for B, S, Hq, Hkv, D, causal, dtype in shapes:
+        for kernel in kernels:
+            _record(rec, kernel, None, B, S, Hq, Hkv, D, causal, None, dtype)
+
+
+def bench(rec: Recorder, grid: str = "all") -> None:
+    if grid == "all":
+        measure_prefill(rec, tune_prefill())
+    measure_gluon(rec, ("gluon", ) if grid == "all" else ("gluon", "ws"))
 
 
 def main() -> int:
+    """--grid all: every kernel's grid; --grid gluon: the Gluon kernel's (and the Triton
+    warp-specialized kernel's on the same shapes)."""
     from attn_dse.gpu.harness import check_then_bench
-    return check_then_bench(__doc__, check, bench)
+    return check_then_bench(__doc__, check, lambda rec, grid: bench(rec, grid), {"all": "all", "gluon": "gluon"})
 
 
 if __name__ == "__main__":

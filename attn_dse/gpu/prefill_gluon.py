@@ -30,10 +30,11 @@ from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 # Gluon is experimental and renames things: Triton 3.6 (the device image) has only the old name
 _tma_load = tma.async_load if hasattr(tma, "async_load") else tma.async_copy_global_to_shared
 
-ROWS = 64  # one consumer warpgroup's query rows (one wgmma M)
-CONFIG = {"block_m": 2 * ROWS, "block_n": 128, "stages": 2, "num_warps": 4, "maxnreg": 168, "pingpong": False}
+ROWS = 64  # one consumer warpgroup's query rows (one wgmma M): a program's block is 2 x 64
+CONFIG = (128, 2, False)  # BLOCK_N, stages, ping-pong: fastest causal at 16k (docs/device-logs/h200-prefill-gluon-*)
 # registers: 9 warps (the default partition: consumer 0; consumer 1; the producer warp) launch
 # with 168 a thread; the producer drops to 24, consumer 1 takes 240, consumer 0 what is left
+NUM_WARPS, MAXNREG = 4, 168
 CONSUMER_REGS = gl.constexpr(240)
 
 
@@ -63,6 +64,47 @@ def _scores(s, last_key, start_n, BLOCK_N: gl.constexpr, s_layout: gl.constexpr)
     """Scores of keys past each row's last visible key (start_n: the tile's first) to -inf."""
     cols = gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, s_layout))
     return gl.where(cols[None, :] <= (last_key - start_n)[:, None], s, float("-inf"))
+
+
+@gluon.jit
+def _step(q, k_smem, v_smem, bars, half: gl.constexpr, j, p, m_i, l_i, acc, last_key, qk_scale, MASK: gl.constexpr,
+          PINGPONG: gl.constexpr):
+    """Key tile j of a consumer: S_j = Q K_j^T issued, then O += P_{j-1} V_{j-1} beside it; the
+    softmax of S_j while P V runs; O rescaled once P V is done. Returns (P_j, m, l, O)."""
+    q_bar, k_ready, k_empty, v_ready, v_empty, turn = bars
+    STAGES: gl.constexpr = k_smem.type.shape[0]
+    BLOCK_N: gl.constexpr = k_smem.type.shape[1]
+    D: gl.constexpr = k_smem.type.shape[2]
+    ROWS_: gl.constexpr = q.type.shape[0]
+    dtype: gl.constexpr = k_smem.dtype
+    s_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
+                                                       instr_shape=[16, BLOCK_N, 16])
+    o_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, D, 16])
+    p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
+    st = j % STAGES
+    prev = (j - 1) % STAGES
+    mbarrier.wait(k_ready.index(st), (j // STAGES) & 1)
+    mbarrier.wait(v_ready.index(prev), ((j - 1) // STAGES) & 1)
+    p_op = gl.convert_layout(p.to(dtype), p_layout)
+    if PINGPONG:
+        mbarrier.wait(turn.index(half), (j & 1) ^ half ^ 1)
+    zero_s = gl.zeros([ROWS_, BLOCK_N], gl.float32, layout=s_layout)
+    s_tok = warpgroup_mma(q, k_smem.index(st).permute((1, 0)), zero_s, use_acc=False, is_async=True)
+    acc_tok = warpgroup_mma(p_op, v_smem.index(prev), acc, is_async=True)
+    if PINGPONG:
+        mbarrier.arrive(turn.index(1 - half), count=1)
+    s = warpgroup_mma_wait(1, deps=[s_tok])
+    mbarrier.arrive(k_empty.index(st), count=1)
+    if MASK:
+        s = _scores(s, last_key, j * BLOCK_N, BLOCK_N, s_layout)
+    m_new = gl.maximum(m_i, gl.max(s, axis=1) * qk_scale)
+    p = gl.exp2(s * qk_scale - m_new[:, None])
+    alpha = gl.exp2(m_i - m_new)
+    l_i = l_i * alpha + gl.sum(p, axis=1)
+    acc, p_op = warpgroup_mma_wait(0, deps=[acc_tok, p_op])
+    mbarrier.arrive(v_empty.index(prev), count=1)
+    acc = acc * gl.convert_layout(alpha, gl.SliceLayout(1, o_layout))[:, None]
+    return p, m_new, l_i, acc
 
 
 @gluon.jit
@@ -112,30 +154,11 @@ def _consume(O, LSE, q_smem, k_smem, v_smem, bars, half: gl.constexpr, seq_q, se
     m_i = gl.max(s, axis=1) * qk_scale
     p = gl.exp2(s * qk_scale - m_i[:, None])
     l_i = gl.sum(p, axis=1)
-    for j in range(1, n_tiles):
-        st = j % STAGES
-        prev = (j - 1) % STAGES
-        mbarrier.wait(k_ready.index(st), (j // STAGES) & 1)
-        mbarrier.wait(v_ready.index(prev), ((j - 1) // STAGES) & 1)
-        p_op = gl.convert_layout(p.to(dtype), p_layout)
-        if PINGPONG:
-            mbarrier.wait(turn.index(half), (j & 1) ^ half ^ 1)
-        s_tok = warpgroup_mma(q, k_smem.index(st).permute((1, 0)), zero_s, use_acc=False, is_async=True)
-        acc_tok = warpgroup_mma(p_op, v_smem.index(prev), acc, is_async=True)
-        if PINGPONG:
-            mbarrier.arrive(turn.index(1 - half), count=1)
-        s = warpgroup_mma_wait(1, deps=[s_tok])
-        mbarrier.arrive(k_empty.index(st), count=1)
-        if j >= n_full:
-            s = _scores(s, last_key, j * BLOCK_N, BLOCK_N, s_layout)
-        m_new = gl.maximum(m_i, gl.max(s, axis=1) * qk_scale)
-        p = gl.exp2(s * qk_scale - m_new[:, None])
-        alpha = gl.exp2(m_i - m_new)
-        l_i = l_i * alpha + gl.sum(p, axis=1)
-        m_i = m_new
-        acc, p_op = warpgroup_mma_wait(0, deps=[acc_tok, p_op])
-        mbarrier.arrive(v_empty.index(prev), count=1)
-        acc = acc * gl.convert_layout(alpha, rows_o)[:, None]
+    # the tiles every row sees whole run without mask code, then those that need it
+    for j in range(1, gl.maximum(n_full, 1)):
+        p, m_i, l_i, acc = _step(q, k_smem, v_smem, bars, half, j, p, m_i, l_i, acc, last_key, qk_scale, False, PINGPONG)
+    for j in range(gl.maximum(n_full, 1), n_tiles):
+        p, m_i, l_i, acc = _step(q, k_smem, v_smem, bars, half, j, p, m_i, l_i, acc, last_key, qk_scale, True, PINGPONG)
     last = (n_tiles - 1) % STAGES
     mbarrier.wait(v_ready.index(last), ((n_tiles - 1) // STAGES) & 1)
     acc = warpgroup_mma(gl.convert_layout(p.to(dtype), p_layout), v_smem.index(last), acc)
@@ -207,53 +230,56 @@ def _smem_layout(block: list, dtype: torch.dtype):
 
 
 def refusal(q, k, v, window, out=None) -> str | None:
-    """Why _prefill_wgmma cannot take these inputs (None: it can)."""
-    if not q.is_cuda or torch.cuda.get_device_capability(q.device)[0] != 9:
-        return "the Gluon prefill is built for Hopper (sm_90) only"
+    """Why _prefill_wgmma cannot take these inputs (None: it can): head dim 128, no window, bf16
+    or fp16, contiguous tensors (TMA's 2-D views), on a Hopper GPU (Gluon has no interpreter)."""
     if window is not None or q.shape[-1] != 128:
         return "the Gluon prefill takes head dim 128 without a window"
     if q.dtype not in (torch.bfloat16, torch.float16):
         return f"the Gluon prefill takes bf16 or fp16, not {q.dtype}"
     if not all(t.is_contiguous() for t in (q, k, v) + (() if out is None else (out,))):
         return "the Gluon prefill takes contiguous q, k, v and out"
+    if not q.is_cuda or torch.cuda.get_device_capability(q.device)[0] != 9:
+        return "the Gluon prefill runs on Hopper (sm_90) GPUs only"
     return None
 
 
 def prefill_wgmma(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = True,
-                  out: torch.Tensor | None = None, lse: torch.Tensor | None = None, config: dict | None = None):
+                  out: torch.Tensor | None = None, lse: torch.Tensor | None = None, config: tuple | None = None):
     """Attention forward for q [B, Sq, Hq, 128], k/v [B, Sk, Hkv, 128] (Sq <= Sk, queries last);
-    lse as prefill.prefill's."""
+    lse as prefill.prefill's; config: (BLOCK_N, stages, ping-pong), CONFIG by default."""
     why = refusal(q, k, v, None, out)
     if why:
         raise ValueError(why)
-    cfg = {**CONFIG, **(config or {})}
+    block_n, stages, pingpong = config or CONFIG
     B, Sq, Hq, D = q.shape
     Sk, Hkv = k.shape[1], k.shape[2]
     o = torch.empty_like(q) if out is None else out
-    q_block, kv_block = [cfg["block_m"] // 2, D], [cfg["block_n"], D]
+    q_block, kv_block = [ROWS, D], [block_n, D]
     q_desc = TensorDescriptor(q, [B * Sq, Hq * D], [Hq * D, 1], q_block, _smem_layout(q_block, q.dtype))
     k_desc = TensorDescriptor(k, [B * Sk, Hkv * D], [Hkv * D, 1], kv_block, _smem_layout(kv_block, q.dtype))
     v_desc = TensorDescriptor(v, [B * Sk, Hkv * D], [Hkv * D, 1], kv_block, _smem_layout(kv_block, q.dtype))
-    grid = (triton.cdiv(Sq, cfg["block_m"]), B * Hq)
+    grid = (triton.cdiv(Sq, 2 * ROWS), B * Hq)
     _prefill_wgmma[grid](q_desc, k_desc, v_desc, o, lse, Hq, Hq // Hkv, Sq, Sk, 1.4426950408889634 / math.sqrt(D),
-                         CAUSAL=causal, STORE_LSE=lse is not None, STAGES=cfg["stages"], PINGPONG=cfg["pingpong"], num_warps=cfg["num_warps"],
-                         maxnreg=cfg["maxnreg"])
+                         CAUSAL=causal, STORE_LSE=lse is not None, STAGES=stages, PINGPONG=pingpong,
+                         num_warps=NUM_WARPS, maxnreg=MAXNREG)
     return o
 
 
-def sm90_build(causal: bool = False, config: dict | None = None) -> dict:
-    """The kernel compiled for sm_90 without a GPU (harness.sm90_build)."""
+def sm90_build(causal: bool = False, config: tuple | None = None) -> dict:
+    """The kernel compiled for sm_90 without a GPU (harness.sm90_build): SASS, registers, stack,
+    shared memory. Run with TRITON_INTERPRET unset."""
     from triton.experimental.gluon._runtime import GluonASTSource
 
     from attn_dse.gpu.harness import sm90_build as build
-    cfg = {**CONFIG, **(config or {})}
+    block_n, stages, pingpong = config or CONFIG
 
     def desc(rows):
         return f"tensordesc<bf16[{rows},128],{_smem_layout([rows, 128], torch.bfloat16)!r}>"
 
-    sig = {"q_desc": desc(cfg["block_m"] // 2), "k_desc": desc(cfg["block_n"]), "v_desc": desc(cfg["block_n"]),
+    sig = {"q_desc": desc(ROWS), "k_desc": desc(block_n), "v_desc": desc(block_n),
            "O": "*bf16", "LSE": "*fp32", "n_heads": "i32", "group": "i32", "seq_q": "i32", "seq_k": "i32",
-           "qk_scale": "fp32", "CAUSAL": "constexpr", "STORE_LSE": "constexpr", "STAGES": "constexpr", "PINGPONG": "constexpr"}
+           "qk_scale": "fp32", "CAUSAL": "constexpr", "STORE_LSE": "constexpr", "STAGES": "constexpr",
+           "PINGPONG": "constexpr"}
     src = GluonASTSource(fn=_prefill_wgmma, signature=sig,
-                         constexprs={"CAUSAL": causal, "STORE_LSE": True, "STAGES": cfg["stages"], "PINGPONG": cfg["pingpong"]})
-    return build(src, cfg["num_warps"], maxnreg=cfg["maxnreg"])
+                         constexprs={"CAUSAL": causal, "STORE_LSE": True, "STAGES": stages, "PINGPONG": pingpong})
+    return build(src, NUM_WARPS, maxnreg=MAXNREG)

@@ -108,15 +108,17 @@ class Prefill(Family):
         return search(spec, hw, c, knobs, self.name, fixed, backward=True)
 
     def kernel_of(self, row):
-        """Our bench names the warp-specialized kernel first in a row's config ("ws", ...)."""
+        """Our bench names the warp-specialized kernels first in a row's config: ("ws", ...) for
+        the Triton one, ("gluon", ...) for the Gluon one."""
         cfg = config(row)
-        return PrefillWs.name if cfg and cfg[0] == "ws" else self.name
+        named = {"ws": PrefillWs.name, "gluon": PrefillGluon.name}
+        return named.get(cfg[0], self.name) if cfg else self.name
 
     def workload_for(self, row):
         """A measured prefill (or a training step, forward + backward, where phase is train): GQA,
         or sliding-window GQA where the row has a window. The tiles the kernel ran with, where the
-        record names them ((block_m, block_n, warps, stages), or ("ws", block_m, block_n, warps,
-        stages) with the kernel), are pinned: the model is checked on the mapping that ran."""
+        record names them ((block_m, block_n, warps, stages), ("ws", block_m, block_n, warps,
+        stages) or ("gluon", block_m, block_n, stages, ping-pong) with the kernel), are pinned: the model is checked on the mapping that ran."""
         from attn_dse.workloads import attention
         hq, hkv, d = int(num(row, "n_heads")), int(num(row, "n_kv_heads")), int(num(row, "head_dim"))
         window = num(row, "window")
@@ -124,8 +126,9 @@ class Prefill(Family):
             else attention("gqa", n_heads=hq, n_kv_heads=hkv, head_dim=d)
         cfg = config(row)
         mapping = None
-        if self.kernel_of(row) == PrefillWs.name:
-            mapping = {"block_m": float(cfg[1]), "block_n": float(cfg[2]), "kernel": PrefillWs.name}
+        kernel = self.kernel_of(row)
+        if kernel != self.name:
+            mapping = {"block_m": float(cfg[1]), "block_n": float(cfg[2]), "kernel": kernel}
         elif len(cfg) == 4:
             mapping = {"block_m": float(cfg[0]), "block_n": float(cfg[1])}
         phase = "train" if row.get("phase") == "train" else "prefill"
@@ -155,6 +158,19 @@ class PrefillWs(Prefill):
 
     def kernel_of(self, row):
         return self.name
+
+
+@register_family
+class PrefillGluon(PrefillWs):
+    """Our Gluon prefill (gpu/prefill_gluon.py), FlashAttention-3's structure: a producer warp,
+    two consumer warpgroups of 64 rows, each issuing the next tile's QK^T beside its P V so its
+    own softmax runs under its matmuls too. The mechanisms are prefill_ws's (exps hidden,
+    a tile step of its own); the knobs are its own, fitted on its rows. Head dim 128, 128-row
+    blocks of 64- or 128-key tiles. It claims no shape (pinned by a row's kernel)."""
+
+    name = "prefill_gluon"
+    order = 92
+    gpu_tiles = ((128, 64), (128, 128))
 
 
 @register_family

@@ -79,7 +79,7 @@ class Knobs:
     source: str = "defaults (uncalibrated)"
     fused: bool = True  # False: the implementation runs attention as separate kernels (eager)
     profile: Profile = Profile()
-
+    measured: frozenset = frozenset()  # the families fitted on this implementation's measurements
     def family(self, name: str) -> FamilyKnobs:
         return self.families[name]
 
@@ -211,7 +211,8 @@ RECHECK_S = 0.1  # how stale the listing may be for a file changed behind our ba
 
 def merge(defaults: Knobs, raw: dict, where: str) -> Knobs:
     """Stored values over the defaults; unknown names are refused."""
-    known = {"hardware", "implementation", "source", "fitted_on", "families", "execution", "profile", *SHARED_FIELDS}
+    known = {"hardware", "implementation", "source", "fitted_on", "families", "measured", "execution", "profile",
+             *SHARED_FIELDS}
     for key in raw:
         if key not in known:
             raise AttnDseError(f"{key}: unknown knob", where=where, fix=did_you_mean(str(key), known))
@@ -232,8 +233,14 @@ def merge(defaults: Knobs, raw: dict, where: str) -> Knobs:
     if execution not in ("fused", "unfused"):
         raise AttnDseError(f"execution: {execution!r} is neither fused nor unfused", where=where,
                            fix="fused: one attention kernel; unfused: QK^T, softmax and PV as kernels of their own")
+    measured = raw.get("measured") or []
+    unknown = [f for f in measured if f not in defaults.families] if isinstance(measured, list) else [measured]
+    if unknown:
+        raise AttnDseError(f"measured: {unknown[0]!r} is not a kernel family", where=where,
+                           fix="measured: a list of the families fitted on measurements, e.g. [prefill, decode]")
     knobs = defaults.with_values(values, source=str(raw.get("source", where)))
-    return dataclasses.replace(knobs, fused=execution == "fused", profile=_profile(raw.get("profile") or {}, where))
+    return dataclasses.replace(knobs, fused=execution == "fused", profile=_profile(raw.get("profile") or {}, where),
+                               measured=frozenset(measured))
 
 
 def _profile(raw, where: str) -> Profile:
@@ -263,6 +270,7 @@ def write(path: Path, knobs: Knobs, hardware: str, fitted_on: str) -> Path:
     """Store the knobs through the YAML dumper (SI units, full precision)."""
     data = {"hardware": hardware, "implementation": knobs.implementation, "source": knobs.source,
             "fitted_on": fitted_on, "execution": "fused" if knobs.fused else "unfused",
+            "measured": sorted(knobs.measured),
             **{f: getattr(knobs, f) for f in SHARED_FIELDS},
             "families": {name: {f: v for f, v in dataclasses.asdict(k).items() if v is not None}
                          for name, k in knobs.families.items()}}

@@ -7,6 +7,7 @@ no per-shape factors. Every 4th measurement is held out and reported separately.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from pathlib import Path
 
@@ -95,7 +96,7 @@ def calibrate(hw: Hardware, rows: list[dict], implementation: str = "triton",
     first = min((least_squares(residuals, x0(s), **common) for s in starts), key=lambda r: r.cost)
     fit = least_squares(residuals, first.x, loss="soft_l1", f_scale=0.1, **common)  # ... then robust
     values = from_x(fit.x)
-    calibrated = base.with_values(values)
+    calibrated = dataclasses.replace(base.with_values(values), measured=base.measured | set(only or fams))
     full = compare(hw, rows, calibrated)
     report = {"values": values, "train": full.summary(~test), "held_out": full.summary(test),
               "evaluations": int(fit.nfev + first.nfev), "n_train": int((~test).sum()), "n_test": int(test.sum())}

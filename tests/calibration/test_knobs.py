@@ -67,6 +67,7 @@ def test_a_declared_profile_survives_a_refit_and_the_dumper(tmp_path):
     ("families: {prefil: {compute_efficiency: 0.5}}\n", ["families.prefil: unknown kernel family"]),
     ("families: {prefill: {compute_efficiency: fast}}\n", ["compute_efficiency: 'fast' is not a non-negative number"]),
     ("l2_reuse: 0.9\nl2_reuse: 0.8\n", ["duplicate key 'l2_reuse'", "line 2"]),
+    ("measured: [prefill, prefil_gluon]\n", ["measured: 'prefil_gluon' is not a kernel family"]),
 ])
 def test_bad_knob_files_name_the_file_and_the_knob(tmp_path, monkeypatch, text, words):
     (tmp_path / "h100").mkdir()
@@ -76,6 +77,27 @@ def test_bad_knob_files_name_the_file_and_the_knob(tmp_path, monkeypatch, text, 
         knobs_for(load_hardware("h100"))
     msg = str(info.value)
     assert "triton.yaml" in msg and all(w in msg for w in words), msg
+
+
+def test_the_families_fitted_on_measurements_round_trip_and_grow_with_each_fit(tmp_path, monkeypatch):
+    """`measured` names the families a file's knobs were fitted on (what the prefill family's
+    dispatch asks before timing a kernel with them); written, read back, and a fit of one
+    family adds it to those already there."""
+    from attn_dse.validation import fit
+    from attn_dse.validation.compare import data_dir, load_measurements
+    hw = load_hardware("h200")
+    k = knobs_for(hw)
+    assert {"prefill_gluon", "prefill_ws", "decode_regs"} <= k.measured and "block_sparse" not in k.measured
+    assert knobs_for(load_hardware("h100")).measured == frozenset()
+    path = store.write(tmp_path / "h200" / "triton.yaml", k, "h200", "test")
+    assert store.merge(default_knobs(hw), store.strict_yaml.read(path), str(path)).measured == k.measured
+    import dataclasses
+    store.write(path, dataclasses.replace(k, measured=k.measured - {"prefill_gluon"}), "h200", "test")
+    monkeypatch.setenv("ATTN_DSE_KNOBS", str(tmp_path))
+    assert "prefill_gluon" not in knobs_for(hw).measured
+    rows = load_measurements(data_dir() / "h200-prefill-gluon-measurements.csv")
+    refit, _ = fit.calibrate(hw, rows, "triton", max_evals=5, only=("prefill_gluon",))
+    assert refit.measured == k.measured
 
 
 def test_a_knob_file_written_during_the_process_is_read_by_the_next_lookup(tmp_path, monkeypatch):

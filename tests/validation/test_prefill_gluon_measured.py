@@ -43,3 +43,24 @@ def test_held_out_rows_and_a_run_no_fit_saw():
     assert c.summary()["prefill_gluon"]["worst"] < 0.15
     ws = c.summary()["prefill_ws"]
     assert ws["n"] == 18 and ws["mape"] <= 0.08 and ws["worst"] < 0.15
+
+
+def _prefill_s(hw, head_dim, mapping=None, window=None, seq=16384):
+    from attn_dse.cost.predict import predict
+    from attn_dse.workloads import attention
+    wl = attention("swa", n_heads=32, n_kv_heads=8, head_dim=head_dim, window=window) if window \
+        else attention("gqa", n_heads=32, n_kv_heads=8, head_dim=head_dim)
+    return float(predict(hw, wl, "prefill", 1, seq, causal=True, mapping=mapping).latency_s)
+
+
+def test_unpinned_prefill_is_timed_as_our_dispatch_runs_it():
+    """`prefill(kernel="auto")` runs the Gluon kernel at d 128, the Triton warp-specialized one
+    at d 256, the one-warpgroup kernel with a window or at d 64: unpinned, the model times each
+    shape with that kernel, on the H200 whose knobs were fitted on their rows; the H100's knobs
+    were fitted on none of them, so there the one-warpgroup kernel times every shape."""
+    for d, window, kernel in ((128, None, "prefill_gluon"), (256, None, "prefill_ws"), (64, None, "prefill"),
+                              (128, 2048, "prefill")):
+        assert _prefill_s(H200, d, window=window) == _prefill_s(H200, d, {"kernel": kernel}, window), (d, window)
+    assert _prefill_s(H200, 128, {"kernel": "prefill_gluon"}) < _prefill_s(H200, 128, {"kernel": "prefill_ws"})
+    h100 = load_hardware("h100")
+    assert _prefill_s(h100, 128) == _prefill_s(h100, 128, {"kernel": "prefill"})

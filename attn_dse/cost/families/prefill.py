@@ -99,8 +99,21 @@ class Prefill(Family):
         return spec.phase != "decode"
 
     def estimate(self, spec, hw, c, knobs, fixed=None):
+        """Pinned (a row's kernel): that kernel. Otherwise as our dispatch (`prefill(kernel="auto")`)
+        picks, per point: the Gluon kernel where it takes the shape, else the Triton
+        warp-specialized one, else our one-warpgroup kernel, each warp-specialized kernel only
+        where the implementation's knobs were fitted on its measurements (on this hardware's
+        kind: the kernels are Hopper's) and no tile is pinned."""
         fixed = dict(fixed or {})
-        return search(spec, hw, c, knobs, fixed.pop("kernel", self.name), fixed)
+        kernel = fixed.pop("kernel", None)
+        if kernel is not None or "block_m" in fixed or "block_n" in fixed:
+            return search(spec, hw, c, knobs, kernel or self.name, fixed)
+        best = search(spec, hw, c, knobs, self.name, fixed)
+        for other in (PrefillWs, PrefillGluon):  # the last that takes a point runs it
+            where = other.takes(spec, knobs)
+            if where.any():
+                best = tiled.pick(where, search(spec, hw, c, knobs, other.name, fixed), best)
+        return best
 
     def estimate_backward(self, spec, hw, c, knobs, fixed=None):
         fixed = dict(fixed or {})
@@ -125,12 +138,12 @@ class Prefill(Family):
         wl = attention("swa", n_heads=hq, n_kv_heads=hkv, head_dim=d, window=window) if window \
             else attention("gqa", n_heads=hq, n_kv_heads=hkv, head_dim=d)
         cfg = config(row)
-        mapping = None
         kernel = self.kernel_of(row)
+        mapping = {"kernel": kernel}  # the kernel that ran, never the dispatch's pick
         if kernel != self.name:
-            mapping = {"block_m": float(cfg[1]), "block_n": float(cfg[2]), "kernel": kernel}
+            mapping.update(block_m=float(cfg[1]), block_n=float(cfg[2]))
         elif len(cfg) == 4:
-            mapping = {"block_m": float(cfg[0]), "block_n": float(cfg[1])}
+            mapping.update(block_m=float(cfg[0]), block_n=float(cfg[1]))
         phase = "train" if row.get("phase") == "train" else "prefill"
         return wl, dict(phase=phase, batch=num(row, "batch"), seq=num(row, "seq"),
                         dtype=row.get("dtype") or "bf16", causal=flag(row, "causal"), mapping=mapping)
@@ -145,7 +158,8 @@ class PrefillWs(Prefill):
     buffer from the producer to both consumers and back through barriers: a cost per step of its
     own (`own_tile_overhead`), which a 32-key tile (d 256) pays 4x per score. Its tiles are the
     kernel's configs (128 x 128 at d 128, 128 x 32 at d 256; block_m 128 or 256). A row's kernel
-    pins it; it claims no shape (the prefill family's unpinned predictions are its own kernel's)."""
+    pins it; it claims no shape: the prefill family times the shapes it takes with it where its
+    knobs were fitted (`takes`), as our dispatch runs it."""
 
     name = "prefill_ws"
     order = 91
@@ -153,11 +167,25 @@ class PrefillWs(Prefill):
     own_tile_overhead = True
     gpu_tiles = ((128, 32), (128, 64), (128, 128), (256, 64))
 
+    head_dims = (128, 256)
+
     def claims(self, spec):
         return False
 
     def kernel_of(self, row):
         return self.name
+
+    @classmethod
+    def takes(cls, spec, knobs) -> np.ndarray:
+        """Where our dispatch runs this kernel: its head dims (keys and values alike), no window,
+        16-bit operands, separate K and V; and only if the implementation's knobs were fitted on
+        its measurements (`Knobs.measured`): it runs on the GPU those were taken on (Hopper)."""
+        if cls.name not in knobs.measured:
+            return np.zeros(np.shape(spec.d_qk), bool)
+        d_qk, d_v = np.asarray(spec.d_qk), np.asarray(spec.d_v)
+        return (np.isin(d_qk, cls.head_dims) & (d_qk == d_v) & ~np.isfinite(spec.window)
+                & (np.asarray(spec.bytes_per_element) == 2) & ~np.asarray(spec.kv_shared, bool)
+                & (np.asarray(spec.kv_bytes) == 2))
 
 
 @register_family
@@ -166,11 +194,13 @@ class PrefillGluon(PrefillWs):
     two consumer warpgroups of 64 rows, each issuing the next tile's QK^T beside its P V so its
     own softmax runs under its matmuls too. The mechanisms are prefill_ws's (exps hidden,
     a tile step of its own); the knobs are its own, fitted on its rows. Head dim 128, 128-row
-    blocks of 64- or 128-key tiles. It claims no shape (pinned by a row's kernel)."""
+    blocks of 64- or 128-key tiles. It claims no shape: the prefill family times the shapes it
+    takes with it (`takes`), as our dispatch does."""
 
     name = "prefill_gluon"
     order = 92
     gpu_tiles = ((128, 64), (128, 128))
+    head_dims = (128,)
 
 
 @register_family

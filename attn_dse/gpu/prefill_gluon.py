@@ -76,19 +76,17 @@ def _scores(s, last_key, start_n, BLOCK_N: gl.constexpr, s_layout: gl.constexpr)
 
 
 @gluon.jit
-def _step(q, k_smem, v_smem, bars, half: gl.constexpr, j, p, m_i, l_i, acc, last_key, qk_scale, MASK: gl.constexpr,
-          PINGPONG: gl.constexpr):
+def _step(q, k_smem, v_smem, bars, half: gl.constexpr, j, p, m_i, l_i, acc, zero_s, last_key, qk_scale,
+          MASK: gl.constexpr, PINGPONG: gl.constexpr):
     """Key tile j of a consumer: S_j = Q K_j^T issued, then O += P_{j-1} V_{j-1} beside it; the
-    softmax of S_j while P V runs; O rescaled once P V is done. Returns (P_j, m, l, O)."""
+    softmax of S_j while P V runs; O rescaled once P V is done. Returns (P_j, m, l, O). zero_s:
+    zeros in the scores' layout (acc carries O's)."""
     q_bar, k_ready, k_empty, v_ready, v_empty, turn = bars
     STAGES: gl.constexpr = k_smem.type.shape[0]
     BLOCK_N: gl.constexpr = k_smem.type.shape[1]
-    D: gl.constexpr = k_smem.type.shape[2]
-    ROWS_: gl.constexpr = q.type.shape[0]
     dtype: gl.constexpr = k_smem.dtype
-    s_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
-                                                       instr_shape=[16, BLOCK_N, 16])
-    o_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, D, 16])
+    s_layout: gl.constexpr = zero_s.type.layout
+    o_layout: gl.constexpr = acc.type.layout
     p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
     st = j % STAGES
     prev = (j - 1) % STAGES
@@ -97,7 +95,6 @@ def _step(q, k_smem, v_smem, bars, half: gl.constexpr, j, p, m_i, l_i, acc, last
     p_op = gl.convert_layout(p.to(dtype), p_layout)
     if PINGPONG:
         mbarrier.wait(turn.index(half), (j & 1) ^ half ^ 1)
-    zero_s = gl.zeros([ROWS_, BLOCK_N], gl.float32, layout=s_layout)
     s_tok = warpgroup_mma(q, k_smem.index(st).permute((1, 0)), zero_s, use_acc=False, is_async=True)
     acc_tok = warpgroup_mma(p_op, v_smem.index(prev), acc, is_async=True)
     if PINGPONG:
@@ -166,9 +163,11 @@ def _consume(O, o_desc, LSE, q_smem, k_smem, v_smem, bars, half: gl.constexpr, s
     l_i = gl.sum(p, axis=1)
     # the tiles every row sees whole run without mask code, then those that need it
     for j in range(1, gl.maximum(n_full, 1)):
-        p, m_i, l_i, acc = _step(q, k_smem, v_smem, bars, half, j, p, m_i, l_i, acc, last_key, qk_scale, False, PINGPONG)
+        p, m_i, l_i, acc = _step(q, k_smem, v_smem, bars, half, j, p, m_i, l_i, acc, zero_s, last_key, qk_scale,
+                                 False, PINGPONG)
     for j in range(gl.maximum(n_full, 1), n_tiles):
-        p, m_i, l_i, acc = _step(q, k_smem, v_smem, bars, half, j, p, m_i, l_i, acc, last_key, qk_scale, True, PINGPONG)
+        p, m_i, l_i, acc = _step(q, k_smem, v_smem, bars, half, j, p, m_i, l_i, acc, zero_s, last_key, qk_scale,
+                                 True, PINGPONG)
     last = (n_tiles - 1) % STAGES
     mbarrier.wait(v_ready.index(last), ((n_tiles - 1) // STAGES) & 1)
     acc = warpgroup_mma(gl.convert_layout(p.to(dtype), p_layout), v_smem.index(last), acc)

@@ -80,6 +80,7 @@ class Knobs:
     fused: bool = True  # False: the implementation runs attention as separate kernels (eager)
     profile: Profile = Profile()
     measured: frozenset = frozenset()  # the families fitted on this implementation's measurements
+
     def family(self, name: str) -> FamilyKnobs:
         return self.families[name]
 

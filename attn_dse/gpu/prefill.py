@@ -6,8 +6,9 @@ bf16 and fp16. Off-diagonal tiles run without masks; only diagonal/edge tiles pa
 Layout: q [B, S, Hq, D], k/v [B, S, Hkv, D] (any strides on B and S, contiguous D).
 
 Three kernels. `_prefill_fwd` takes every case. On Hopper at head dim 128 `prefill_gluon`'s
-(FlashAttention-3's structure, written by hand in Gluon) is the fastest and `auto` picks it. `_prefill_ws` (Hopper, head dims 128 and 256,
-contiguous tensors, no window: `ws_refusal`) is warp-specialized by Triton's Hopper pass (`tl.range(warp_specialize=True)`
+(FlashAttention-3's structure, written by hand in Gluon) is the fastest and `auto` picks it.
+`_prefill_ws` (Hopper, head dims 128 and 256, contiguous tensors, no window: `ws_refusal`) is
+warp-specialized by Triton's Hopper pass (`tl.range(warp_specialize=True)`
 at 4 warps): a producer warpgroup issues the TMA loads of Q, K and V, and two consumer
 warpgroups of BLOCK_M / 2 rows each run QK^T, softmax and PV, so one's softmax runs while the
 other's matmuls do. The pass takes a single loop (a second loop, a peeled diagonal tile or a
@@ -218,9 +219,7 @@ def prefill(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = Tr
             "tiles")
     if kernel == "gluon":
         from attn_dse.gpu.prefill_gluon import prefill_wgmma
-        if window is not None:
-            raise ValueError(_gluon_refusal(q, k, v, window, out))
-        return prefill_wgmma(q, k, v, causal, out=o, lse=lse, config=config)
+        return prefill_wgmma(q, k, v, causal, out=o, lse=lse, config=config, window=window)
     if kernel == "ws":
         refusal = ws_refusal(q, k, v, window, out)
         if refusal:
@@ -389,7 +388,7 @@ def main() -> int:
     """--grid all: every kernel's grid; --grid gluon: the Gluon kernel's (and the Triton
     warp-specialized kernel's on the same shapes)."""
     from attn_dse.gpu.harness import check_then_bench
-    return check_then_bench(__doc__, check, lambda rec, grid: bench(rec, grid), {"all": "all", "gluon": "gluon"})
+    return check_then_bench(__doc__, check, bench, {"all": "all", "gluon": "gluon"})
 
 
 if __name__ == "__main__":

@@ -260,10 +260,12 @@ def refusal(q, k, v, window, out=None) -> str | None:
 
 
 def prefill_wgmma(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = True,
-                  out: torch.Tensor | None = None, lse: torch.Tensor | None = None, config: tuple | None = None):
+                  out: torch.Tensor | None = None, lse: torch.Tensor | None = None, config: tuple | None = None,
+                  window: int | None = None):
     """Attention forward for q [B, Sq, Hq, 128], k/v [B, Sk, Hkv, 128] (Sq <= Sk, queries last);
-    lse as prefill.prefill's; config: (BLOCK_N, stages, ping-pong), CONFIG by default."""
-    why = refusal(q, k, v, None, out)
+    lse as prefill.prefill's; config: (BLOCK_N, stages, ping-pong), CONFIG by default. A window,
+    or inputs it cannot take, raise ValueError with the reason (`refusal`)."""
+    why = refusal(q, k, v, window, out)
     if why:
         raise ValueError(why)
     block_n, stages, pingpong = config or CONFIG

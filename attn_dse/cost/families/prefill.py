@@ -131,7 +131,8 @@ class Prefill(Family):
         """A measured prefill (or a training step, forward + backward, where phase is train): GQA,
         or sliding-window GQA where the row has a window. The tiles the kernel ran with, where the
         record names them ((block_m, block_n, warps, stages), ("ws", block_m, block_n, warps,
-        stages) or ("gluon", block_m, block_n, stages, ping-pong) with the kernel), are pinned: the model is checked on the mapping that ran."""
+        stages) or ("gluon", block_m, block_n, stages, ping-pong) with the kernel), are pinned,
+        and so is the kernel: the model is checked on the mapping that ran."""
         from attn_dse.workloads import attention
         hq, hkv, d = int(num(row, "n_heads")), int(num(row, "n_kv_heads")), int(num(row, "head_dim"))
         window = num(row, "window")
@@ -166,7 +167,6 @@ class PrefillWs(Prefill):
     exp_overlap = 1.0
     own_tile_overhead = True
     gpu_tiles = ((128, 32), (128, 64), (128, 128), (256, 64))
-
     head_dims = (128, 256)
 
     def claims(self, spec):

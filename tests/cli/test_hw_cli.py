@@ -67,3 +67,13 @@ def test_validate_bad_csv_is_clear(tmp_path):
     path.write_text("family,batch\ndecode,1\n")
     result = run("validate", "h100", "--measurements", str(path), "--out", str(tmp_path))
     assert result.exit_code == 2 and "missing column" in result.output
+
+
+def test_hw_show_names_the_families_fitted_on_measurements():
+    """The H200's knobs were fitted on its runs of our warp-specialized prefills (so the model
+    times their shapes with them); the H20 has no measurements of its own."""
+    fields = {f["field"]: f for f in json.loads(run("hw", "show", "h200", "--json").output)["fields"]}
+    measured = fields["knobs[triton].measured"]["value"].split(", ")
+    assert {"prefill_gluon", "prefill_ws"} <= set(measured) and "block_sparse" not in measured
+    fields = {f["field"]: f for f in json.loads(run("hw", "show", "h20", "--json").output)["fields"]}
+    assert fields["knobs[triton].measured"]["value"] == "none"

@@ -106,8 +106,8 @@ class Knobs:
             value = getattr(self.profile, key)
             out.append({"field": f"knobs[{self.implementation}].profile.{key}", "value": f"{value:g}", "si": value,
                         "source": self.profile.source or "the model's own kernel"})
-        out.append({"field": f"knobs[{self.implementation}].measured", "value": ", ".join(sorted(self.measured)) or "none",
-                    "si": float(len(self.measured)),
+        out.append({"field": f"knobs[{self.implementation}].measured",
+                    "value": ", ".join(sorted(self.measured)) or "none", "si": float(len(self.measured)),
                     "source": "the families fitted on this implementation's measurements: the prefill family times "
                               "the shapes a measured warp-specialized kernel takes with it"})
         return out

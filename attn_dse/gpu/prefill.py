@@ -214,9 +214,9 @@ def prefill(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = Tr
         assert lse.shape == (B, Hq, Sq) and lse.dtype == torch.float32 and lse.is_contiguous()
     o = torch.empty_like(q) if out is None else out
     if kernel == "auto":
-        kernel = "tiles" if config is not None else next(
-            (name for name, why in (("gluon", _gluon_refusal), ("ws", ws_refusal)) if why(q, k, v, window, out) is None),
-            "tiles")
+        takes = (name for name, why in (("gluon", _gluon_refusal), ("ws", ws_refusal))
+                 if why(q, k, v, window, out) is None)
+        kernel = "tiles" if config is not None else next(takes, "tiles")
     if kernel == "gluon":
         from attn_dse.gpu.prefill_gluon import prefill_wgmma
         return prefill_wgmma(q, k, v, causal, out=o, lse=lse, config=config, window=window)
@@ -371,8 +371,9 @@ def ws_shapes(dims=(128, 256)) -> list:
 def measure_gluon(rec: Recorder, kernels=("gluon", "ws")) -> None:
     """prefill_gluon's kernel over the warp-specialized grid at d 128 and a few shapes it was not
     tuned on (ragged, longer, MQA), the Triton warp-specialized kernel beside it."""
-    shapes = ws_shapes((128,)) + [(1, 8192, 16, 2, 128, False, torch.bfloat16), (3, 5000, 16, 4, 128, True, torch.bfloat16),
-                                  (8, 2048, 32, 1, 128, False, torch.bfloat16), (1, 32768, 32, 8, 128, True, torch.bfloat16)]
+    shapes = ws_shapes((128,)) + [
+        (1, 8192, 16, 2, 128, False, torch.bfloat16), (3, 5000, 16, 4, 128, True, torch.bfloat16),
+        (8, 2048, 32, 1, 128, False, torch.bfloat16), (1, 32768, 32, 8, 128, True, torch.bfloat16)]
     for kernel in kernels:  # one kernel's rows together: the every-4th held-out split takes some of each
         for B, S, Hq, Hkv, D, causal, dtype in shapes:
             _record(rec, kernel, None, B, S, Hq, Hkv, D, causal, None, dtype)

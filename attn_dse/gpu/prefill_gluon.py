@@ -114,9 +114,9 @@ def _step(q, k_smem, v_smem, bars, half: gl.constexpr, j, p, m_i, l_i, acc, zero
 
 
 @gluon.jit
-def _consume(O, o_desc, LSE, q_smem, k_smem, v_smem, bars, half: gl.constexpr, seq_q, seq_k, q_row0, first_m, n_tiles, o_row_stride, o_col,
-             lse_base, qk_scale, CAUSAL: gl.constexpr, STORE_LSE: gl.constexpr, PINGPONG: gl.constexpr,
-             EVEN_M: gl.constexpr):
+def _consume(O, o_desc, LSE, q_smem, k_smem, v_smem, bars, half: gl.constexpr, seq_q, seq_k, q_row0, first_m, n_tiles,
+             o_row_stride, o_col, lse_base, qk_scale, CAUSAL: gl.constexpr, STORE_LSE: gl.constexpr,
+             PINGPONG: gl.constexpr, EVEN_M: gl.constexpr):
     """One consumer warpgroup: query rows first_m + half * 64 ... + 63 of the block. Tiles from
     n_full on hold keys some of its rows must not see (past the row's position, causal, or
     past the sequence): they are masked by each row's last visible key."""
@@ -174,14 +174,14 @@ def _consume(O, o_desc, LSE, q_smem, k_smem, v_smem, bars, half: gl.constexpr, s
     mbarrier.arrive(v_empty.index(last), count=1)
 
     out = acc / gl.convert_layout(l_i, rows_o)[:, None]
-    rows_out = first_m + half * ROWS_ + gl.arange(0, ROWS_, layout=rows_o)
-    cols = gl.arange(0, D, layout=gl.SliceLayout(0, o_layout))
     if EVEN_M:  # through the query's buffer (its last reader, the last QK^T, is done) by TMA
         q.store(out.to(dtype))
         fence_async_shared()
         _tma_store(o_desc, [q_row0 + first, o_col], q)
         tma.store_wait(0)
     else:  # the block's last rows belong to the next batch: masked stores
+        rows_out = first + gl.arange(0, ROWS_, layout=rows_o)
+        cols = gl.arange(0, D, layout=gl.SliceLayout(0, o_layout))
         ptrs = O + (q_row0 + rows_out).to(gl.int64)[:, None] * o_row_stride + o_col + cols[None, :]
         gl.store(ptrs, out.to(dtype), mask=(rows_out < seq_q)[:, None])
     if STORE_LSE:
@@ -232,10 +232,10 @@ def _prefill_wgmma(q_desc, k_desc, v_desc, O, o_desc, LSE, n_heads, group, seq_q
     lse_base = bh.to(gl.int64) * seq_q
     o_row_stride = n_heads * D
     gl.warp_specialize([
-        (_consume, (O, o_desc, LSE, q_smem, k_smem, v_smem, bars, 0, seq_q, seq_k, q_row0, first_m, n_tiles, o_row_stride,
-                    h * D, lse_base, qk_scale, CAUSAL, STORE_LSE, PINGPONG, EVEN_M)),
-        (_consume, (O, o_desc, LSE, q_smem, k_smem, v_smem, bars, 1, seq_q, seq_k, q_row0, first_m, n_tiles, o_row_stride,
-                    h * D, lse_base, qk_scale, CAUSAL, STORE_LSE, PINGPONG, EVEN_M)),
+        (_consume, (O, o_desc, LSE, q_smem, k_smem, v_smem, bars, 0, seq_q, seq_k, q_row0, first_m, n_tiles,
+                    o_row_stride, h * D, lse_base, qk_scale, CAUSAL, STORE_LSE, PINGPONG, EVEN_M)),
+        (_consume, (O, o_desc, LSE, q_smem, k_smem, v_smem, bars, 1, seq_q, seq_k, q_row0, first_m, n_tiles,
+                    o_row_stride, h * D, lse_base, qk_scale, CAUSAL, STORE_LSE, PINGPONG, EVEN_M)),
         (_produce, (q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, bars, q_row0 + first_m, h * D, b * seq_k, kv_col,
                     n_tiles)),
     ], [4, 1], [CONSUMER_REGS, 24])
@@ -278,9 +278,9 @@ def prefill_wgmma(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: boo
     v_desc = TensorDescriptor(v, [B * Sk, Hkv * D], [Hkv * D, 1], kv_block, _smem_layout(kv_block, q.dtype))
     o_desc = TensorDescriptor(o, [B * Sq, Hq * D], [Hq * D, 1], q_block, _smem_layout(q_block, q.dtype))
     grid = (triton.cdiv(Sq, 2 * ROWS), B * Hq)
-    _prefill_wgmma[grid](q_desc, k_desc, v_desc, o, o_desc, lse, Hq, Hq // Hkv, Sq, Sk, 1.4426950408889634 / math.sqrt(D),
-                         CAUSAL=causal, STORE_LSE=lse is not None, STAGES=stages, PINGPONG=pingpong,
-                         EVEN_M=Sq % (2 * ROWS) == 0, num_warps=NUM_WARPS, maxnreg=MAXNREG)
+    _prefill_wgmma[grid](q_desc, k_desc, v_desc, o, o_desc, lse, Hq, Hq // Hkv, Sq, Sk,
+                         1.4426950408889634 / math.sqrt(D), CAUSAL=causal, STORE_LSE=lse is not None, STAGES=stages,
+                         PINGPONG=pingpong, EVEN_M=Sq % (2 * ROWS) == 0, num_warps=NUM_WARPS, maxnreg=MAXNREG)
     return o
 
 
@@ -295,11 +295,11 @@ def sm90_build(causal: bool = False, config: tuple | None = None) -> dict:
     def desc(rows):
         return f"tensordesc<bf16[{rows},128],{_smem_layout([rows, 128], torch.bfloat16)!r}>"
 
-    sig = {"q_desc": desc(ROWS), "k_desc": desc(block_n), "v_desc": desc(block_n),
-           "O": "*bf16", "o_desc": desc(ROWS), "LSE": "*fp32", "n_heads": "i32", "group": "i32", "seq_q": "i32", "seq_k": "i32",
-           "qk_scale": "fp32", "CAUSAL": "constexpr", "STORE_LSE": "constexpr", "STAGES": "constexpr",
+    sig = {"q_desc": desc(ROWS), "k_desc": desc(block_n), "v_desc": desc(block_n), "O": "*bf16", "o_desc": desc(ROWS),
+           "LSE": "*fp32", "n_heads": "i32", "group": "i32", "seq_q": "i32", "seq_k": "i32", "qk_scale": "fp32",
+           "CAUSAL": "constexpr", "STORE_LSE": "constexpr", "STAGES": "constexpr",
            "PINGPONG": "constexpr", "EVEN_M": "constexpr"}
     src = GluonASTSource(fn=_prefill_wgmma, signature=sig,
                          constexprs={"CAUSAL": causal, "STORE_LSE": True, "STAGES": stages, "PINGPONG": pingpong,
-                                                                   "EVEN_M": True})
+                                     "EVEN_M": True})
     return build(src, NUM_WARPS, maxnreg=MAXNREG)

@@ -57,16 +57,22 @@ def _vec(ptr, offs, n, MASK: tl.constexpr):
     return tl.load(ptr + offs)
 
 
-@triton.jit(do_not_specialize=["seq_q"])
-def _delta(O, DO, Delta, stride_b, stride_s, stride_h, n_heads, seq_q,
-           HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr):
+@triton.jit(do_not_specialize=["seq_q", "row_stride"])
+def _delta(O, DO, Delta, Lse, LseOut, stride_b, stride_s, stride_h, n_heads, seq_q, row_stride,
+           HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, COPY_LSE: tl.constexpr):
+    """Delta [B * Hq, row_stride] = rowsum(dO * O), 0 past seq_q; COPY_LSE: also the forward's
+    Lse [B * Hq, seq_q] into LseOut as Delta, +inf past seq_q (rows padded for TMA)."""
     pid_m = tl.program_id(0)
     bh = tl.program_id(1)
     base = (bh // n_heads).to(tl.int64) * stride_b + (bh % n_heads) * stride_h
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     o = _rows(O + base, offs_m, seq_q, stride_s, HEAD_DIM, True).to(tl.float32)
     do = _rows(DO + base, offs_m, seq_q, stride_s, HEAD_DIM, True).to(tl.float32)
-    tl.store(Delta + bh.to(tl.int64) * seq_q + offs_m, tl.sum(o * do, 1), mask=offs_m < seq_q)
+    keep = offs_m < row_stride
+    tl.store(Delta + bh.to(tl.int64) * row_stride + offs_m, tl.sum(o * do, 1), mask=keep)
+    if COPY_LSE:
+        lse = tl.load(Lse + bh.to(tl.int64) * seq_q + offs_m, mask=offs_m < seq_q, other=float("inf"))
+        tl.store(LseOut + bh.to(tl.int64) * row_stride + offs_m, lse, mask=keep)
 
 
 @triton.jit
@@ -222,24 +228,44 @@ def forward(q, k, v, causal: bool, config=None) -> tuple[torch.Tensor, torch.Ten
     return prefill(q, k, v, causal, config=config, lse=lse), lse
 
 
-def backward(q, k, v, o, lse, do, causal: bool, config=None, dq=None, dk=None, dv=None):
+KERNELS = ("auto", "gluon", "triton")
+
+
+def backward(q, k, v, o, lse, do, causal: bool, config=None, dq=None, dk=None, dv=None, kernel: str = "auto"):
     """(dQ, dK, dV) of attention for q, o, do [B, Sq, Hq, D], k, v [B, Sk, Hkv, D] and the
-    forward's lse; dq/dk/dv: preallocated outputs (every element is written). config: (dK/dV
-    tiles, dQ tiles); dQ tiles None: no dQ kernel, the dK/dV kernel adds each block's dQ share
-    to an fp32 buffer atomically (FA2's single pass: 3 d_qk + 2 d_v wide, as the cost model counts)."""
+    forward's lse; dq/dk/dv: preallocated outputs (every element is written).
+    kernel: "gluon" (backward_gluon.py: FlashAttention-3's one pass, head dim 128 on Hopper;
+    ValueError with the reason where it cannot run), "triton" (this file's kernels, config:
+    (dK/dV tiles, dQ tiles); dQ tiles None: no dQ kernel, the dK/dV kernel adds each block's dQ
+    share to an fp32 buffer atomically, FA2's single pass), or "auto": gluon where it can run
+    and no config is given, else triton."""
+    if kernel not in KERNELS:
+        raise ValueError(f"unknown backward kernel {kernel!r}: expected one of {', '.join(KERNELS)}")
     q, k, v, o, do = (t.contiguous() for t in (q, k, v, o, do))
     B, Sq, Hq, D = q.shape
     Sk, Hkv = k.shape[1], k.shape[2]
     assert Hq % Hkv == 0 and Sq <= Sk and v.shape == k.shape and o.shape == do.shape == q.shape
     assert lse.shape == (B, Hq, Sq) and lse.is_contiguous()
-    (m1, n1, w1, s1), dq_tiles = config or DEFAULT_CONFIG[D]
     dq = torch.empty_like(q) if dq is None else dq
     dk = torch.empty_like(k) if dk is None else dk
     dv = torch.empty_like(v) if dv is None else dv
     assert dq.stride() == q.stride() and dk.stride() == k.stride() and dv.stride() == k.stride()
+    if kernel == "gluon" or (kernel == "auto" and config is None):
+        from attn_dse.gpu import backward_gluon
+        why = backward_gluon.refusal(q, k, v)
+        if why and kernel == "gluon":
+            raise ValueError(why)
+        if not why:
+            rows = backward_gluon.padded_rows(Sq)
+            lse_rows, delta = (torch.empty(B * Hq, rows, device=q.device, dtype=torch.float32) for _ in range(2))
+            _delta[(rows // DELTA_BLOCK, B * Hq)](o, do, delta, lse, lse_rows, *q.stride()[:3], Hq, Sq, rows,
+                                                  HEAD_DIM=D, BLOCK_M=DELTA_BLOCK, COPY_LSE=True, num_warps=4)
+            backward_gluon.backward_wgmma(q, k, v, do, lse_rows, delta, causal, dq, dk, dv)
+            return dq, dk, dv
+    (m1, n1, w1, s1), dq_tiles = config or DEFAULT_CONFIG[D]
     delta = torch.empty_like(lse)
-    _delta[(triton.cdiv(Sq, DELTA_BLOCK), B * Hq)](o, do, delta, *q.stride()[:3], Hq, Sq, HEAD_DIM=D,
-                                                   BLOCK_M=DELTA_BLOCK, num_warps=4)
+    _delta[(triton.cdiv(Sq, DELTA_BLOCK), B * Hq)](o, do, delta, lse, lse, *q.stride()[:3], Hq, Sq, Sq, HEAD_DIM=D,
+                                                   BLOCK_M=DELTA_BLOCK, COPY_LSE=False, num_warps=4)
     common = (*q.stride()[:3], *k.stride()[:3], Hq, Hkv, Sq, Sk, 1.0 / math.sqrt(D))
     single = dq_tiles is None  # dQ accumulated atomically in fp32 by the dK/dV kernel
     dq_acc = torch.zeros(q.shape, device=q.device, dtype=torch.float32) if single else None

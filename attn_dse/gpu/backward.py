@@ -1,7 +1,13 @@
 """Fused attention backward (FlashAttention-2 structure) in Triton, and its training step.
 
-    python3 -m attn_dse.gpu.backward --out DIR [--quick]   (on a CUDA GPU: checks, then times;
-                                                           writes DIR/backward-measurements.csv, DIR/backward-checks.csv)
+    python3 -m attn_dse.gpu.backward --out DIR [--quick] [--kernel auto|triton]
+        (on a CUDA GPU: checks, then times; writes DIR/backward-measurements.csv and
+        DIR/backward-checks.csv)
+
+`backward(kernel="auto")` runs the Gluon kernel (backward_gluon.py, FlashAttention-3's one pass)
+where it can: head dim 128, bf16 or fp16, on Hopper; this file then supplies its pre- and
+post-passes (`_delta` with L copied into rows padded for TMA, `_dq_out`). Elsewhere, or with tiles
+given, the Triton kernels below run.
 
 The forward is our prefill kernel (`prefill(..., lse=)`), which keeps each row's log2-sum-exp L.
 The backward recomputes the probabilities from it, P = 2^(QK^T scale log2(e) - L), and runs three
@@ -73,6 +79,23 @@ def _delta(O, DO, Delta, Lse, LseOut, stride_b, stride_s, stride_h, n_heads, seq
     if COPY_LSE:
         lse = tl.load(Lse + bh.to(tl.int64) * seq_q + offs_m, mask=offs_m < seq_q, other=float("inf"))
         tl.store(LseOut + bh.to(tl.int64) * row_stride + offs_m, lse, mask=keep)
+
+
+@triton.jit(do_not_specialize=["seq_q"])
+def _dq_out(DQacc, DQ, stride_b, stride_s, stride_h, n_heads, seq_q, scale, BLOCK_M: tl.constexpr, HALF: tl.constexpr):
+    """dQ = scale * DQacc in DQ's dtype, one [BLOCK_M, HALF] piece a program: DQacc as the Gluon
+    backward accumulates it, [B, Hq, blocks, 2 column halves, BLOCK_M, HALF] float32."""
+    blk = tl.program_id(0)
+    half = tl.program_id(1) % 2
+    bh = tl.program_id(1) // 2
+    piece = ((bh.to(tl.int64) * tl.num_programs(0) + blk) * 2 + half) * BLOCK_M * HALF
+    rows = tl.arange(0, BLOCK_M)
+    cols = tl.arange(0, HALF)
+    acc = tl.load(DQacc + piece + rows[:, None] * HALF + cols[None, :])
+    offs_m = blk * BLOCK_M + rows
+    out = (DQ + (bh // n_heads).to(tl.int64) * stride_b + (bh % n_heads) * stride_h + offs_m[:, None] * stride_s
+           + half * HALF + cols[None, :])
+    tl.store(out, (acc * scale).to(DQ.dtype.element_ty), mask=offs_m[:, None] < seq_q)
 
 
 @triton.jit
@@ -355,7 +378,7 @@ CHECK_SHAPES = [(2, 1000, 1000, 8, 2, 128, True), (1, 1100, 1100, 8, 1, 128, Fal
                 (1, 777, 777, 4, 4, 64, False), (1, 300, 701, 8, 2, 128, True), (2, 1024, 1024, 8, 8, 128, True)]
 
 
-def check_shape(rec, shape: tuple, config=None, grads_only: bool = False) -> None:
+def check_shape(rec, shape: tuple, config=None, grads_only: bool = False, kernel: str = "auto") -> None:
     """One shape (B, Sq, Sk, Hq, Hkv, D, causal): outputs poisoned with NaN, O and dQ/dK/dV
     against float32 autograd; bound: the harness's bf16 bound, 2e-2 relative (norm)."""
     from attn_dse.gpu.harness import BF16_BOUND, rel_err, rnd
@@ -363,9 +386,9 @@ def check_shape(rec, shape: tuple, config=None, grads_only: bool = False) -> Non
     q, k, v, do = rnd(B, Sq, Hq, D), rnd(B, Sk, Hkv, D), rnd(B, Sk, Hkv, D), rnd(B, Sq, Hq, D)
     o, lse = forward(q, k, v, causal)
     grads = [torch.full_like(t, float("nan")) for t in (q, k, v)]
-    backward(q, k, v, o, lse, do, causal, config, *grads)
+    backward(q, k, v, o, lse, do, causal, config, *grads, kernel=kernel)
     ref = reference_grads(q, k, v, do, causal)
-    tag = f"backward B{B} Sq{Sq} Sk{Sk} H{Hq}/{Hkv} d{D} causal={causal}" + (f" {config}" if config else "")
+    tag = f"backward B{B} Sq{Sq} Sk{Sk} H{Hq}/{Hkv} d{D} causal={causal} {kernel}" + (f" {config}" if config else "")
     if not grads_only:
         rec.check(f"{tag} o", rel_err(o, ref[0]), BF16_BOUND)
     for name, got, want in zip(("dq", "dk", "dv"), grads, ref[1:]):
@@ -374,9 +397,31 @@ def check_shape(rec, shape: tuple, config=None, grads_only: bool = False) -> Non
 
 def check(rec, g=None, quick: bool = False) -> None:
     """CHECK_SHAPES at the default tiles: ragged lengths (Sq < Sk once), GQA 1, 4 and 8, d 64
-    and 128. quick: the first three (the kernels the quick bench runs; fewer compilations)."""
+    and 128, as backward(kernel="auto") runs them (on Hopper the Gluon kernel at d 128), and the
+    d 128 shapes again through the Triton kernels where the Gluon one ran. quick: the first three
+    (the kernels the quick bench runs; fewer compilations)."""
     for shape in CHECK_SHAPES[:3] if quick else CHECK_SHAPES:
         check_shape(rec, shape)
+        if not quick and _runs_gluon(shape[5]):
+            check_shape(rec, shape, kernel="triton", grads_only=True)
+
+
+def _runs_gluon(head_dim: int) -> bool:
+    """Whether backward(kernel="auto") runs the Gluon kernel for bf16 inputs of this head dim here."""
+    from attn_dse.gpu.backward_gluon import refusal
+    probe = torch.empty(1, 1, 1, head_dim, device="cuda", dtype=torch.bfloat16)
+    return refusal(probe, probe, probe) is None
+
+
+def train_config(head_dim: int, config=None) -> str:
+    """A training row's config as the cost model reads it: the Gluon kernels' as the forward's
+    prefill config (prefill_gluon.CONFIG) with the backward kernel named last; our Triton
+    kernels' as their tiles (forward and backward tiles, then ",fwd+bwd")."""
+    if config is None and _runs_gluon(head_dim):
+        from attn_dse.gpu.prefill_gluon import CONFIG, ROWS
+        block_n, stages, pingpong = CONFIG
+        return str(("gluon", 2 * ROWS, block_n, stages, int(pingpong), "backward_gluon"))
+    return str(config or DEFAULT_CONFIG[head_dim]) + ",fwd+bwd"
 
 
 def shapes(quick: bool = False) -> list[tuple]:
@@ -473,10 +518,11 @@ def _vendor_rows(rec, impl, B, S, Hq, Hkv, D, causal) -> None:
         print(f"skip sdpa-{impl} B{B} S{S} H{Hq}/{Hkv} d{D} causal={causal}: no mode runs", flush=True)
 
 
-def bench(rec, quick: bool = False) -> None:
-    """Our forward + backward (and each alone) over `shapes`; SDPA cuDNN and flash on VENDOR_SHAPES."""
+def bench(rec, quick: bool = False, kernel: str = "auto") -> None:
+    """Our forward + backward (and each alone) over `shapes`, as backward(kernel=...) runs them
+    (triton: its d 128 tiles tuned first, unless quick); SDPA cuDNN and flash on VENDOR_SHAPES."""
     from attn_dse.gpu.harness import rnd, timed
-    best = {} if quick else tune()
+    best = tune() if kernel == "triton" and not quick else {}
     for causal, cfg in list(best.items()):  # what is timed is checked: the tuned tiles, a ragged shape
         check_shape(rec, (2, 1000, 1000, 8, 2, 128, causal), cfg, grads_only=True)
         if not all(c["ok"] for c in rec.checks[-3:]):
@@ -485,11 +531,13 @@ def bench(rec, quick: bool = False) -> None:
     for B, S, Hq, Hkv, D, causal in shapes(quick):
         q, k, v, do = rnd(B, S, Hq, D), rnd(B, S, Hkv, D), rnd(B, S, Hkv, D), rnd(B, S, Hq, D)
         cfg = best.get(causal) if D == 128 else None
+        kern = "triton" if cfg else kernel
         o, lse = forward(q, k, v, causal)
         fwd = timed(lambda: forward(q, k, v, causal))[0]
-        bwd = timed(lambda: backward(q, k, v, o, lse, do, causal, cfg))[0]
-        step = timed(lambda: backward(q, k, v, *forward(q, k, v, causal), do, causal, cfg))
-        _row(rec, "triton", (B, S, Hq, Hkv, D, causal), str(cfg or DEFAULT_CONFIG[D]) + ",fwd+bwd", step, fwd, bwd)
+        bwd = timed(lambda: backward(q, k, v, o, lse, do, causal, cfg, kernel=kern))[0]
+        step = timed(lambda: backward(q, k, v, *forward(q, k, v, causal), do, causal, cfg, kernel=kern))
+        label = train_config(D, cfg if kern == "auto" else cfg or DEFAULT_CONFIG[D])
+        _row(rec, "triton", (B, S, Hq, Hkv, D, causal), label, step, fwd, bwd)
         del q, k, v, do, o, lse
         torch.cuda.empty_cache()
         if (B, S, Hq, Hkv, D, causal) in VENDOR_SHAPES:
@@ -527,6 +575,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True, help="directory for backward-measurements.csv")
     ap.add_argument("--quick", action="store_true", help="three shapes, no tuning (under a minute)")
+    ap.add_argument("--kernel", choices=("auto", "triton"), default="auto",
+                    help="auto: as backward() picks (the Gluon kernel at d 128 on Hopper); triton: our "
+                         "Triton kernels everywhere, their d 128 tiles tuned first unless --quick")
     args = ap.parse_args(argv)
     from attn_dse.gpu.harness import Recorder
     start = time.time()
@@ -534,7 +585,7 @@ def main(argv=None) -> int:
     rec = Recorder(args.out)
     check(rec, quick=args.quick)
     if all(c["ok"] for c in rec.checks):
-        bench(rec, args.quick)
+        bench(rec, args.quick, args.kernel)
     ok = all(c["ok"] for c in rec.checks)
     write(rec, args.out)
     print(table(rec.rows), flush=True)

@@ -1,21 +1,25 @@
 """Attention backward for Hopper in Gluon, warp-specialized by hand (FlashAttention-3's
-structure): dK and dV in registers, dQ added in fp32 to global memory, one pass.
+structure): dK and dV in registers, dQ added in fp32 to global memory by writer warps, one pass.
 
 A program owns a block of 128 keys of one K/V head and walks the query blocks (64 rows) that see
 it, for every query head of the GQA group in turn (the group's dK, dV add up in registers). One
-producer warp TMA-loads the block's K and V once, then each query block's Q and dO into a ring.
-Two consumer warpgroups own 64 keys each and, per query block, in the transposed frame (rows
-are keys, as FlashAttention-3's swapped S and dP):
+producer warp TMA-loads the block's K and V once, then each query block's Q, dO, L and D into a
+two-stage ring. Two consumer warpgroups own 64 keys each and, per query block i, in the
+transposed frame (rows are keys, as FlashAttention-3's swapped S and dP):
     S^T = K Q^T, dP^T = V dO^T                  (async wgmma, both issued at once)
     P^T = 2^(S^T scale log2 e - L)              (L: the forward's log2-sum-exp)
     dV += P^T dO                                 (async, P^T from registers) while dS^T is formed:
     dS^T = P^T * (dP^T - D)                      (D = rowsum(dO * O), backward._delta)
-    dK += dS^T Q                                 (async, dS^T from registers)
-    dS^T -> shared memory; once both halves are there each consumer takes half of dQ's columns:
-    dQ[:, half] = dS K[:, half]                  (async, dS from shared memory, transposed)
-and adds it to an fp32 buffer atomically. Five matmuls per pair of key and query blocks, 3 d + 2 d
-wide per attended pair (the cost model's Backward family), against 4 d + 3 d for backward.py's
-two-kernel form (its dQ kernel recomputes S and dP).
+    dS^T -> shared memory (two buffers); dK += dS^T Q   (async, dS^T from registers)
+    dQ_{i-1}[:, half] = dS_{i-1} K[:, half]     (async, both consumers' dS of block i - 1)
+so neither consumer waits on the other's dS of the block it is on: it takes the previous block's,
+written long before (waiting for the current one put both in lockstep: 6.5-6.7 ms against 6.3 at
+8k causal, docs/device-logs/h200-backward-gluon-variants-2026-12-03.log). Each consumer hands its
+dQ half to two writer warps through shared memory; they add it to an fp32 buffer blocked by query
+block, 16-byte reductions (red.v4.f32), so the atomics' latency stays off the matmul warps
+(issued by the consumers themselves they cost 2 ms of 8.3). Five matmuls per pair of key and
+query blocks, 3 d + 2 d wide per attended pair (the cost model's Backward family), against
+4 d + 3 d for backward.py's two-kernel form (its dQ kernel recomputes S and dP).
 
 Layout as backward.py: q, o, dO [B, Sq, Hq, D], k, v [B, Sk, Hkv, D], contiguous, queries the last
 Sq positions; bf16 or fp16; head dim 128. The loads view them as 2-D [B * S, H * D] (TMA): query
@@ -37,28 +41,30 @@ from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 from attn_dse.gpu.prefill_gluon import _smem_layout, _tma_load
 
 _warpgroup_barrier = gl.thread_barrier if hasattr(gl, "thread_barrier") else gl.barrier  # renamed after Triton 3.6
+if not hasattr(gl.shared_memory_descriptor, "reinterpret"):  # Triton 3.6 (the device image) has only the old name
+    gl.shared_memory_descriptor.reinterpret = gl.shared_memory_descriptor._reinterpret
 
 ROWS = 64  # one consumer warpgroup's keys and one query block's rows (one wgmma M)
-STAGES = gl.constexpr(2)  # Q, dO ring depth
-NUM_WARPS, MAXNREG = 4, 168  # as prefill_gluon: consumer 1 takes 240 registers, the producer 24
+STAGES = gl.constexpr(2)  # Q, dO ring depth (three do not fit beside the dQ buffers: 227 KB)
+# as prefill_gluon: 9 warps launch at 168 registers; consumer 1 takes 240, the producer warp and
+# the two writer warps (one warpgroup with an idle warp) 24, consumer 0 what is left
+NUM_WARPS, MAXNREG = 4, 168
 CONSUMER_REGS = gl.constexpr(240)
+WRITER_WARPS = gl.constexpr(2)
 
 
 @gluon.jit
-def _produce(q_desc, do_desc, k_desc, v_desc, kd_desc, lse_desc, delta_desc, q_smem, do_smem, k_smem, v_smem, kd_smem,
-             lse_smem, delta_smem, bars, kv_row, kv_col, q_row0, h0, lo, n_blocks, group, n_heads, b, row_stride):
-    """The producer warp: the block's K and V (each consumer's rows, and K once more in column
-    halves, dQ's operand), then Q, dO, L and D of every query block of every head of the group."""
-    kv_bar, ready, empty, ds_ready, ds_free = bars
+def _produce(q_desc, do_desc, k_desc, v_desc, lse_desc, delta_desc, q_smem, do_smem, k_smem, v_smem, lse_smem,
+             delta_smem, bars, kv_row, kv_col, q_row0, h0, lo, n_blocks, group, n_heads, b, row_stride):
+    """The producer warp: the block's K and V (each consumer's rows), then Q, dO, L and D of
+    every query block of every head of the group."""
+    kv_bar, ready, empty, ds_ready, ds_free, dq_full, dq_empty = bars
     ROWS_: gl.constexpr = q_desc.block_type.shape[0]
     D: gl.constexpr = q_desc.block_type.shape[1]
-    HALF: gl.constexpr = kd_desc.block_type.shape[1]
-    mbarrier.expect(kv_bar, 2 * k_desc.block_type.nbytes + 2 * v_desc.block_type.nbytes
-                    + 2 * kd_desc.block_type.nbytes)
+    mbarrier.expect(kv_bar, 2 * k_desc.block_type.nbytes + 2 * v_desc.block_type.nbytes)
     for w in gl.static_range(2):
         _tma_load(k_desc, [kv_row + w * ROWS_, kv_col], kv_bar, k_smem.index(w))
         _tma_load(v_desc, [kv_row + w * ROWS_, kv_col], kv_bar, v_smem.index(w))
-        _tma_load(kd_desc, [kv_row, kv_col + w * HALF], kv_bar, kd_smem.index(w))
     i = 0
     for g in range(group):
         col = (h0 + g) * D
@@ -75,23 +81,82 @@ def _produce(q_desc, do_desc, k_desc, v_desc, kd_desc, lse_desc, delta_desc, q_s
 
 
 @gluon.jit
-def _step(i, m, k, v, kd, q_smem, do_smem, lse_smem, delta_smem, ds_smem, bars, half: gl.constexpr, dk, dv, zero_s,
-          zero_q, keys, last_key, DQ, dq_stride, seq_q, past, qk_scale, MASK: gl.constexpr, CAUSAL: gl.constexpr):
-    """Query block m (the program's i-th) into this consumer's dK, dV and its half of dQ (DQ:
-    the fp32 buffer at the block's head and column half, rows of the batch)."""
-    kv_bar, ready, empty, ds_ready, ds_free = bars
+def _write_dq(dq_smem, bars, DQ, b, h0, lo, n_blocks, group, n_heads, row_stride):
+    """The dQ writer warps: each consumer's column half of each query block's dQ, from shared
+    memory (in chunks of 8 rows) into the fp32 buffer, blocked as [B, Hq, blocks, 2 halves, 64,
+    64], by 16-byte reductions."""
+    kv_bar, ready, empty, ds_ready, ds_free, dq_full, dq_empty = bars
+    CHUNK: gl.constexpr = dq_smem.type.shape[1]
+    HALF: gl.constexpr = dq_smem.type.shape[2]
+    ROWS_: gl.constexpr = dq_smem.type.shape[0] // 2 * CHUNK
+    layout: gl.constexpr = gl.BlockedLayout([1, 4], [2, 16], [gl.num_warps(), 1], [1, 0])
+    offs = (gl.arange(0, CHUNK, layout=gl.SliceLayout(1, layout))[:, None] * HALF
+            + gl.arange(0, HALF, layout=gl.SliceLayout(0, layout))[None, :])
+    i = 0
+    for g in range(group):
+        for m in range(lo, n_blocks):
+            for w in gl.static_range(2):
+                mbarrier.wait(dq_full.index(w), i & 1)
+                base = DQ + ((((b * n_heads + h0 + g) * (row_stride // ROWS_) + m) * 2 + w) * ROWS_ * HALF).to(gl.int64)
+                for c in range(ROWS_ // CHUNK):
+                    _red_add(base + c * CHUNK * HALF + offs, dq_smem.index(w * (ROWS_ // CHUNK) + c).load(layout))
+                mbarrier.arrive(dq_empty.index(w), count=1)
+            i += 1
+
+
+@gluon.jit
+def _red_add(ptrs, vals):
+    """ptrs += vals in global memory, four consecutive floats a reduction (red.v4.f32, sm_90)."""
+    gl.inline_asm_elementwise("red.relaxed.gpu.global.add.v4.f32 [$4], {$8, $9, $10, $11};\n\t"
+                              "mov.b32 $0, 0;\n\tmov.b32 $1, 0;\n\tmov.b32 $2, 0;\n\tmov.b32 $3, 0;",
+                              "=r,=r,=r,=r,l,l,l,l,f,f,f,f", [ptrs.to(gl.int64, bitcast=True), vals], dtype=gl.int32,
+                              is_pure=False, pack=4)
+
+
+@gluon.jit
+def _issue_dq(j, k_all, ds_smem, bars, half: gl.constexpr, zero_q):
+    """This consumer's column half of block j's dQ = dS K (over both consumers' keys: K's column
+    half of each's rows), issued once both halves of dS^T are in."""
+    kv_bar, ready, empty, ds_ready, ds_free, dq_full, dq_empty = bars
+    ROWS_: gl.constexpr = ds_smem.type.shape[2]
+    HALF_: gl.constexpr = zero_q.type.shape[1]
+    buf = j % 2
+    mbarrier.wait(ds_ready.index(buf), (j // 2) & 1)
+    ds = ds_smem.index(buf)
+    tok = warpgroup_mma(ds.slice(0, ROWS_).permute((1, 0)), k_all.index(0).slice(half * HALF_, HALF_, dim=1), zero_q,
+                        use_acc=False, is_async=True)
+    return warpgroup_mma(ds.slice(ROWS_, ROWS_).permute((1, 0)), k_all.index(1).slice(half * HALF_, HALF_, dim=1),
+                         tok, is_async=True)
+
+
+@gluon.jit
+def _hand_dq(j, dq, dq_smem, bars, half: gl.constexpr):
+    """Block j's dQ half (its matmul done) to the writer warps; its dS^T buffer is free."""
+    kv_bar, ready, empty, ds_ready, ds_free, dq_full, dq_empty = bars
+    mbarrier.arrive(ds_free.index(j % 2), count=1)
+    mbarrier.wait(dq_empty.index(half), (j & 1) ^ 1)
+    dq_smem.index(half).store(dq)
+    _warpgroup_barrier()
+    mbarrier.arrive(dq_full.index(half), count=1)
+
+
+@gluon.jit
+def _step(i, m, k_smem, v_smem, q_smem, do_smem, lse_smem, delta_smem, ds_smem, dq_smem, bars, half: gl.constexpr, dk,
+          dv, zero_s, zero_q, keys, last_key, past, qk_scale, MASK: gl.constexpr, CAUSAL: gl.constexpr):
+    """Query block m (the program's i-th) into this consumer's dK and dV; the previous block's
+    dQ half to the writer."""
+    kv_bar, ready, empty, ds_ready, ds_free, dq_full, dq_empty = bars
     ROWS_: gl.constexpr = q_smem.type.shape[1]
     D: gl.constexpr = q_smem.type.shape[2]
     dtype: gl.constexpr = q_smem.dtype
     s_layout: gl.constexpr = zero_s.type.layout
-    q_layout: gl.constexpr = zero_q.type.layout
     op_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=dk.type.layout, k_width=2)
     st = i % STAGES
     mbarrier.wait(ready.index(st), (i // STAGES) & 1)
     q = q_smem.index(st)
     do = do_smem.index(st)
-    s_tok = warpgroup_mma(k, q.permute((1, 0)), zero_s, use_acc=False, is_async=True)
-    dp_tok = warpgroup_mma(v, do.permute((1, 0)), zero_s, use_acc=False, is_async=True)
+    s_tok = warpgroup_mma(k_smem.index(half), q.permute((1, 0)), zero_s, use_acc=False, is_async=True)
+    dp_tok = warpgroup_mma(v_smem.index(half), do.permute((1, 0)), zero_s, use_acc=False, is_async=True)
     cols_s: gl.constexpr = gl.SliceLayout(0, s_layout)  # the block's queries are columns here
     s = warpgroup_mma_wait(1, deps=[s_tok])
     p = gl.exp2(s * qk_scale - lse_smem.index(st).load(cols_s)[None, :])  # L past seq_q is +inf: P = 0
@@ -104,43 +169,39 @@ def _step(i, m, k, v, kd, q_smem, do_smem, lse_smem, delta_smem, ds_smem, bars, 
     dv_tok = warpgroup_mma(gl.convert_layout(p.to(dtype), op_layout), do, dv, is_async=True)
     dp = warpgroup_mma_wait(1, deps=[dp_tok])
     ds = (p * (dp - delta_smem.index(st).load(cols_s)[None, :])).to(dtype)
-    mbarrier.wait(ds_free, (i & 1) ^ 1)  # both consumers' dQ matmuls of the previous block are done with it
-    ds_smem.slice(half * ROWS_, ROWS_).store(ds)
+    buf = i % 2
+    mbarrier.wait(ds_free.index(buf), ((i // 2) & 1) ^ 1)  # both consumers' dQ matmuls of block i - 2 are done
+    ds_smem.index(buf).slice(half * ROWS_, ROWS_).store(ds)
     fence_async_shared()
     _warpgroup_barrier()  # every thread's piece is stored before the arrival
-    mbarrier.arrive(ds_ready, count=1)
+    mbarrier.arrive(ds_ready.index(buf), count=1)
     dk_tok = warpgroup_mma(gl.convert_layout(ds, op_layout), q, dk, is_async=True)
-    mbarrier.wait(ds_ready, i & 1)
-    dq_tok = warpgroup_mma(ds_smem.permute((1, 0)), kd, zero_q, use_acc=False, is_async=True)
-    dv, dk, dq = warpgroup_mma_wait(0, deps=[dv_tok, dk_tok, dq_tok])
-    mbarrier.arrive(ds_free, count=1)
-    mbarrier.arrive(empty.index(st), count=1)
-    q_rows = m * ROWS_ + gl.arange(0, ROWS_, layout=gl.SliceLayout(1, q_layout))
-    q_cols = gl.arange(0, zero_q.type.shape[1], layout=gl.SliceLayout(0, q_layout))
-    offs = q_rows[:, None] * dq_stride + q_cols[None, :]
-    gl.atomic_add(DQ + offs, dq, mask=(q_rows < seq_q)[:, None], sem="relaxed")
+    if i > 0:  # the previous block's dQ: the other consumer's dS for it is long written
+        dq_tok = _issue_dq(i - 1, k_smem, ds_smem, bars, half, zero_q)
+        dv, dk, dq = warpgroup_mma_wait(0, deps=[dv_tok, dk_tok, dq_tok])
+        mbarrier.arrive(empty.index(st), count=1)
+        _hand_dq(i - 1, dq, dq_smem, bars, half)
+    else:
+        dv, dk = warpgroup_mma_wait(0, deps=[dv_tok, dk_tok])
+        mbarrier.arrive(empty.index(st), count=1)
     return dk, dv
 
 
 @gluon.jit
-def _consume(k_smem, v_smem, kd_smem, q_smem, do_smem, lse_smem, delta_smem, ds_smem, bars, half: gl.constexpr, DQ, DK,
-             DV,
-             b, h0, kvh, n_heads, group, seq_q, seq_k, start_n, lo, diag_hi, n_blocks, qk_scale, sm_scale,
+def _consume(k_smem, v_smem, q_smem, do_smem, lse_smem, delta_smem, ds_smem, dq_smem, bars, half: gl.constexpr, DK, DV,
+             b, kvh, n_heads, group, seq_q, seq_k, start_n, lo, diag_hi, n_blocks, qk_scale, sm_scale,
              CAUSAL: gl.constexpr):
     """One consumer warpgroup: keys start_n + half * 64 ... + 63. Query blocks [lo, diag_hi) hold
     queries that must not see some of them (causal, or all blocks where the keys pass the
     sequence's end): masked; the rest run without mask code."""
-    kv_bar, ready, empty, ds_ready, ds_free = bars
+    kv_bar, ready, empty, ds_ready, ds_free, dq_full, dq_empty = bars
     ROWS_: gl.constexpr = q_smem.type.shape[1]
     D: gl.constexpr = q_smem.type.shape[2]
-    HALF: gl.constexpr = kd_smem.type.shape[2]
+    HALF: gl.constexpr = D // 2
     dtype: gl.constexpr = q_smem.dtype
     s_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, ROWS_, 16])
     q_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, HALF, 16])
     kv_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, D, 16])
-    k = k_smem.index(half)
-    v = v_smem.index(half)
-    kd = kd_smem.index(half)
     first = start_n + half * ROWS_
     keys = first + gl.arange(0, ROWS_, layout=gl.SliceLayout(1, s_layout))
     past = seq_k - seq_q  # queries are the last seq_q positions
@@ -152,16 +213,16 @@ def _consume(k_smem, v_smem, kd_smem, q_smem, do_smem, lse_smem, delta_smem, ds_
     mbarrier.wait(kv_bar, 0)
     i = 0
     for g in range(group):
-        h = h0 + g
-        DQh = DQ + b.to(gl.int64) * seq_q * n_heads * D + h * D + half * HALF
         for m in range(lo, diag_hi):
-            dk, dv = _step(i, m, k, v, kd, q_smem, do_smem, lse_smem, delta_smem, ds_smem, bars, half, dk, dv, zero_s,
-                           zero_q, keys, last_key, DQh, n_heads * D, seq_q, past, qk_scale, True, CAUSAL)
+            dk, dv = _step(i, m, k_smem, v_smem, q_smem, do_smem, lse_smem, delta_smem, ds_smem, dq_smem, bars, half, dk,
+                           dv, zero_s, zero_q, keys, last_key, past, qk_scale, True, CAUSAL)
             i += 1
         for m in range(diag_hi, n_blocks):
-            dk, dv = _step(i, m, k, v, kd, q_smem, do_smem, lse_smem, delta_smem, ds_smem, bars, half, dk, dv, zero_s,
-                           zero_q, keys, last_key, DQh, n_heads * D, seq_q, past, qk_scale, False, CAUSAL)
+            dk, dv = _step(i, m, k_smem, v_smem, q_smem, do_smem, lse_smem, delta_smem, ds_smem, dq_smem, bars, half, dk,
+                           dv, zero_s, zero_q, keys, last_key, past, qk_scale, False, CAUSAL)
             i += 1
+    dq = warpgroup_mma_wait(0, deps=[_issue_dq(i - 1, k_smem, ds_smem, bars, half, zero_q)])
+    _hand_dq(i - 1, dq, dq_smem, bars, half)
     keys_out = first + gl.arange(0, ROWS_, layout=gl.SliceLayout(1, kv_layout))
     cols = gl.arange(0, D, layout=gl.SliceLayout(0, kv_layout))
     n_kv = n_heads // group
@@ -172,13 +233,12 @@ def _consume(k_smem, v_smem, kd_smem, q_smem, do_smem, lse_smem, delta_smem, ds_
 
 
 @gluon.jit
-def _backward_wgmma(q_desc, do_desc, k_desc, v_desc, kd_desc, lse_desc, delta_desc, DQ, DK, DV, n_heads, group, seq_q,
-                    seq_k, row_stride, qk_scale, sm_scale, CAUSAL: gl.constexpr):
+def _backward_wgmma(q_desc, do_desc, k_desc, v_desc, lse_desc, delta_desc, DQ, DK, DV, n_heads, group, seq_q, seq_k,
+                    row_stride, qk_scale, sm_scale, CAUSAL: gl.constexpr):
     """q_desc, do_desc: [B * Sq, Hq * D] in blocks of [64, D]; k_desc, v_desc: [B * Sk, Hkv * D]
-    in blocks of [64, D], kd_desc the same K in [128, D / 2]; lse_desc, delta_desc: L and D as
-    [B * Hq * row_stride] float32 in blocks of 64 (row_stride: seq_q padded to 64, L +inf and D 0
-    past seq_q); DQ
-    [B, Sq, Hq, D] float32, zeroed (dQ / scale is added into it); DK, DV as k."""
+    in blocks of [64, D]; lse_desc, delta_desc: L and D as [B * Hq * row_stride] float32 in
+    blocks of 64 (row_stride: seq_q padded to 64, L +inf and D 0 past seq_q); DQ [B, Hq,
+    row_stride / 64, 2, 64, D / 2] float32, zeroed (dQ / scale is added into it); DK, DV as k."""
     ROWS_: gl.constexpr = q_desc.block_type.shape[0]
     dtype: gl.constexpr = q_desc.dtype
     bh = gl.program_id(0)
@@ -201,34 +261,41 @@ def _backward_wgmma(q_desc, do_desc, k_desc, v_desc, kd_desc, lse_desc, delta_de
     do_smem = gl.allocate_shared_memory(dtype, [STAGES] + do_desc.block_type.shape, do_desc.layout)
     k_smem = gl.allocate_shared_memory(dtype, [2] + k_desc.block_type.shape, k_desc.layout)
     v_smem = gl.allocate_shared_memory(dtype, [2] + v_desc.block_type.shape, v_desc.layout)
-    kd_smem = gl.allocate_shared_memory(dtype, [2] + kd_desc.block_type.shape, kd_desc.layout)
     lse_smem = gl.allocate_shared_memory(gl.float32, [STAGES] + lse_desc.block_type.shape, lse_desc.layout)
     delta_smem = gl.allocate_shared_memory(gl.float32, [STAGES] + delta_desc.block_type.shape, delta_desc.layout)
-    ds_smem = gl.allocate_shared_memory(dtype, [2 * ROWS_, ROWS_], gl.NVMMASharedLayout.get_default_for(
-        [2 * ROWS_, ROWS_], dtype))  # dS^T: both consumers' keys, the block's queries
+    ds_smem = gl.allocate_shared_memory(dtype, [2, 2 * ROWS_, ROWS_], gl.NVMMASharedLayout.get_default_for(
+        [2 * ROWS_, ROWS_], dtype))  # dS^T of two blocks: both consumers' keys, the block's queries
     kv_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
     ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    ds_ready = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
-    ds_free = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    dq_layout: gl.constexpr = gl.SwizzledSharedLayout(4, 1, 8, [1, 0])  # swizzled by the row within 8
+    dq_chunks = gl.allocate_shared_memory(gl.float32, [2 * ROWS_ // 8, 8, ROWS_], dq_layout)  # the writer's view
+    dq_smem = dq_chunks.reinterpret(gl.float32, [2, ROWS_, ROWS_], dq_layout)  # the consumers': one half each
+    dq_full = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+    dq_empty = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+    ds_ready = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+    ds_free = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
     mbarrier.init(kv_bar, count=1)
-    mbarrier.init(ds_ready, count=2)  # each consumer, its half written
-    mbarrier.init(ds_free, count=2)  # each consumer, its dQ matmul done
+    for w in gl.static_range(2):
+        mbarrier.init(ds_ready.index(w), count=2)  # each consumer, its half written
+        mbarrier.init(ds_free.index(w), count=2)  # each consumer, its dQ matmul done
+        mbarrier.init(dq_full.index(w), count=1)
+        mbarrier.init(dq_empty.index(w), count=1)
     for s in gl.static_range(STAGES):
         mbarrier.init(ready.index(s), count=1)
         mbarrier.init(empty.index(s), count=2)
-    bars = (kv_bar, ready, empty, ds_ready, ds_free)
+    bars = (kv_bar, ready, empty, ds_ready, ds_free, dq_full, dq_empty)
 
     h0 = kvh * group
-    args = (DQ, DK, DV, b, h0, kvh, n_heads, group, seq_q, seq_k, start_n, lo, diag_hi, n_blocks,
-            qk_scale, sm_scale, CAUSAL)
+    args = (DK, DV, b, kvh, n_heads, group, seq_q, seq_k, start_n, lo, diag_hi, n_blocks, qk_scale, sm_scale, CAUSAL)
     gl.warp_specialize([
-        (_consume, (k_smem, v_smem, kd_smem, q_smem, do_smem, lse_smem, delta_smem, ds_smem, bars, 0) + args),
-        (_consume, (k_smem, v_smem, kd_smem, q_smem, do_smem, lse_smem, delta_smem, ds_smem, bars, 1) + args),
-        (_produce, (q_desc, do_desc, k_desc, v_desc, kd_desc, lse_desc, delta_desc, q_smem, do_smem, k_smem, v_smem,
-                    kd_smem, lse_smem, delta_smem, bars, b * seq_k + start_n, kvh * q_desc.block_type.shape[1],
-                    b * seq_q, h0, lo, n_blocks, group, n_heads, b, row_stride)),
-    ], [4, 1], [CONSUMER_REGS, 24])
+        (_consume, (k_smem, v_smem, q_smem, do_smem, lse_smem, delta_smem, ds_smem, dq_smem, bars, 0) + args),
+        (_consume, (k_smem, v_smem, q_smem, do_smem, lse_smem, delta_smem, ds_smem, dq_smem, bars, 1) + args),
+        (_produce, (q_desc, do_desc, k_desc, v_desc, lse_desc, delta_desc, q_smem, do_smem, k_smem, v_smem, lse_smem,
+                    delta_smem, bars, b * seq_k + start_n, kvh * q_desc.block_type.shape[1], b * seq_q, h0, lo, n_blocks,
+                    group, n_heads, b, row_stride)),
+        (_write_dq, (dq_chunks, bars, DQ, b, h0, lo, n_blocks, group, n_heads, row_stride)),
+    ], [4, 1, WRITER_WARPS], [CONSUMER_REGS, 24, 24])
 
 
 def refusal(q, k, v) -> str | None:
@@ -264,13 +331,14 @@ def backward_wgmma(q, k, v, do, lse, delta, causal: bool, dq, dk, dv) -> None:
     def rows(t):
         layout = gl.NVMMASharedLayout.get_default_for([ROWS], gl.float32)
         return TensorDescriptor(t, [t.numel()], [1], [ROWS], layout)
-    dq_acc = torch.zeros(q.shape, device=q.device, dtype=torch.float32)
+    dq_acc = torch.zeros((B, Hq, row_stride // ROWS, 2, ROWS, D // 2), device=q.device, dtype=torch.float32)
     grid = (B * Hkv, triton.cdiv(Sk, 2 * ROWS))
-    _backward_wgmma[grid](desc(q, [ROWS, D]), desc(do, [ROWS, D]), desc(k, [ROWS, D]), desc(v, [ROWS, D]),
-                          desc(k, [2 * ROWS, D // 2]), rows(lse), rows(delta), dq_acc, dk, dv, Hq, Hq // Hkv, Sq, Sk,
-                          row_stride, 1.4426950408889634 / math.sqrt(D), 1.0 / math.sqrt(D), CAUSAL=causal,
+    _backward_wgmma[grid](desc(q, [ROWS, D]), desc(do, [ROWS, D]), desc(k, [ROWS, D]), desc(v, [ROWS, D]), rows(lse),
+                          rows(delta), dq_acc, dk, dv, Hq, Hq // Hkv, Sq, Sk, row_stride, 1.4426950408889634 / math.sqrt(D), 1.0 / math.sqrt(D), CAUSAL=causal,
                           num_warps=NUM_WARPS, maxnreg=MAXNREG)
-    dq.copy_(dq_acc.mul_(1.0 / math.sqrt(D)))
+    from attn_dse.gpu.backward import _dq_out  # the Triton pre- and post-passes live with the Triton backward
+    _dq_out[(row_stride // ROWS, B * Hq * 2)](dq_acc, dq, *dq.stride()[:3], Hq, Sq, 1.0 / math.sqrt(D), BLOCK_M=ROWS,
+                                              HALF=D // 2, num_warps=4)
 
 
 def sm90_build(causal: bool = False) -> dict:
@@ -284,8 +352,7 @@ def sm90_build(causal: bool = False) -> dict:
         return f"tensordesc<bf16[{block[0]},{block[1]}],{_smem_layout(block, torch.bfloat16)!r}>"
     row = desc([ROWS, 128])
     vec = f"tensordesc<fp32[{ROWS}],{gl.NVMMASharedLayout.get_default_for([ROWS], gl.float32)!r}>"
-    sig = {"q_desc": row, "do_desc": row, "k_desc": row, "v_desc": row, "kd_desc": desc([2 * ROWS, 64]),
-           "lse_desc": vec, "delta_desc": vec, "DQ": "*fp32", "DK": "*bf16", "DV": "*bf16", "n_heads": "i32",
+    sig = {"q_desc": row, "do_desc": row, "k_desc": row, "v_desc": row, "lse_desc": vec, "delta_desc": vec, "DQ": "*fp32", "DK": "*bf16", "DV": "*bf16", "n_heads": "i32",
            "group": "i32", "seq_q": "i32", "seq_k": "i32", "row_stride": "i32", "qk_scale": "fp32", "sm_scale": "fp32",
            "CAUSAL": "constexpr"}
     src = GluonASTSource(fn=_backward_wgmma, signature=sig, constexprs={"CAUSAL": causal})

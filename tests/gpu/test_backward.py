@@ -93,9 +93,11 @@ def test_grid_holds_the_vendor_comparisons_and_counts_flops_by_hand():
 
 @pytest.mark.gpu
 def test_gpu_check_grid(tmp_path):
-    """bf16 at the production tiles, poisoned outputs, against float32 autograd."""
-    from attn_dse.gpu.backward import check
+    """bf16 at the production tiles, poisoned outputs, against float32 autograd: each shape as
+    backward(kernel="auto") runs it, and on Hopper the d 128 ones through the Triton kernels too."""
+    from attn_dse.gpu.backward import CHECK_SHAPES, _runs_gluon, check
     from attn_dse.gpu.harness import Recorder
     rec = Recorder(tmp_path)
     check(rec)
-    assert len(rec.checks) == 24 and all(c["ok"] for c in rec.checks)
+    again = sum(_runs_gluon(shape[5]) for shape in CHECK_SHAPES)
+    assert len(rec.checks) == 4 * len(CHECK_SHAPES) + 3 * again and all(c["ok"] for c in rec.checks)

@@ -43,8 +43,8 @@ def calibrate(hw: Hardware, rows: list[dict], implementation: str = "triton",
     from scipy.optimize import least_squares
     present = {kernel_of(r) for r in rows}
     fams = tuple(f for f in measured_families() if f in present)
-    if any(r.get("phase") == "train" for r in rows):  # training steps time the backward kernel too
-        fams = fams + ("backward",)
+    backward = tuple(sorted({kernel_of(r) for r in rows if r.get("phase") == "train"}))
+    fams = fams + backward  # training steps time their backward kernel too
     base = knobs_for(hw, implementation)
     if not base.fused:  # separate kernels (roofline.eager_passes): the GEMMs' two efficiencies, the
         # element-wise and the strided passes' shares of HBM (they run no matmul), the launches
@@ -52,8 +52,8 @@ def calibrate(hw: Hardware, rows: list[dict], implementation: str = "triton",
     params = parameters(fams)
     if all(r.get("phase") == "train" for r in rows) and base.source and not only:
         # training steps of an implementation whose forward is calibrated already: the forward's
-        # knobs stay, so the fit is the backward kernel's alone
-        only = ("backward",)
+        # knobs stay, so the fit is the backward kernels' alone
+        only = backward
     if only:
         unknown = [f for f in only if f not in fams]
         if unknown:

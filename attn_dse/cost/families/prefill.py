@@ -17,11 +17,12 @@ GPU_TILES = ((32, 32), (64, 32), (64, 64), (64, 128), (128, 64), (128, 128), (12
 TPU_TILES = ((128, 128), (256, 256), (256, 512), (512, 512), (512, 1024), (1024, 1024))
 
 
-def search(spec, hw, c, knobs, family: str, fixed=None, backward: bool = False):
+def search(spec, hw, c, knobs, family: str, fixed=None, backward: str | None = None):
     """The fastest (Br, Bc) tile and pipeline depth per point: the axes are the index into the
     tile list (on a GPU the family's `gpu_tiles`, else GPU_TILES) and the stages; pinned
-    block_m/block_n keep the tiles that have them."""
-    kernel = get_family(family)
+    block_m/block_n keep the tiles that have them. backward: the family of a training step's
+    backward kernel, timed over its tiles with its knobs."""
+    kernel = get_family(backward or family)
     tiles = np.array(getattr(kernel, "gpu_tiles", GPU_TILES) if hw.kind == "gpu" else TPU_TILES, dtype=np.float64)
     fixed = dict(fixed or {})
     keep = np.ones(len(tiles), bool)
@@ -34,11 +35,11 @@ def search(spec, hw, c, knobs, family: str, fixed=None, backward: bool = False):
     if fixed.get("n_split", 1) != 1:  # a prefill CTA owns its query rows' whole key range
         tiled.no_mapping("n_split", fixed["n_split"], {"n_split": (1,)})
     fixed.pop("n_split", None)
-    fam = knobs.family("backward" if backward else family)
+    fam = knobs.family(backward or family)
 
     def time_of(spec, tile, stages, detail=True):
         br, bc = tiles[tile.astype(int), 0], tiles[tile.astype(int), 1]
-        return prefill_candidate(spec, hw, c, knobs, fam, br, bc, stages, detail, backward,
+        return prefill_candidate(spec, hw, c, knobs, fam, br, bc, stages, detail, backward is not None,
                                  None if backward else kernel.exp_overlap)
 
     def fields(chosen):
@@ -105,6 +106,7 @@ class Prefill(Family):
         where the implementation's knobs were fitted on its measurements (on this hardware's
         kind: the kernels are Hopper's) and no tile is pinned."""
         fixed = dict(fixed or {})
+        fixed.pop("backward", None)
         kernel = fixed.pop("kernel", None)
         if kernel is not None or "block_m" in fixed or "block_n" in fixed:
             return search(spec, hw, c, knobs, kernel or self.name, fixed)
@@ -116,16 +118,36 @@ class Prefill(Family):
         return best
 
     def estimate_backward(self, spec, hw, c, knobs, fixed=None):
-        fixed = dict(fixed or {})
-        fixed.pop("kernel", None)
-        return search(spec, hw, c, knobs, self.name, fixed, backward=True)
+        """A training step's backward kernel: the pinned one (mapping "backward"), else as
+        `backward(kernel="auto")` picks per point: the Gluon kernel where it takes the shape and
+        the knobs were fitted on it, else our Triton kernels (family backward). The forward's
+        pinned tiles are the forward's."""
+        fixed = {k: v for k, v in (fixed or {}).items() if k not in ("kernel", "block_m", "block_n")}
+        kernel = fixed.pop("backward", None)
+        if kernel is not None:
+            return search(spec, hw, c, knobs, self.name, fixed, backward=kernel)
+        best = search(spec, hw, c, knobs, self.name, fixed, backward=Backward.name)
+        where = BackwardGluon.takes(spec, knobs)
+        if where.any():
+            best = tiled.pick(where, search(spec, hw, c, knobs, self.name, fixed, backward=BackwardGluon.name), best)
+        return best
 
-    def kernel_of(self, row):
+    def forward_kernel(self, row):
         """Our bench names the warp-specialized kernels first in a row's config: ("ws", ...) for
         the Triton one, ("gluon", ...) for the Gluon one."""
         cfg = config(row)
         named = {"ws": PrefillWs.name, "gluon": PrefillGluon.name}
         return named.get(cfg[0], self.name) if cfg else self.name
+
+    def backward_kernel(self, row):
+        """A training row's backward kernel: the Gluon one where the config names it last
+        (backward.train_config), else our Triton kernels."""
+        cfg = config(row)
+        return BackwardGluon.name if cfg and cfg[-1] == BackwardGluon.name else Backward.name
+
+    def kernel_of(self, row):
+        """A forward's kernel; a training step's backward kernel (what the step's fit adds)."""
+        return self.backward_kernel(row) if row.get("phase") == "train" else self.forward_kernel(row)
 
     def workload_for(self, row):
         """A measured prefill (or a training step, forward + backward, where phase is train): GQA,
@@ -139,13 +161,15 @@ class Prefill(Family):
         wl = attention("swa", n_heads=hq, n_kv_heads=hkv, head_dim=d, window=window) if window \
             else attention("gqa", n_heads=hq, n_kv_heads=hkv, head_dim=d)
         cfg = config(row)
-        kernel = self.kernel_of(row)
+        kernel = self.forward_kernel(row)
         mapping = {"kernel": kernel}  # the kernel that ran, never the dispatch's pick
         if kernel != self.name:
             mapping.update(block_m=float(cfg[1]), block_n=float(cfg[2]))
         elif len(cfg) == 4:
             mapping.update(block_m=float(cfg[0]), block_n=float(cfg[1]))
         phase = "train" if row.get("phase") == "train" else "prefill"
+        if phase == "train":
+            mapping["backward"] = self.backward_kernel(row)
         return wl, dict(phase=phase, batch=num(row, "batch"), seq=num(row, "seq"),
                         dtype=row.get("dtype") or "bf16", causal=flag(row, "causal"), mapping=mapping)
 
@@ -210,3 +234,15 @@ class Backward(Family):
     name = "backward"
     tiled = False
     compute_efficiency, memory_efficiency = 0.6, 0.9
+
+
+@register_family
+class BackwardGluon(Backward):
+    """Our Gluon backward (gpu/backward_gluon.py), FlashAttention-3's one pass: 128 keys a program,
+    64-row query blocks streamed, two consumer warpgroups, dQ added by writer warps; head dim
+    128 on Hopper. Knobs of its own, fitted on its rows; timed where our dispatch runs it
+    (`takes`: the Gluon prefill's conditions, and its knobs fitted)."""
+    name = "backward_gluon"
+    gpu_tiles = ((128, 64),)
+    head_dims = (128,)
+    takes = classmethod(PrefillWs.takes.__func__)

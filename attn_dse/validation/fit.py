@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import re
 from pathlib import Path
 
 import numpy as np
@@ -111,12 +112,15 @@ def provenance_note(measurements: str, report: dict) -> str:
 
 
 def write_knobs(hw: Hardware, knobs: Knobs, measurements: str, report: dict) -> Path:
-    """Store fitted knobs as calibration/knobs/HW/IMPLEMENTATION.yaml (the first knob directory)."""
-    import dataclasses
+    """Store fitted knobs as calibration/knobs/HW/IMPLEMENTATION.yaml (the first knob directory).
+    Knobs fitted for some families alone add their note to the stored source, replacing an earlier
+    note on the same families."""
     note = provenance_note(measurements, report)
     moved = {k.partition(".")[2] for k in report["values"]}
     if "" not in moved and knobs.source and "calibrated" in knobs.source:  # some families' knobs alone
-        note = f"{knobs.source}; {', '.join(sorted(moved))}: {note}"
+        key = ", ".join(sorted(moved))
+        kept = re.sub(rf"(^|; ){re.escape(key)}: calibrated [^;]*; held-out [^;]*?worst \d+%", "", knobs.source)
+        note = f"{kept}; {key}: {note}"
     path = store.knob_dirs()[0] / hw.name / f"{knobs.implementation}.yaml"
     return store.write(path, dataclasses.replace(knobs, source=note), hw.name,
                        f"{Path(measurements).name} (every 4th row held out)")

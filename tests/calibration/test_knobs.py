@@ -156,3 +156,25 @@ def test_the_tile_step_a_family_has_replaces_the_shared_one():
     # one step on each core (`iterations` counts them over all cores): one step's cycles at the clock
     assert t_mm("prefill_ws", hw.cores) == pytest.approx(1000.0 / hw.clock_hz)
     assert t_mm("prefill", hw.cores) == pytest.approx(10.0 / hw.clock_hz)
+
+
+def test_a_refit_of_some_families_replaces_their_note_in_the_source(tmp_path, monkeypatch):
+    """Each family's note in the stored source says how its knobs were last fitted: writing a
+    refit of prefill_gluon twice leaves one prefill_gluon note (the last), and the notes of the
+    other families as they were."""
+    from attn_dse.validation import fit
+    from attn_dse.validation.compare import data_dir, load_measurements
+    monkeypatch.setenv("ATTN_DSE_KNOBS", str(tmp_path))
+    hw = load_hardware("h200")
+    before = knobs_for(hw).source
+    rows = load_measurements(data_dir() / "h200-prefill-gluon-measurements.csv")
+    for evals in (3, 5):
+        refit, report = fit.calibrate(hw, rows, "triton", max_evals=evals, only=("prefill_gluon",))
+        fit.write_knobs(hw, refit, "h200-prefill-gluon-measurements.csv", report)
+    after = knobs_for(hw).source
+    assert after.count("prefill_gluon: calibrated") == 1 and after.count("backward: calibrated") == 1
+    assert after.endswith(fit.provenance_note("h200-prefill-gluon-measurements.csv", report))
+    import re
+    notes = re.findall(r"(?:^|; )([a-z_, ]+: calibrated [^;]*; held-out [^;]*?worst \d+%)", before)
+    others = [n for n in notes if not n.startswith("prefill_gluon:")]
+    assert len(others) == len(notes) - 1 >= 5 and all(n in after for n in others)

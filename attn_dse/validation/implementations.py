@@ -16,12 +16,12 @@ from attn_dse.validation.compare import compare, data_dir, fastest_kernels, held
 
 KERNEL_FILES = ("measurements", "vendor-measurements", "decode-fp8-measurements", "mla-decode-fp8-measurements",
                 "mla-decode-fp8-gluon-measurements", "prefill-ws-measurements",
-                "prefill-gluon-measurements")
+                "prefill-gluon-measurements", "backward-measurements", "backward-gluon-measurements")
 
 
 def measured_rows(hw_name: str) -> list[dict]:
-    """Our kernels' (bf16 and fp8-KV) and the vendor kernels' stored forward rows for this GPU,
-    each naming its implementation, one per kernel study (compare.fastest_kernels)."""
+    """Our kernels' (bf16 and fp8-KV, forward and training steps) and the vendor kernels' stored
+    rows for this GPU, each naming its implementation, one per kernel study (compare.fastest_kernels)."""
     rows = []
     for name in KERNEL_FILES:
         path = data_dir() / f"{hw_name}-{name}.csv"

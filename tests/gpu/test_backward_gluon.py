@@ -1,10 +1,6 @@
 """The Gluon backward (gpu/backward_gluon.py): its sm_90 build checked here without a GPU, its
 refusals, and on a Hopper GPU (marked `gpu`) its gradients against float32 autograd."""
-import json
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 
@@ -12,18 +8,14 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("triton")
 
 from attn_dse.gpu.backward import backward, forward, reference_grads  # noqa: E402
+from tests.gpu import sm90  # noqa: E402
 
 HOPPER = torch.cuda.is_available() and torch.cuda.get_device_capability()[0] == 9
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["full", "causal"])
 def build(request):
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    code = ("import json; from attn_dse.gpu.backward_gluon import sm90_build; "
-            f"b = sm90_build({request.param}); print(json.dumps([b['sass'], b['shared']]))")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    assert run.returncode == 0, run.stderr[-2000:]
-    return json.loads(run.stdout.strip().splitlines()[-1])
+    return sm90.build("backward_gluon", request.param)
 
 
 def test_each_consumer_holds_five_matmuls_a_block_and_takes_240_registers(build):

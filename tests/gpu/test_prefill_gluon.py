@@ -1,10 +1,6 @@
 """The Gluon prefill (gpu/prefill_gluon.py): its sm_90 build checked here without a GPU, its
 refusals, and on a Hopper GPU (marked `gpu`) its outputs against the float32 reference."""
-import json
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 
@@ -13,17 +9,13 @@ pytest.importorskip("triton")
 
 from attn_dse.gpu.prefill import prefill  # noqa: E402
 from attn_dse.gpu.reference import attention_ref  # noqa: E402
+from tests.gpu import sm90  # noqa: E402
 
 HOPPER = torch.cuda.is_available() and torch.cuda.get_device_capability()[0] == 9
 
 
 def _build(causal: bool, config: tuple):
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    code = ("import json; from attn_dse.gpu.prefill_gluon import sm90_build; "
-            f"b = sm90_build({causal}, {config}); print(json.dumps([b['sass'], b['shared']]))")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    assert run.returncode == 0, run.stderr[-2000:]
-    return json.loads(run.stdout.strip().splitlines()[-1])
+    return sm90.build("prefill_gluon", causal, config)
 
 
 def _loops(sass: str) -> list:

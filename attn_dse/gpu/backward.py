@@ -5,9 +5,9 @@
         DIR/backward-checks.csv)
 
 `backward(kernel="auto")` runs the Gluon kernel (backward_gluon.py, FlashAttention-3's one pass)
-where it can: head dim 128, bf16 or fp16, on Hopper; this file then supplies its pre- and
-post-passes (`_delta` with L copied into rows padded for TMA, `_dq_out`). Elsewhere, or with tiles
-given, the Triton kernels below run.
+where it can: head dim 128, bf16 or fp16, on Hopper; this file then supplies its pre-pass
+(`_delta` with L copied into rows padded for TMA; its dQ conversion lives with it). Elsewhere, or
+with tiles given, the Triton kernels below run.
 
 The forward is our prefill kernel (`prefill(..., lse=)`), which keeps each row's log2-sum-exp L.
 The backward recomputes the probabilities from it, P = 2^(QK^T scale log2(e) - L), and runs three
@@ -79,23 +79,6 @@ def _delta(O, DO, Delta, Lse, LseOut, stride_b, stride_s, stride_h, n_heads, seq
     if COPY_LSE:
         lse = tl.load(Lse + bh.to(tl.int64) * seq_q + offs_m, mask=offs_m < seq_q, other=float("inf"))
         tl.store(LseOut + bh.to(tl.int64) * row_stride + offs_m, lse, mask=keep)
-
-
-@triton.jit(do_not_specialize=["seq_q"])
-def _dq_out(DQacc, DQ, stride_b, stride_s, stride_h, n_heads, seq_q, scale, BLOCK_M: tl.constexpr, HALF: tl.constexpr):
-    """dQ = scale * DQacc in DQ's dtype, one [BLOCK_M, HALF] piece a program: DQacc as the Gluon
-    backward accumulates it, [B, Hq, blocks, 2 column halves, BLOCK_M, HALF] float32."""
-    blk = tl.program_id(0)
-    half = tl.program_id(1) % 2
-    bh = tl.program_id(1) // 2
-    piece = ((bh.to(tl.int64) * tl.num_programs(0) + blk) * 2 + half) * BLOCK_M * HALF
-    rows = tl.arange(0, BLOCK_M)
-    cols = tl.arange(0, HALF)
-    acc = tl.load(DQacc + piece + rows[:, None] * HALF + cols[None, :])
-    offs_m = blk * BLOCK_M + rows
-    out = (DQ + (bh // n_heads).to(tl.int64) * stride_b + (bh % n_heads) * stride_h + offs_m[:, None] * stride_s
-           + half * HALF + cols[None, :])
-    tl.store(out, (acc * scale).to(DQ.dtype.element_ty), mask=offs_m[:, None] < seq_q)
 
 
 @triton.jit

@@ -16,7 +16,8 @@ so neither consumer waits on the other's dS of the block it is on: it takes the 
 written long before (waiting for the current one put both in lockstep: 6.5-6.7 ms against 6.3 at
 8k causal, docs/device-logs/h200-backward-gluon-variants-2026-12-03.log). Each consumer hands its
 dQ half to two writer warps through shared memory; they add it to an fp32 buffer blocked by query
-block, 16-byte reductions (red.v4.f32), so the atomics' latency stays off the matmul warps
+block (converted to dQ by `_dq_out`, a Triton kernel), 16-byte reductions (red.v4.f32), so the
+atomics' latency stays off the matmul warps
 (issued by the consumers themselves they cost 2 ms of 8.3). Five matmuls per pair of key and
 query blocks, 3 d + 2 d wide per attended pair (the cost model's Backward family), against
 4 d + 3 d for backward.py's two-kernel form (its dQ kernel recomputes S and dP).
@@ -32,6 +33,7 @@ import math
 
 import torch
 import triton
+import triton.language as tl
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.hopper import (fence_async_shared, mbarrier, tma, warpgroup_mma,
@@ -298,6 +300,23 @@ def _backward_wgmma(q_desc, do_desc, k_desc, v_desc, lse_desc, delta_desc, DQ, D
     ], [4, 1, WRITER_WARPS], [CONSUMER_REGS, 24, 24])
 
 
+@triton.jit(do_not_specialize=["seq_q"])
+def _dq_out(DQacc, DQ, stride_b, stride_s, stride_h, n_heads, seq_q, scale, BLOCK_M: tl.constexpr, HALF: tl.constexpr):
+    """dQ = scale * DQacc in DQ's dtype, one [BLOCK_M, HALF] piece a program: DQacc as the Gluon
+    backward accumulates it, [B, Hq, blocks, 2 column halves, BLOCK_M, HALF] float32."""
+    blk = tl.program_id(0)
+    half = tl.program_id(1) % 2
+    bh = tl.program_id(1) // 2
+    piece = ((bh.to(tl.int64) * tl.num_programs(0) + blk) * 2 + half) * BLOCK_M * HALF
+    rows = tl.arange(0, BLOCK_M)
+    cols = tl.arange(0, HALF)
+    acc = tl.load(DQacc + piece + rows[:, None] * HALF + cols[None, :])
+    offs_m = blk * BLOCK_M + rows
+    out = (DQ + (bh // n_heads).to(tl.int64) * stride_b + (bh % n_heads) * stride_h + offs_m[:, None] * stride_s
+           + half * HALF + cols[None, :])
+    tl.store(out, (acc * scale).to(DQ.dtype.element_ty), mask=offs_m[:, None] < seq_q)
+
+
 def refusal(q, k, v) -> str | None:
     """Why _backward_wgmma cannot take these inputs (None: it can): head dim 128, bf16 or fp16,
     on a Hopper GPU (Gluon has no interpreter); backward() makes them contiguous."""
@@ -336,7 +355,6 @@ def backward_wgmma(q, k, v, do, lse, delta, causal: bool, dq, dk, dv) -> None:
     _backward_wgmma[grid](desc(q, [ROWS, D]), desc(do, [ROWS, D]), desc(k, [ROWS, D]), desc(v, [ROWS, D]), rows(lse),
                           rows(delta), dq_acc, dk, dv, Hq, Hq // Hkv, Sq, Sk, row_stride, 1.4426950408889634 / math.sqrt(D), 1.0 / math.sqrt(D), CAUSAL=causal,
                           num_warps=NUM_WARPS, maxnreg=MAXNREG)
-    from attn_dse.gpu.backward import _dq_out  # the Triton pre- and post-passes live with the Triton backward
     _dq_out[(row_stride // ROWS, B * Hq * 2)](dq_acc, dq, *dq.stride()[:3], Hq, Sq, 1.0 / math.sqrt(D), BLOCK_M=ROWS,
                                               HALF=D // 2, num_warps=4)
 

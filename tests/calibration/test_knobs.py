@@ -1,4 +1,6 @@
 """The knob store: lookup along `extends:`, per implementation, defaults, round trip, errors."""
+import re
+
 import pytest
 
 from attn_dse import load_hardware
@@ -174,7 +176,6 @@ def test_a_refit_of_some_families_replaces_their_note_in_the_source(tmp_path, mo
     after = knobs_for(hw).source
     assert after.count("prefill_gluon: calibrated") == 1 and after.count("backward: calibrated") == 1
     assert after.endswith(fit.provenance_note("h200-prefill-gluon-measurements.csv", report))
-    import re
     notes = re.findall(r"(?:^|; )([a-z_, ]+: calibrated [^;]*; held-out [^;]*?worst \d+%)", before)
     others = [n for n in notes if not n.startswith("prefill_gluon:")]
     assert len(others) == len(notes) - 1 >= 5 and all(n in after for n in others)

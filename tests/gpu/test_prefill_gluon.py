@@ -14,10 +14,6 @@ from tests.gpu import sm90  # noqa: E402
 HOPPER = torch.cuda.is_available() and torch.cuda.get_device_capability()[0] == 9
 
 
-def _build(causal: bool, config: tuple):
-    return sm90.build("prefill_gluon", causal, config)
-
-
 def _loops(sass: str) -> list:
     """The instructions of each loop in the SASS (from a backward branch's target to it)."""
     ins = [(int(a, 16), t) for a, t in re.findall(r"/\*([0-9a-f]{4,})\*/\s+([^;]*);", sass)]
@@ -38,7 +34,7 @@ def test_sass_has_each_consumers_matmuls_and_register_handoff(causal, config):
     the masked loops); shared memory holds both consumers' queries and `stages` K and V tiles,
     within the SM's 227 KB."""
     block_n, stages, _ = config
-    sass, shared = _build(causal, config)
+    sass, shared = sm90.build("prefill_gluon", causal, config)
     assert re.search(r"USETMAXREG\.TRY_ALLOC\.CTAPOOL \w+, 0xf0\b", sass), "no consumer takes 240 registers"
     shapes = [tuple(map(int, m)) for m in re.findall(r"HGMMA\.(\d+)x(\d+)x(\d+)\.F32\.BF16", sass)]
     assert sum(2 * m * n * k for m, n, k in shapes) == 2 * 6 * (2 * 64 * block_n * 128)

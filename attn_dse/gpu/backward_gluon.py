@@ -1,5 +1,5 @@
 """Attention backward for Hopper in Gluon, warp-specialized by hand (FlashAttention-3's
-structure): dK and dV in registers, dQ added in fp32 to global memory by writer warps, one pass.
+structure): dK and dV in registers, dQ added in fp32 to global memory by a writer warp, one pass.
 
 A program owns a block of 128 keys of one K/V head and walks the query blocks (64 rows) that see
 it, for every query head of the GQA group in turn (the group's dK, dV add up in registers). One
@@ -15,12 +15,22 @@ transposed frame (rows are keys, as FlashAttention-3's swapped S and dP):
 so neither consumer waits on the other's dS of the block it is on: it takes the previous block's,
 written long before (waiting for the current one put both in lockstep: 6.5-6.7 ms against 6.3 at
 8k causal, docs/device-logs/h200-backward-gluon-variants-2026-12-03.log). Each consumer hands its
-dQ half to two writer warps through shared memory; they add it to an fp32 buffer blocked by query
-block (converted to dQ by `_dq_out`, a Triton kernel), 16-byte reductions (red.v4.f32), so the
-atomics' latency stays off the matmul warps
-(issued by the consumers themselves they cost 2 ms of 8.3). Five matmuls per pair of key and
-query blocks, 3 d + 2 d wide per attended pair (the cost model's Backward family), against
-4 d + 3 d for backward.py's two-kernel form (its dQ kernel recomputes S and dP).
+dQ half to a writer warp through shared memory; it adds it into an fp32 buffer blocked by
+query block (converted to dQ by `_dq_out`, a Triton kernel) with one TMA bulk reduction a half
+(cp.reduce.async.bulk.tensor .add), keeping one in flight: the consumer gets its buffer back when
+the reduction after the next one is issued. So the atomics' latency stays off the matmul warps
+(issued by the consumers themselves they cost 2 ms of 8.3), and off the writer too: its 16-byte
+register reductions (red.v4.f32) took 6.34 ms at 8k causal GQA against 5.59 for the bulk ones,
+11.19 against 10.73 non-causal (docs/device-logs/h200-backward-gluon-dq-2026-12-04.log).
+A head's key blocks are neighbours in the launch order, so the programs running at once share
+one head's Q, dO and dQ in L2. With the heads side by side instead (every head's first, in
+causal longest, key blocks first) MHA at 8k non-causal took 14.5-14.8 ms against 9.9-10.2, at
+8 x 2k 2.1 against 1.4, GQA non-causal 3-6 % more; only causal GQA at 8k gained (5-7 %) from
+the longest-first order (same log).
+
+Five matmuls per pair of key and query blocks, 3 d + 2 d wide per attended pair (the cost
+model's Backward family), against 4 d + 3 d for backward.py's two-kernel form (its dQ kernel
+recomputes S and dP).
 
 Layout as backward.py: q, o, dO [B, Sq, Hq, D], k, v [B, Sk, Hkv, D], contiguous, queries the last
 Sq positions; bf16 or fp16; head dim 128. The loads view them as 2-D [B * S, H * D] (TMA): query
@@ -35,7 +45,9 @@ import torch
 import triton
 import triton.language as tl
 from triton.experimental import gluon
+from triton._C.libtriton import ir
 from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.language._core import builtin
 from triton.experimental.gluon.language.nvidia.hopper import (fence_async_shared, mbarrier, tma, warpgroup_mma,
                                                               warpgroup_mma_wait)
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
@@ -43,16 +55,24 @@ from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 from attn_dse.gpu.prefill_gluon import _smem_layout, _tma_load
 
 _warpgroup_barrier = gl.thread_barrier if hasattr(gl, "thread_barrier") else gl.barrier  # renamed after Triton 3.6
-if not hasattr(gl.shared_memory_descriptor, "reinterpret"):  # Triton 3.6 (the device image) has only the old name
-    gl.shared_memory_descriptor.reinterpret = gl.shared_memory_descriptor._reinterpret
+
+
+@builtin
+def _tma_reduce_add_36(tensor_desc, coord, src, _semantic=None):
+    """tma.async_atomic_add for Triton 3.6 (the device image), which builds the op but does not name it."""
+    coord = _semantic._convert_to_ir_values(coord, require_i64=False)
+    _semantic.builder.create_async_tma_reduce(ir.DESCRIPTOR_REDUCE_KIND.ADD, tensor_desc.handle, coord, src.handle)
+
+
+_tma_reduce_add = getattr(tma, "async_atomic_add", _tma_reduce_add_36)
 
 ROWS = 64  # one consumer warpgroup's keys and one query block's rows (one wgmma M)
 STAGES = gl.constexpr(2)  # Q, dO ring depth (three do not fit beside the dQ buffers: 227 KB)
-# as prefill_gluon: 9 warps launch at 168 registers; consumer 1 takes 240, the producer warp and
-# the two writer warps (one warpgroup with an idle warp) 24, consumer 0 what is left
+# as prefill_gluon: 10 warps launch at 168 registers; consumer 1 takes 240, the producer warp and
+# the writer warp (one thread issues its TMA reductions) 24, consumer 0 what is left
 NUM_WARPS, MAXNREG = 4, 168
 CONSUMER_REGS = gl.constexpr(240)
-WRITER_WARPS = gl.constexpr(2)
+WRITER_WARPS = gl.constexpr(1)
 
 
 @gluon.jit
@@ -83,36 +103,25 @@ def _produce(q_desc, do_desc, k_desc, v_desc, lse_desc, delta_desc, q_smem, do_s
 
 
 @gluon.jit
-def _write_dq(dq_smem, bars, DQ, b, h0, lo, n_blocks, group, n_heads, row_stride):
-    """The dQ writer warps: each consumer's column half of each query block's dQ, from shared
-    memory (in chunks of 8 rows) into the fp32 buffer, blocked as [B, Hq, blocks, 2 halves, 64,
-    64], by 16-byte reductions."""
+def _write_dq(dq_desc, dq_smem, bars, b, h0, lo, n_blocks, group, n_heads, row_stride):
+    """The dQ writer: each consumer's column half of each query block's dQ, from shared memory
+    into the fp32 buffer (viewed as [B * Hq * blocks * 2 halves * 64, 64]) by a TMA reduction.
+    A half's buffer goes back to its consumer once the reduction issued after it is, so one
+    is always in flight."""
     kv_bar, ready, empty, ds_ready, ds_free, dq_full, dq_empty = bars
-    CHUNK: gl.constexpr = dq_smem.type.shape[1]
-    HALF: gl.constexpr = dq_smem.type.shape[2]
-    ROWS_: gl.constexpr = dq_smem.type.shape[0] // 2 * CHUNK
-    layout: gl.constexpr = gl.BlockedLayout([1, 4], [2, 16], [gl.num_warps(), 1], [1, 0])
-    offs = (gl.arange(0, CHUNK, layout=gl.SliceLayout(1, layout))[:, None] * HALF
-            + gl.arange(0, HALF, layout=gl.SliceLayout(0, layout))[None, :])
+    ROWS_: gl.constexpr = dq_smem.type.shape[1]
     i = 0
     for g in range(group):
         for m in range(lo, n_blocks):
             for w in gl.static_range(2):
                 mbarrier.wait(dq_full.index(w), i & 1)
-                base = DQ + ((((b * n_heads + h0 + g) * (row_stride // ROWS_) + m) * 2 + w) * ROWS_ * HALF).to(gl.int64)
-                for c in range(ROWS_ // CHUNK):
-                    _red_add(base + c * CHUNK * HALF + offs, dq_smem.index(w * (ROWS_ // CHUNK) + c).load(layout))
-                mbarrier.arrive(dq_empty.index(w), count=1)
+                row = (((b * n_heads + h0 + g) * (row_stride // ROWS_) + m) * 2 + w) * ROWS_
+                _tma_reduce_add(dq_desc, [row, 0], dq_smem.index(w))
+                tma.store_wait(1)  # the reduction before this one has read its buffer
+                if i > 0 or w == 1:
+                    mbarrier.arrive(dq_empty.index(1 - w), count=1)
             i += 1
-
-
-@gluon.jit
-def _red_add(ptrs, vals):
-    """ptrs += vals in global memory, four consecutive floats a reduction (red.v4.f32, sm_90)."""
-    gl.inline_asm_elementwise("red.relaxed.gpu.global.add.v4.f32 [$4], {$8, $9, $10, $11};\n\t"
-                              "mov.b32 $0, 0;\n\tmov.b32 $1, 0;\n\tmov.b32 $2, 0;\n\tmov.b32 $3, 0;",
-                              "=r,=r,=r,=r,l,l,l,l,f,f,f,f", [ptrs.to(gl.int64, bitcast=True), vals], dtype=gl.int32,
-                              is_pure=False, pack=4)
+    tma.store_wait(0)
 
 
 @gluon.jit
@@ -133,11 +142,12 @@ def _issue_dq(j, k_all, ds_smem, bars, half: gl.constexpr, zero_q):
 
 @gluon.jit
 def _hand_dq(j, dq, dq_smem, bars, half: gl.constexpr):
-    """Block j's dQ half (its matmul done) to the writer warps; its dS^T buffer is free."""
+    """Block j's dQ half (its matmul done) to the writer warp; its dS^T buffer is free."""
     kv_bar, ready, empty, ds_ready, ds_free, dq_full, dq_empty = bars
     mbarrier.arrive(ds_free.index(j % 2), count=1)
     mbarrier.wait(dq_empty.index(half), (j & 1) ^ 1)
     dq_smem.index(half).store(dq)
+    fence_async_shared()  # the stores are seen by the TMA reduction
     _warpgroup_barrier()
     mbarrier.arrive(dq_full.index(half), count=1)
 
@@ -235,16 +245,17 @@ def _consume(k_smem, v_smem, q_smem, do_smem, lse_smem, delta_smem, ds_smem, dq_
 
 
 @gluon.jit
-def _backward_wgmma(q_desc, do_desc, k_desc, v_desc, lse_desc, delta_desc, DQ, DK, DV, n_heads, group, seq_q, seq_k,
-                    row_stride, qk_scale, sm_scale, CAUSAL: gl.constexpr):
+def _backward_wgmma(q_desc, do_desc, k_desc, v_desc, lse_desc, delta_desc, dq_desc, DK, DV, n_heads, group, seq_q,
+                    seq_k, row_stride, qk_scale, sm_scale, CAUSAL: gl.constexpr):
     """q_desc, do_desc: [B * Sq, Hq * D] in blocks of [64, D]; k_desc, v_desc: [B * Sk, Hkv * D]
     in blocks of [64, D]; lse_desc, delta_desc: L and D as [B * Hq * row_stride] float32 in
-    blocks of 64 (row_stride: seq_q padded to 64, L +inf and D 0 past seq_q); DQ [B, Hq,
-    row_stride / 64, 2, 64, D / 2] float32, zeroed (dQ / scale is added into it); DK, DV as k."""
+    blocks of 64 (row_stride: seq_q padded to 64, L +inf and D 0 past seq_q); dq_desc: [B, Hq,
+    row_stride / 64, 2, 64, D / 2] float32, zeroed (dQ / scale is added into it), as
+    [B * Hq * row_stride * 2, D / 2] in blocks of [64, D / 2]; DK, DV as k."""
     ROWS_: gl.constexpr = q_desc.block_type.shape[0]
     dtype: gl.constexpr = q_desc.dtype
-    bh = gl.program_id(0)
-    pid_n = gl.program_id(1)  # every head's first key blocks (causal: the longest) launch first
+    pid_n = gl.program_id(0)  # a head's key blocks (causal: the longest first) launch side by side,
+    bh = gl.program_id(1)  # so the SMs share its Q, dO stream and its dQ in L2
     n_kv = n_heads // group
     b = bh // n_kv
     kvh = bh % n_kv
@@ -270,9 +281,7 @@ def _backward_wgmma(q_desc, do_desc, k_desc, v_desc, lse_desc, delta_desc, DQ, D
     kv_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
     ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    dq_layout: gl.constexpr = gl.SwizzledSharedLayout(4, 1, 8, [1, 0])  # swizzled by the row within 8
-    dq_chunks = gl.allocate_shared_memory(gl.float32, [2 * ROWS_ // 8, 8, ROWS_], dq_layout)  # the writer's view
-    dq_smem = dq_chunks.reinterpret(gl.float32, [2, ROWS_, ROWS_], dq_layout)  # the consumers': one half each
+    dq_smem = gl.allocate_shared_memory(gl.float32, [2] + dq_desc.block_type.shape, dq_desc.layout)  # one half each
     dq_full = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
     dq_empty = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
     ds_ready = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
@@ -296,7 +305,7 @@ def _backward_wgmma(q_desc, do_desc, k_desc, v_desc, lse_desc, delta_desc, DQ, D
         (_produce, (q_desc, do_desc, k_desc, v_desc, lse_desc, delta_desc, q_smem, do_smem, k_smem, v_smem, lse_smem,
                     delta_smem, bars, b * seq_k + start_n, kvh * q_desc.block_type.shape[1], b * seq_q, h0, lo, n_blocks,
                     group, n_heads, b, row_stride)),
-        (_write_dq, (dq_chunks, bars, DQ, b, h0, lo, n_blocks, group, n_heads, row_stride)),
+        (_write_dq, (dq_desc, dq_smem, bars, b, h0, lo, n_blocks, group, n_heads, row_stride)),
     ], [4, 1, WRITER_WARPS], [CONSUMER_REGS, 24, 24])
 
 
@@ -329,6 +338,11 @@ def refusal(q, k, v) -> str | None:
     return None
 
 
+def _dq_layout():
+    """Shared memory of a [64, 64] float32 dQ half, as the TMA reduction reads it."""
+    return gl.NVMMASharedLayout.get_default_for([ROWS, 64], gl.float32)
+
+
 def padded_rows(seq_q: int) -> int:
     """The row stride of L and D for this kernel: seq_q rounded up to a query block."""
     return triton.cdiv(seq_q, ROWS) * ROWS
@@ -351,9 +365,11 @@ def backward_wgmma(q, k, v, do, lse, delta, causal: bool, dq, dk, dv) -> None:
         layout = gl.NVMMASharedLayout.get_default_for([ROWS], gl.float32)
         return TensorDescriptor(t, [t.numel()], [1], [ROWS], layout)
     dq_acc = torch.zeros((B, Hq, row_stride // ROWS, 2, ROWS, D // 2), device=q.device, dtype=torch.float32)
-    grid = (B * Hkv, triton.cdiv(Sk, 2 * ROWS))
+    dq_flat = dq_acc.view(-1, D // 2)
+    dq_desc = TensorDescriptor(dq_flat, list(dq_flat.shape), [D // 2, 1], [ROWS, D // 2], _dq_layout())
+    grid = (triton.cdiv(Sk, 2 * ROWS), B * Hkv)
     _backward_wgmma[grid](desc(q, [ROWS, D]), desc(do, [ROWS, D]), desc(k, [ROWS, D]), desc(v, [ROWS, D]), rows(lse),
-                          rows(delta), dq_acc, dk, dv, Hq, Hq // Hkv, Sq, Sk, row_stride, 1.4426950408889634 / math.sqrt(D), 1.0 / math.sqrt(D), CAUSAL=causal,
+                          rows(delta), dq_desc, dk, dv, Hq, Hq // Hkv, Sq, Sk, row_stride, 1.4426950408889634 / math.sqrt(D), 1.0 / math.sqrt(D), CAUSAL=causal,
                           num_warps=NUM_WARPS, maxnreg=MAXNREG)
     _dq_out[(row_stride // ROWS, B * Hq * 2)](dq_acc, dq, *dq.stride()[:3], Hq, Sq, 1.0 / math.sqrt(D), BLOCK_M=ROWS,
                                               HALF=D // 2, num_warps=4)
@@ -370,7 +386,8 @@ def sm90_build(causal: bool = False) -> dict:
         return f"tensordesc<bf16[{block[0]},{block[1]}],{_smem_layout(block, torch.bfloat16)!r}>"
     row = desc([ROWS, 128])
     vec = f"tensordesc<fp32[{ROWS}],{gl.NVMMASharedLayout.get_default_for([ROWS], gl.float32)!r}>"
-    sig = {"q_desc": row, "do_desc": row, "k_desc": row, "v_desc": row, "lse_desc": vec, "delta_desc": vec, "DQ": "*fp32", "DK": "*bf16", "DV": "*bf16", "n_heads": "i32",
+    sig = {"q_desc": row, "do_desc": row, "k_desc": row, "v_desc": row, "lse_desc": vec, "delta_desc": vec,
+           "dq_desc": f"tensordesc<fp32[{ROWS},64],{_dq_layout()!r}>", "DK": "*bf16", "DV": "*bf16", "n_heads": "i32",
            "group": "i32", "seq_q": "i32", "seq_k": "i32", "row_stride": "i32", "qk_scale": "fp32", "sm_scale": "fp32",
            "CAUSAL": "constexpr"}
     src = GluonASTSource(fn=_backward_wgmma, signature=sig, constexprs={"CAUSAL": causal})

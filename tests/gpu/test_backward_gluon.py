@@ -33,12 +33,11 @@ def test_each_consumer_holds_five_matmuls_a_block_and_takes_240_registers(build)
     assert 2 * 64 * 128 * 2 * 2 + 2 * 2 * 64 * 128 * 2 + 2 * 64 * 64 * 4 <= shared <= 227 * 1024  # K, V, Q/dO ring, dQ
 
 
-def test_dq_leaves_by_16_byte_reductions_from_the_writer_warps(build):
-    """The consumers issue no global atomics; the writer warps add dQ by red.global.add.v4.f32."""
+def test_dq_leaves_by_tma_reductions_from_the_writer(build):
+    """No thread issues a global atomic: dQ leaves shared memory by 2-D TMA bulk reductions."""
     sass, _ = build
-    reds = re.findall(r"\bREDG\.E\.ADD\.F32\S*", sass)
-    assert reds and set(reds) == {"REDG.E.ADD.F32x4.FTZ.RN.STRONG.GPU"}
-    assert not re.search(r"\bATOMG\b", sass)
+    assert re.search(r"\bUTMAREDG\.2D\.ADD\b", sass)
+    assert not re.search(r"\b(REDG|ATOMG|RED)\.", sass)
 
 
 def test_refuses_what_it_cannot_take():

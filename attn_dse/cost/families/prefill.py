@@ -239,9 +239,9 @@ class Backward(Family):
 @register_family
 class BackwardGluon(Backward):
     """Our Gluon backward (gpu/backward_gluon.py), FlashAttention-3's one pass: 128 keys a program,
-    64-row query blocks streamed, two consumer warpgroups, dQ added by writer warps; head dim
-    128 on Hopper. Knobs of its own, fitted on its rows; timed where our dispatch runs it
-    (`takes`: the Gluon prefill's conditions, and its knobs fitted)."""
+    64-row query blocks streamed, two consumer warpgroups, dQ added by a writer warp's TMA
+    reductions; head dim 128 on Hopper. Knobs of its own, fitted on its rows; timed where our
+    dispatch runs it (`takes`: the Gluon prefill's conditions, and its knobs fitted)."""
     name = "backward_gluon"
     gpu_tiles = ((128, 64),)
     head_dims = (128,)

@@ -298,10 +298,11 @@ def _backward_wgmma(q_desc, do_desc, k_desc, v_desc, lse_desc, delta_desc, dq_de
     bars = (kv_bar, ready, empty, ds_ready, ds_free, dq_full, dq_empty)
 
     h0 = kvh * group
-    args = (DK, DV, b, kvh, n_heads, group, seq_q, seq_k, start_n, lo, diag_hi, n_blocks, qk_scale, sm_scale, CAUSAL)
-    gl.warp_specialize([
-        (_consume, (k_smem, v_smem, q_smem, do_smem, lse_smem, delta_smem, ds_smem, dq_smem, bars, 0) + args),
-        (_consume, (k_smem, v_smem, q_smem, do_smem, lse_smem, delta_smem, ds_smem, dq_smem, bars, 1) + args),
+    gl.warp_specialize([  # each partition's arguments spelled out: a tuple sum drops constexprs (Triton 3.6)
+        (_consume, (k_smem, v_smem, q_smem, do_smem, lse_smem, delta_smem, ds_smem, dq_smem, bars, 0, DK, DV, b, kvh,
+                    n_heads, group, seq_q, seq_k, start_n, lo, diag_hi, n_blocks, qk_scale, sm_scale, CAUSAL)),
+        (_consume, (k_smem, v_smem, q_smem, do_smem, lse_smem, delta_smem, ds_smem, dq_smem, bars, 1, DK, DV, b, kvh,
+                    n_heads, group, seq_q, seq_k, start_n, lo, diag_hi, n_blocks, qk_scale, sm_scale, CAUSAL)),
         (_produce, (q_desc, do_desc, k_desc, v_desc, lse_desc, delta_desc, q_smem, do_smem, k_smem, v_smem, lse_smem,
                     delta_smem, bars, b * seq_k + start_n, kvh * q_desc.block_type.shape[1], b * seq_q, h0, lo, n_blocks,
                     group, n_heads, b, row_stride)),

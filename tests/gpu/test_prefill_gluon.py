@@ -84,3 +84,21 @@ def test_matches_reference(config, B, Sq, Sk, Hq, Hkv, causal, dtype):
     lse_ref = torch.empty_like(lse)
     prefill(q, k, v, causal, lse=lse_ref, kernel="tiles")
     assert (lse - lse_ref).abs().max().item() < 1e-2
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HOPPER, reason="the Gluon prefill runs on Hopper only")
+@pytest.mark.parametrize("programs", [1, 7, 33, 10 ** 6])
+@pytest.mark.parametrize("causal", [True, False])
+def test_every_block_once_whatever_the_programs(programs, causal):
+    """However many programs share the blocks (one, a few with a partial last round, one a
+    block), each output row is written once and right: NaN-poisoned outputs and log2-sum-exp."""
+    B, Sq, Sk, Hq, Hkv = 3, 700, 900, 6, 2  # 3 * 6 * 6 = 108 blocks
+    q, k, v = (torch.randn(B, s, h, 128, device="cuda", dtype=torch.bfloat16) for s, h in ((Sq, Hq), (Sk, Hkv), (Sk, Hkv)))
+    out = torch.full_like(q, float("nan"))
+    lse = torch.full((B, Hq, Sq), float("nan"), device="cuda")
+    from attn_dse.gpu.prefill_gluon import prefill_wgmma
+    prefill_wgmma(q, k, v, causal, out=out, lse=lse, programs=programs)
+    ref = attention_ref(q, k, v, causal)
+    assert not torch.isnan(out).any() and not torch.isnan(lse).any()
+    assert float((out.float() - ref).norm() / ref.norm()) < 1e-2

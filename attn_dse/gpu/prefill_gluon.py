@@ -15,10 +15,10 @@ run in a loop without mask code, the others (the diagonal, the sequence's end) i
 loop: one loop with a branch kept the mask's indices live and spilled. The output leaves
 through the query's buffer by TMA where the block lies within its batch.
 
-Persistent: one program an SM takes blocks of 128 query rows in turn (`_block`), with two query
-buffers so the next block's queries and first key tiles load while the consumers finish the
-current one. Causal blocks run longest first, heads fastest, the programs taking each round
-forwards then backwards, so their totals stay within a few % of each other.
+Persistent: one program an SM takes blocks of 128 query rows two at a time (`_block`), with two
+query buffers so the next block's queries and first key tiles load while the consumers finish
+the current one. Causal, a pair is a head's longest and shortest block left, so every pair costs
+the same and the programs' totals stay within a pair of each other.
 
 Measured on an H200 against SDPA's cuDNN in the same run (docs/MEASUREMENTS.md, "Gluon
 prefill"), d 128, GQA 32/8: 16k tokens 643 TFLOP/s non-causal (cuDNN 620), 659 causal (593);
@@ -54,26 +54,31 @@ CONSUMER_REGS = gl.constexpr(240)
 
 
 @gluon.jit
-def _block(i, n_programs, n_m, n_items, n_heads, seq_q, seq_k, ROWS_: gl.constexpr, BLOCK_N: gl.constexpr,
+def _blocks(pid, n_programs, n_items):
+    """How many blocks program pid takes: the pairs of blocks pid, pid + n_programs, ... (the
+    last pair is one block where n_items is odd)."""
+    n_pairs = (n_items + 1) // 2
+    mine = gl.cdiv(n_pairs - pid, n_programs)
+    return 2 * mine - ((n_items % 2 == 1) & ((n_pairs - 1 - pid) % n_programs == 0)).to(gl.int32)
+
+
+@gluon.jit
+def _block(k, pid, n_programs, n_m, seq_q, seq_k, n_heads, ROWS_: gl.constexpr, BLOCK_N: gl.constexpr,
            CAUSAL: gl.constexpr):
-    """A program's i-th slot (i = program_id + k * n_programs) -> its block: (batch, query head,
-    the block's first row, key tiles it sees). Non-causal, a head's blocks are neighbours (they
-    share its K and V in L2). Causal, blocks run longest first, heads fastest, and the programs
-    take each round in turn forwards, then backwards, so every program's total is near the mean
-    (one order for all heads gave a program the same diagonal position in every round)."""
-    t = i
+    """Program pid's k-th block: (batch, query head, the block's first row, key tiles it sees).
+    A program takes two neighbouring blocks at a time, and a head's blocks are neighbours in
+    the order longest, shortest, second longest, second shortest, ...: causal, each pair's key
+    tiles add up to the same, so the programs' totals stay within a pair of each other, and the
+    programs in flight share a few heads' K and V in L2 (heads fastest would stream every
+    head's at once)."""
+    t = 2 * (pid + (k // 2) * n_programs) + k % 2
+    j = t % n_m
+    m = gl.where(j % 2 == 0, n_m - 1 - j // 2, j // 2)
+    first_m = m * 2 * ROWS_
+    hi = seq_k
     if CAUSAL:
-        k = i // n_programs
-        if (k % 2 == 1) & ((k + 1) * n_programs <= n_items):  # a full backward round
-            t = k * n_programs + n_programs - 1 - i % n_programs
-        n_bh = n_items // n_m
-        bh = t % n_bh
-        first_m = (n_m - 1 - t // n_bh) * 2 * ROWS_
         hi = gl.minimum(seq_k, first_m + (seq_k - seq_q) + 2 * ROWS_)
-    else:
-        bh = t // n_m
-        first_m = (t % n_m) * 2 * ROWS_
-        hi = seq_k
+    bh = t // n_m
     return bh // n_heads, bh % n_heads, first_m, gl.cdiv(hi, BLOCK_N)
 
 
@@ -89,9 +94,8 @@ def _produce(q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, bars, pid, n_progra
     D: gl.constexpr = q_desc.block_type.shape[1]
     BLOCK_N: gl.constexpr = k_desc.block_type.shape[0]
     j = 0  # key tiles loaded so far: the ring's position
-    n = 0  # blocks so far
-    for i in range(pid, n_items, n_programs):
-        b, h, first_m, n_tiles = _block(i, n_programs, n_m, n_items, n_heads, seq_q, seq_k, ROWS_, BLOCK_N, CAUSAL)
+    for n in range(_blocks(pid, n_programs, n_items)):
+        b, h, first_m, n_tiles = _block(n, pid, n_programs, n_m, seq_q, seq_k, n_heads, ROWS_, BLOCK_N, CAUSAL)
         qb = n % 2
         mbarrier.wait(q_empty.index(qb), ((n // 2) & 1) ^ 1)  # a fresh barrier passes phase 1
         mbarrier.expect(q_ready.index(qb), 2 * q_desc.block_type.nbytes)
@@ -109,7 +113,6 @@ def _produce(q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, bars, pid, n_progra
             mbarrier.expect(v_ready.index(st), v_desc.block_type.nbytes)
             _tma_load(v_desc, [kv_row + i * BLOCK_N, kv_col], v_ready.index(st), v_smem.index(st))
             j += 1
-        n += 1
 
 
 @gluon.jit
@@ -160,19 +163,17 @@ def _step(q, k_smem, v_smem, bars, half: gl.constexpr, j, r, p, m_i, l_i, acc, z
 
 @gluon.jit
 def _consume(O, o_desc, LSE, q_smem, k_smem, v_smem, bars, half: gl.constexpr, pid, n_programs, n_m, n_items,
-             n_heads, group, seq_q, seq_k, qk_scale, CAUSAL: gl.constexpr, STORE_LSE: gl.constexpr, PINGPONG: gl.constexpr,
-             EVEN_M: gl.constexpr):
+             n_heads, group, seq_q, seq_k, qk_scale, CAUSAL: gl.constexpr, STORE_LSE: gl.constexpr,
+             PINGPONG: gl.constexpr, EVEN_M: gl.constexpr):
     """One consumer warpgroup: rows half * 64 ... + 63 of each of the program's blocks."""
     BLOCK_N: gl.constexpr = k_smem.type.shape[1]
     ROWS_: gl.constexpr = q_smem.type.shape[1]
     r = 0  # key tiles consumed so far: the ring's position
-    n = 0
-    for i in range(pid, n_items, n_programs):
-        b, h, first_m, n_tiles = _block(i, n_programs, n_m, n_items, n_heads, seq_q, seq_k, ROWS_, BLOCK_N, CAUSAL)
+    for n in range(_blocks(pid, n_programs, n_items)):
+        b, h, first_m, n_tiles = _block(n, pid, n_programs, n_m, seq_q, seq_k, n_heads, ROWS_, BLOCK_N, CAUSAL)
         _attend(O, o_desc, LSE, q_smem, k_smem, v_smem, bars, half, n, r, seq_q, seq_k, b, h, first_m, n_tiles,
                 n_heads, qk_scale, CAUSAL, STORE_LSE, PINGPONG, EVEN_M)
         r += n_tiles
-        n += 1
 
 
 @gluon.jit
@@ -263,8 +264,8 @@ def _prefill_wgmma(q_desc, k_desc, v_desc, O, o_desc, LSE, n_heads, group, seq_q
                    EVEN_M: gl.constexpr):
     """q_desc: [B * Sq, Hq * D] in blocks of [64, D]; k_desc, v_desc: [B * Sk, Hkv * D] in
     blocks of [BLOCK_N, D]; O as q, LSE [B, Hq, Sq] float32 (log2 domain). The work is n_items
-    = B * Hq * cdiv(Sq, 128) blocks of 128 query rows; a program takes t = program_id,
-    + num_programs, ... (`_block`) in turn."""
+    = B * Hq * cdiv(Sq, 128) blocks of 128 query rows; a program takes pairs of them in turn
+    (`_blocks`, `_block`)."""
     ROWS_: gl.constexpr = q_desc.block_type.shape[0]
     dtype: gl.constexpr = q_desc.dtype
     n_m = gl.cdiv(seq_q, 2 * ROWS_)
@@ -325,8 +326,8 @@ def prefill_wgmma(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: boo
                   window: int | None = None, programs: int | None = None):
     """Attention forward for q [B, Sq, Hq, 128], k/v [B, Sk, Hkv, 128] (Sq <= Sk, queries last);
     lse as prefill.prefill's; config: (BLOCK_N, stages, ping-pong), CONFIG by default; programs:
-    how many run (each takes every programs-th block of 128 query rows; one an SM by default, a
-    block each at B * Hq * cdiv(Sq, 128)). A window, or inputs it cannot take, raise ValueError
+    how many run (each takes every programs-th pair of 128-row query blocks; one an SM by
+    default, at most a pair each). A window, or inputs it cannot take, raise ValueError
     with the reason (`refusal`)."""
     why = refusal(q, k, v, window, out)
     if why:
@@ -341,7 +342,7 @@ def prefill_wgmma(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: boo
     v_desc = TensorDescriptor(v, [B * Sk, Hkv * D], [Hkv * D, 1], kv_block, _smem_layout(kv_block, q.dtype))
     o_desc = TensorDescriptor(o, [B * Sq, Hq * D], [Hq * D, 1], q_block, _smem_layout(q_block, q.dtype))
     n_items = B * Hq * triton.cdiv(Sq, 2 * ROWS)
-    grid = (min(n_items, programs or torch.cuda.get_device_properties(q.device).multi_processor_count),)
+    grid = (min(triton.cdiv(n_items, 2), programs or torch.cuda.get_device_properties(q.device).multi_processor_count),)
     _prefill_wgmma[grid](q_desc, k_desc, v_desc, o, o_desc, lse, Hq, Hq // Hkv, Sq, Sk, n_items,
                          1.4426950408889634 / math.sqrt(D), CAUSAL=causal, STORE_LSE=lse is not None, STAGES=stages,
                          PINGPONG=pingpong, EVEN_M=Sq % (2 * ROWS) == 0, num_warps=NUM_WARPS, maxnreg=MAXNREG)

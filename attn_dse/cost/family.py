@@ -54,6 +54,9 @@ class Family:
     # its key-tile step has a cost of its own, fitted as the family's tile_overhead_cycles (the
     # hand-off between a producer and consumer warpgroups), not the implementation's shared one
     own_tile_overhead: ClassVar[bool] = False
+    # one program a core takes the blocks in turn, loading the next block's first tiles under the
+    # current one's end: a core fills its pipeline once, not once a wave (tiled.finish)
+    persistent: ClassVar[bool] = False
 
     def claims(self, spec: "KernelSpec") -> bool:
         return False

@@ -40,7 +40,7 @@ def search(spec, hw, c, knobs, family: str, fixed=None, backward: str | None = N
     def time_of(spec, tile, stages, detail=True):
         br, bc = tiles[tile.astype(int), 0], tiles[tile.astype(int), 1]
         return prefill_candidate(spec, hw, c, knobs, fam, br, bc, stages, detail, backward is not None,
-                                 None if backward else kernel.exp_overlap)
+                                 None if backward else kernel.exp_overlap, kernel.persistent)
 
     def fields(chosen):
         index = chosen["tile"].astype(int)
@@ -52,7 +52,7 @@ def search(spec, hw, c, knobs, family: str, fixed=None, backward: str | None = N
 
 
 def prefill_candidate(spec, hw, c, knobs, fam, br, bc, stages, detail=True, backward=False,
-                      exp_overlap=None) -> dict:
+                      exp_overlap=None, persistent=False) -> dict:
     """One tile mapping. `backward`: the FlashAttention-2 backward over the same tiles: S = QK^T
     recomputed, P from the saved log-sum-exp, then dV += P^T dO, dP = dO V^T, dK += dS^T Q and
     dQ += dS K: 3 d_qk + 2 d_v wide matmuls per pair against the forward's d_qk + d_v; it reads
@@ -83,7 +83,7 @@ def prefill_candidate(spec, hw, c, knobs, fam, br, bc, stages, detail=True, back
     dequant = raw_kv / spec.kv_bytes * spec.dequant_vector_flops  # each CTA dequantizes the tiles it loads
     return tiled.finish(hw, c, knobs, fam, flops, exps, q_o + hbm_kv, raw_kv, q_o, ctas, iterations,
                         tiled.tile_bytes(spec, br, bc, stages), tiled.fits_on_chip(hw, spec, br, bc, stages),
-                        stages, detail, vector_flops=dequant, exp_overlap=exp_overlap)
+                        stages, detail, vector_flops=dequant, exp_overlap=exp_overlap, persistent=persistent)
 
 
 def choices():
@@ -216,13 +216,16 @@ class PrefillWs(Prefill):
 class PrefillGluon(PrefillWs):
     """Our Gluon prefill (gpu/prefill_gluon.py), FlashAttention-3's structure: a producer warp,
     two consumer warpgroups of 64 rows, each issuing the next tile's QK^T beside its P V so its
-    own softmax runs under its matmuls too. The mechanisms are prefill_ws's (exps hidden,
-    a tile step of its own); the knobs are its own, fitted on its rows. Head dim 128, 128-row
+    own softmax runs under its matmuls too; persistent (one program an SM, the next block's
+    loads under the current one's end). The mechanisms are prefill_ws's (exps hidden, a tile
+    step of its own) and persistence's (the pipeline filled once); the knobs are its own,
+    fitted on its rows. Head dim 128, 128-row
     blocks of 64- or 128-key tiles. It claims no shape: the prefill family times the shapes it
     takes with it (`takes`), as our dispatch does."""
 
     name = "prefill_gluon"
     order = 92
+    persistent = True
     gpu_tiles = ((128, 64), (128, 128))
     head_dims = (128,)
 

@@ -1,5 +1,5 @@
 """Our Gluon prefill (gpu/prefill_gluon.py) measured on an H200 beside the Triton warp-specialized
-kernel in one run (2026-12-03, h200-prefill-gluon-measurements.csv): its rows are timed by the
+kernel in one run (2026-12-04, the persistent version: h200-prefill-gluon-measurements.csv): its rows are timed by the
 family prefill_gluon, the other kernel's by prefill_ws, whose knobs were fitted on an earlier
 run (h200-prefill-ws-measurements.csv) and saw none of these rows."""
 from attn_dse import load_hardware
@@ -11,7 +11,7 @@ H200 = load_hardware("h200")
 
 def test_each_row_is_timed_by_the_kernel_its_configuration_names():
     rows = load_measurements(CSV)
-    assert all(r["device"] == "NVIDIA H200" and r["date"] == "2026-12-03" and r["triton"] == "3.6.0" for r in rows)
+    assert all(r["device"] == "NVIDIA H200" and r["date"] == "2026-12-04" and r["triton"] == "3.6.0" for r in rows)
     gluon = [r for r in rows if r["config"] == "('gluon', 128, 128, 2, 0)"]
     assert len(gluon) == 18 and {kernel_of(r) for r in gluon} == {"prefill_gluon"}
     assert {kernel_of(r) for r in rows if r not in gluon} == {"prefill_ws"}
@@ -20,7 +20,7 @@ def test_each_row_is_timed_by_the_kernel_its_configuration_names():
 
 
 def test_the_gluon_kernel_is_faster_in_the_same_run_and_the_model_agrees():
-    """d 128, 16k tokens: measured 1.13x (non-causal) and 1.21x (causal) the Triton
+    """d 128, 16k tokens: measured 1.13x (non-causal) and 1.20x (causal) the Triton
     warp-specialized kernel's speed; the model, each kernel with its own knobs, orders them alike."""
     rows = load_measurements(CSV)
     c = compare(H200, rows, "triton")
@@ -35,12 +35,14 @@ def test_the_gluon_kernel_is_faster_in_the_same_run_and_the_model_agrees():
 
 def test_held_out_rows_and_a_run_no_fit_saw():
     """Fitted on 3/4 of its rows (only prefill_gluon's knobs): every 4th held out within 8%
-    (4.8%). The Triton kernel's rows, from a run none of its fits saw: 4.4%, worst 9%."""
+    (3.2%), none off by 10% (worst 6%: a persistent kernel fills its pipeline once, which the
+    model knows; without that, the refit's worst was 30%). The Triton kernel's rows, from a run
+    none of its fits saw: 3.4%, worst 9%."""
     rows = load_measurements(CSV)
     c = compare(H200, rows, "triton")
     held = c.summary(held_out_mask(len(rows)))
     assert held["prefill_gluon"]["n"] >= 4 and held["prefill_gluon"]["mape"] <= 0.08
-    assert c.summary()["prefill_gluon"]["worst"] < 0.15
+    assert c.summary()["prefill_gluon"]["worst"] < 0.10
     ws = c.summary()["prefill_ws"]
     assert ws["n"] == 18 and ws["mape"] <= 0.08 and ws["worst"] < 0.15
 

@@ -163,7 +163,7 @@ def _step(q, k_smem, v_smem, bars, half: gl.constexpr, j, r, p, m_i, l_i, acc, z
 
 @gluon.jit
 def _consume(O, o_desc, LSE, q_smem, k_smem, v_smem, bars, half: gl.constexpr, pid, n_programs, n_m, n_items,
-             n_heads, group, seq_q, seq_k, qk_scale, CAUSAL: gl.constexpr, STORE_LSE: gl.constexpr,
+             n_heads, seq_q, seq_k, qk_scale, CAUSAL: gl.constexpr, STORE_LSE: gl.constexpr,
              PINGPONG: gl.constexpr, EVEN_M: gl.constexpr):
     """One consumer warpgroup: rows half * 64 ... + 63 of each of the program's blocks."""
     BLOCK_N: gl.constexpr = k_smem.type.shape[1]
@@ -294,9 +294,9 @@ def _prefill_wgmma(q_desc, k_desc, v_desc, O, o_desc, LSE, n_heads, group, seq_q
     pid = gl.program_id(0)
     n_programs = gl.num_programs(0)
     gl.warp_specialize([
-        (_consume, (O, o_desc, LSE, q_smem, k_smem, v_smem, bars, 0, pid, n_programs, n_m, n_items, n_heads, group,
+        (_consume, (O, o_desc, LSE, q_smem, k_smem, v_smem, bars, 0, pid, n_programs, n_m, n_items, n_heads,
                     seq_q, seq_k, qk_scale, CAUSAL, STORE_LSE, PINGPONG, EVEN_M)),  # spelled out: a tuple sum
-        (_consume, (O, o_desc, LSE, q_smem, k_smem, v_smem, bars, 1, pid, n_programs, n_m, n_items, n_heads, group,
+        (_consume, (O, o_desc, LSE, q_smem, k_smem, v_smem, bars, 1, pid, n_programs, n_m, n_items, n_heads,
                     seq_q, seq_k, qk_scale, CAUSAL, STORE_LSE, PINGPONG, EVEN_M)),  # drops constexprs (Triton 3.6)
         (_produce, (q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, bars, pid, n_programs, n_m, n_items, n_heads, group,
                     seq_q, seq_k, CAUSAL)),

@@ -300,9 +300,10 @@ def roofline(hws, variants, models, phase, context, batch, output, as_json):
 @click.command()
 @click.argument("hw")
 @click.option("--measure", is_flag=True, help="Run the kernels on this machine's GPU first (needs the gpu extra).")
-@click.option("--measurements", type=click.Path(dir_okay=False), default=None,
-              help="CSV of measured kernels (default: the stored measurements for HW). Any attention "
-                   "kernel's timings work: columns family, batch, seq, context, n_heads, n_kv_heads, head_dim, median_s.")
+@click.option("--measurements", type=click.Path(dir_okay=False), multiple=True, metavar="FILE",
+              help="CSV of measured kernels (default: the stored measurements for HW); repeatable: the rows "
+                   "of each file in turn. Any attention kernel's timings work: columns family, batch, seq, "
+                   "context, n_heads, n_kv_heads, head_dim, median_s.")
 @click.option("--calibrate", is_flag=True, help="Fit the model's parameters on 3/4 of the rows; report the held-out 1/4.")
 @click.option("--write", is_flag=True, help="With --calibrate: store the fitted knobs as calibration/knobs/HW/IMPLEMENTATION.yaml.")
 @click.option("--implementation", default="triton", show_default=True,
@@ -323,6 +324,8 @@ def validate(hw, measure, measurements, calibrate, write, implementation, famili
       attn-dse validate h100 --measurements mine.csv --implementation flashinfer --calibrate --write
       # fit one kernel's knobs alone (the other families keep theirs):
       attn-dse validate h200 --measurements attn_dse/validation/data/h200-decode-fp8-measurements.csv --calibrate --family decode_regs
+      # one kernel's rows from two runs (the second on shapes the first never had):
+      attn-dse validate h200 --measurements a.csv --measurements b.csv --calibrate --family decode_widen
       attn-dse validate h100 --measure             # on a GPU: check + time the kernels, then compare
     """
     from pathlib import Path
@@ -340,7 +343,7 @@ def validate(hw, measure, measurements, calibrate, write, implementation, famili
     if measure:
         from attn_dse.gpu.measure import main as run_measure
         run_measure(Path(out_dir))
-        measurements = str(Path(out_dir) / "measurements.csv")
+        measurements = (str(Path(out_dir) / "measurements.csv"),)
     spec = load_hardware(hw)
     result, comparison = run_validation(spec, measurements, calibrate=calibrate, write=write,
                                         implementation=implementation, only=families)

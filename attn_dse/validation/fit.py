@@ -104,14 +104,19 @@ def calibrate(hw: Hardware, rows: list[dict], implementation: str = "triton",
     return calibrated, report
 
 
-def provenance_note(measurements: str, report: dict) -> str:
+def file_names(measurements: str | list[str]) -> str:
+    """The measurement files' names, as a note cites them."""
+    return " + ".join(Path(m).name for m in ([measurements] if isinstance(measurements, str) else measurements))
+
+
+def provenance_note(measurements: str | list[str], report: dict) -> str:
     ho = report["held_out"]["all"]
     return (f"calibrated {datetime.date.today().isoformat()} on {report['n_train']} measurements of "
-            f"{Path(measurements).name}; held-out ({report['n_test']}) MAPE {100 * ho['mape']:.1f}%, "
+            f"{file_names(measurements)}; held-out ({report['n_test']}) MAPE {100 * ho['mape']:.1f}%, "
             f"worst {100 * ho['worst']:.0f}%")
 
 
-def write_knobs(hw: Hardware, knobs: Knobs, measurements: str, report: dict) -> Path:
+def write_knobs(hw: Hardware, knobs: Knobs, measurements: str | list[str], report: dict) -> Path:
     """Store fitted knobs as calibration/knobs/HW/IMPLEMENTATION.yaml (the first knob directory).
     Knobs fitted for some families alone add their note to the stored source, replacing an earlier
     note on the same families."""
@@ -123,4 +128,4 @@ def write_knobs(hw: Hardware, knobs: Knobs, measurements: str, report: dict) -> 
         note = f"{kept}; {key}: {note}"
     path = store.knob_dirs()[0] / hw.name / f"{knobs.implementation}.yaml"
     return store.write(path, dataclasses.replace(knobs, source=note), hw.name,
-                       f"{Path(measurements).name} (every 4th row held out)")
+                       f"{file_names(measurements)} (every 4th row held out)")

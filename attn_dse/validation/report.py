@@ -22,22 +22,26 @@ def rows_of(rows: list[dict], implementation: str, where: str) -> list[dict]:
     return mine
 
 
-def run_validation(hw: Hardware, measurements: str | None, calibrate: bool = False, write: bool = False,
-                   implementation: str = DEFAULT_IMPLEMENTATION, only: tuple[str, ...] = ()) -> tuple[dict, Comparison]:
-    """The error report (per family, held-out, worst shapes) and the comparison behind it; where
-    the rows time several kernels at one shape, the fastest stands for it (`fastest_kernels`)."""
-    path = Path(measurements) if measurements else default_measurements(hw.name)
-    mine = rows_of(load_measurements(path), implementation, str(path))
+def run_validation(hw: Hardware, measurements: str | list[str] | tuple[str, ...] | None, calibrate: bool = False,
+                   write: bool = False, implementation: str = DEFAULT_IMPLEMENTATION,
+                   only: tuple[str, ...] = ()) -> tuple[dict, Comparison]:
+    """The error report (per family, held-out, worst shapes) and the comparison behind it, over
+    the rows of one or several measurement files in turn; where the rows time several kernels at
+    one shape, the fastest stands for it (`fastest_kernels`)."""
+    paths = [Path(m) for m in ([measurements] if isinstance(measurements, str) else measurements or ())] \
+        or [default_measurements(hw.name)]
+    mine = [r for path in paths for r in rows_of(load_measurements(path), implementation, str(path))]
     rows = fastest_kernels(mine)
+    names = " + ".join(str(path) for path in paths)
     knobs = knobs_for(hw, implementation)
-    result = {"hardware": hw.name, "implementation": implementation, "measurements": str(path), "rows": len(rows), "slower_kernels_dropped": len(mine) - len(rows),
+    result = {"hardware": hw.name, "implementation": implementation, "measurements": names, "rows": len(rows), "slower_kernels_dropped": len(mine) - len(rows),
               "model_source": knobs.source, "device": rows[0].get("device", "unknown"),
               "date": rows[0].get("date", "unknown")}
     if calibrate:
         knobs, report = fit.calibrate(hw, rows, implementation, only=tuple(only))
         result["calibration"] = report
         if write:
-            result["written_to"] = str(fit.write_knobs(hw, knobs, str(path), report))
+            result["written_to"] = str(fit.write_knobs(hw, knobs, [str(path) for path in paths], report))
     comparison = compare(hw, rows, knobs)
     test = held_out_mask(len(rows))
     result["all"] = comparison.summary()

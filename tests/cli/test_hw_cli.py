@@ -62,6 +62,23 @@ def test_validate_accepts_foreign_measurements(tmp_path):
     assert "decode" in result.output and "prefill" in result.output
 
 
+def test_validate_takes_the_rows_of_several_files(tmp_path):
+    """Two files' rows are compared together: the decode row of one and the prefill row of the
+    other, each predicted as it would be alone."""
+    header = "family,batch,seq,context,n_heads,n_kv_heads,head_dim,median_s\n"
+    one, two = tmp_path / "one.csv", tmp_path / "two.csv"
+    one.write_text(header + "decode,16,1,32768,64,8,128,0.0007\n")
+    two.write_text(header + "prefill,1,8192,8192,32,8,128,0.0012\n")
+    apart = [json.loads(run("validate", "h100", "--measurements", str(f), "--out", str(tmp_path), "--json").output)
+             for f in (one, two)]
+    result = run("validate", "h100", "--measurements", str(one), "--measurements", str(two),
+                 "--out", str(tmp_path), "--json")
+    assert result.exit_code == 0, result.output
+    both = json.loads(result.output)
+    assert both["rows"] == 2 and both["measurements"] == f"{one} + {two}"
+    assert both["all"]["decode"] == apart[0]["all"]["decode"] and both["all"]["prefill"] == apart[1]["all"]["prefill"]
+
+
 def test_validate_bad_csv_is_clear(tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text("family,batch\ndecode,1\n")

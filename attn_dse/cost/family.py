@@ -57,6 +57,15 @@ class Family:
     # one program a core takes the blocks in turn, loading the next block's first tiles under the
     # current one's end: a core fills its pipeline once, not once a wave (tiled.finish)
     persistent: ClassVar[bool] = False
+    # the tiles a kernel is built with, where it does not leave them to the mapping search: its
+    # key tiles, and the row tiles it may take (`row_tile` says which one a row count gets)
+    key_tiles: ClassVar[tuple] = ()
+    row_tiles: ClassVar[tuple] = ()
+    steps_per_row_slice: ClassVar[bool] = False  # a decode kernel's key-tile step recurs per m16 slice of rows
+
+    def row_tile(self, m_rows):
+        """The row tile the kernel takes for m_rows query rows (a family with `row_tiles`)."""
+        raise NotImplementedError(f"{self.name} leaves its row tile to the mapping search")
 
     def claims(self, spec: "KernelSpec") -> bool:
         return False

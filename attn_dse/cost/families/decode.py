@@ -29,12 +29,16 @@ def kv_width(spec):
     return spec.d_qk if spec.kv_shared else spec.d_qk + spec.d_v * (1 - spec.skip * (spec.phase == "decode"))
 
 
-def grid(hw, fixed: dict, profile) -> dict:
+def grid(hw, fixed: dict, profile, kernel: Family | None = None) -> dict:
     """The mapping axes in search order (splits, Bc, stages, row tile); a pinned n_split or
     block_m may be any count (it is taken out of `fixed`). A profile's row tiles replace the
-    searched ones."""
+    searched ones, and so do the tiles a kernel is built with (`key_tiles`, `row_tiles`)."""
     key_tiles = GPU_BC if hw.kind == "gpu" else TPU_BC
     row_tiles = (hw.mma_rows, MMA_ROWS) if hw.kind == "gpu" else (hw.mma_rows,)
+    if kernel is not None and kernel.key_tiles:
+        key_tiles = kernel.key_tiles
+    if kernel is not None and kernel.row_tiles:
+        row_tiles = kernel.row_tiles
     if profile.decode_block_m:
         row_tiles = tuple(sorted({profile.split_rows, profile.decode_block_m}))
     if "block_m" in fixed:  # a measured kernel's own row tile (heads per program), whatever it is
@@ -66,8 +70,9 @@ def decode_candidate(spec, hw, c, knobs, fam, n_split, bc, stages, rows, detail=
     m_rows = hq / hkv * S  # GQA packing: a KV head's query rows share its K/V loads
     m_tiles = np.ceil(m_rows / rows)
     # small-M decode uses the narrowest MMA (mma.sync m16 on GPUs); TPU MXUs pad to full rows, and
-    # so does an implementation whose profile says its kernels compute their row tiles whole
-    pad = MMA_ROWS if hw.kind == "gpu" and not knobs.profile.decode_block_m else rows
+    # so do a kernel that computes its row tile whole and an implementation whose profile says so
+    whole = knobs.profile.decode_block_m or (kernel is not None and kernel.row_tiles)
+    pad = MMA_ROWS if hw.kind == "gpu" and not whole else rows
     kept = 1 - spec.skip
     padded = B * hkv * np.ceil(m_rows / pad) * pad * keys  # padded rows are wasted work
     flops = 2 * padded * (spec.d_qk + spec.d_v * kept)
@@ -80,12 +85,16 @@ def decode_candidate(spec, hw, c, knobs, fam, n_split, bc, stages, rows, detail=
     partial = np.where(n_split > 1, 2 * B * hq * S * (spec.d_v + 2) * PARTIAL_BYTES * n_split, 0.0)
     ctas = B * hkv * m_tiles * n_split
     iterations = B * hkv * m_tiles * np.ceil(keys / bc)
+    if kernel is not None and kernel.steps_per_row_slice:  # a key tile's step, once per m16 slice of its rows
+        iterations = iterations * rows / MMA_ROWS
     combine = np.where(n_split > 1, partial / (c.hbm_bytes_per_s * fam.memory_efficiency)
                        + knobs.launch_overhead_s, 0.0)
     # each CTA dequantizes the elements it loads, unless widening is part of its MMA operand path
     dequant = 0.0 if kernel is not None and kernel.widens_in_mma else raw_kv / spec.kv_bytes * spec.dequant_vector_flops
     runs = tiled.fits_on_chip(hw, spec, rows, bc, stages) \
         & profile_allows(knobs.profile, hw, B, hkv, m_rows, n_split, rows, split_searched)
+    if kernel is not None and kernel.row_tiles:  # the one row tile the kernel takes for this row count
+        runs = runs & (rows == kernel.row_tile(m_rows))
     est = tiled.finish(hw, c, knobs, fam, flops, exps, q_o + hbm_kv, raw_kv, q_o, ctas, iterations,
                        tiled.tile_bytes(spec, rows, bc, stages), runs, stages, detail, extra_s=combine,
                        vector_flops=dequant, resident=kernel.resident if kernel is not None else 1,
@@ -106,7 +115,7 @@ def estimate_decode(name: str, spec, hw, c, knobs, fixed=None):
         return decode_candidate(spec, hw, c, knobs, fam, n_split, block_n, stages, block_m, detail, split_searched,
                                 kernel)
 
-    mappings = grid(hw, fixed, knobs.profile)
+    mappings = grid(hw, fixed, knobs.profile, kernel)
     return tiled.search(time_of, spec, mappings, fixed, {"n_split": SPLITS, "block_n": GPU_BC})
 
 
@@ -193,14 +202,28 @@ class DecodeRegs(NarrowDecode):
 class DecodeWiden(NarrowDecode):
     """Widens each K/V tile it loads to the MMA dtype as the MMA's register operand and runs the
     general tiled MMAs (our Triton fp8 kernel, gpu/decode_fp8.py): any number of query rows per
-    KV head. Measured, its time follows the padded query rows, not the cache bytes (B16 x 32k
-    with 4 new tokens: 2.4x the time of 1 token over the same cache), so its widening is part of
-    its (low) MMA rate, not separate vector work."""
+    KV head. Its 255 registers a thread (and spills) make it bound by its instruction stream, not
+    its bytes: measured, its time follows the padded query rows (B16 x 32k with 4 new tokens:
+    2.4x the time of 1 token over the same cache), so its widening is part of its (low) MMA rate,
+    not separate vector work. It is built with fixed tiles, which the model times instead of
+    searching."""
 
     name = "decode_widen"
     order = 82
     compute_efficiency, memory_efficiency = 0.15, 0.65
     widens_in_mma = True
+    # built with 128-key tiles (every configuration its bench tunes over, gpu/decode_fp8.CONFIGS8)
+    # and one row tile of a power of two, at least an m16 MMA, computed whole (decode_fp8's block_h)
+    key_tiles = (128,)
+    row_tiles = (16, 32, 64, 128, 256)
+    # a key tile costs a step of its own for each m16 slice of its score tile, whatever the head
+    # dim (the softmax over the slice and its probabilities widened for the PV MMA): measured, a
+    # d 64 tile takes 0.7x the time of a d 128 one, where the MMAs alone would take 0.5x
+    own_tile_overhead = True
+    steps_per_row_slice = True
+
+    def row_tile(self, m_rows):
+        return np.maximum(MMA_ROWS, 2.0 ** np.ceil(np.log2(np.maximum(m_rows, 1))))
 
 
 NARROW_KERNELS = {"regs": DecodeRegs.name, "triton": DecodeWiden.name}  # our rows' kernel names

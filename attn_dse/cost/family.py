@@ -45,6 +45,7 @@ class Family:
     compute_efficiency: ClassVar[float] = 0.75
     memory_efficiency: ClassVar[float] = 0.9
     resident: ClassVar[float] = 1  # programs a core must hold at once to reach its rates (tiled.finish)
+    slots: ClassVar[int] = 1  # programs a core holds at once, filling their pipelines together (tiled.finish)
     widens_in_mma: ClassVar[bool] = False  # a narrow cache's widening is part of its MMA rate, not vector work
     core_raw: ClassVar[bool] = False  # a core's streaming rate bounds every byte its programs load (tiled.finish)
     # share of the softmax's exp time hidden under the matmuls by the kernel's construction (a

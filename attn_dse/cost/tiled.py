@@ -59,7 +59,7 @@ def l2_hit(hw: Hardware, knobs: Knobs, kv_heads_in_flight, kv_bytes_per_head):
 
 def finish(hw: Hardware, c: Ceilings, knobs: Knobs, fam: FamilyKnobs, flops, exps, hbm, raw_kv, q_o, ctas,
            iterations, fill, fits, stages, detail: bool = True, extra_s=0.0, vector_flops=0.0, resident=1,
-           core_raw: bool = False, exp_overlap: float | None = None, persistent: bool = False) -> dict:
+           core_raw: bool = False, exp_overlap: float | None = None, persistent: bool = False, slots=1) -> dict:
     """Time of candidates: each resource's time is the larger of its aggregate rate and the
     per-core rate times the waves, i.e. the busiest core's share of the work at one core's rate
     (idle cores only cost where one core is the limit). A kernel whose programs are small reaches
@@ -70,8 +70,9 @@ def finish(hw: Hardware, c: Ceilings, knobs: Knobs, fam: FamilyKnobs, flops, exp
     byte its programs load (`raw_kv`, L2 hits included: a kernel that widens each tile a program
     loads). `exp_overlap`: the family's own share of the exps hidden under the matmuls (else the
     implementation's knob). A `persistent` kernel's programs (one a core) fill their pipelines
-    once: the waves' latency and first tiles are paid once. Without `detail` only the time is
-    returned (what the search needs)."""
+    once: the waves' latency and first tiles are paid once; a kernel whose cores hold `slots`
+    programs at once fills its pipelines once for each `slots` of its waves. Without `detail`
+    only the time is returned (what the search needs)."""
     eff_c, eff_m = fam.compute_efficiency, fam.memory_efficiency
     active, n_waves = waves(ctas, hw.cores)
     # share of the work the busiest core does (at least 1/cores), over the share of its rates its
@@ -99,7 +100,7 @@ def finish(hw: Hardware, c: Ceilings, knobs: Knobs, fam: FamilyKnobs, flops, exp
     # its CTAs come through HBM together (CTAs with few tiles cannot hide it); a mapping whose
     # tiles do not fit gets an infinite fill
     first_tiles = np.where(fits, fill / (c.hbm_bytes_per_s * eff_m), np.inf)
-    fills = 1.0 if persistent else n_waves
+    fills = 1.0 if persistent else np.ceil(n_waves / slots)  # programs held at once fill together
     t = t + (fills * knobs.wave_latency_s + knobs.launch_overhead_s + extra_s) + (fills * active) * first_tiles
     if not detail:
         return {"time": t}

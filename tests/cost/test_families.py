@@ -42,10 +42,9 @@ def test_unknown_family_is_a_clear_error():
         get_family("prefil")
 
 
-def test_a_persistent_kernel_fills_its_pipeline_once():
-    """tiled.finish: 1000 programs on 100 cores run in 10 waves, each paying a latency and its
-    cores' first tiles through HBM; a persistent kernel (one program a core taking the blocks
-    in turn) pays them once. Hand count: 9 saved fills of 1 us + 100 x 64 KiB at 0.5 x 4 TB/s."""
+def thousand_programs_on_100_cores(**kw) -> float:
+    """tiled.finish of 1000 programs on 100 cores, each wave paying 1 us and its cores' first
+    64 KiB tiles at 0.5 x 4 TB/s."""
     from types import SimpleNamespace as NS
 
     from attn_dse.cost.tiled import finish
@@ -54,6 +53,21 @@ def test_a_persistent_kernel_fills_its_pipeline_once():
            hbm_bytes_per_s=4e12, cache_bytes_per_s=None)
     knobs = NS(tile_overhead_cycles=10.0, exp_overlap=1.0, wave_latency_s=1e-6, launch_overhead_s=2e-6)
     fam = NS(compute_efficiency=0.8, memory_efficiency=0.5, tile_overhead_cycles=None, core_bytes_per_s=1e11)
-    args = (hw, c, knobs, fam, 1e12, 1e9, 1e9, 1e9, 1e8, 1000.0, 1e5, 65536.0, True, 2)
-    blocked, persistent = (float(finish(*args, detail=False, persistent=p)["time"]) for p in (False, True))
+    return float(finish(hw, c, knobs, fam, 1e12, 1e9, 1e9, 1e9, 1e8, 1000.0, 1e5, 65536.0, True, 2,
+                        detail=False, **kw)["time"])
+
+
+def test_a_persistent_kernel_fills_its_pipeline_once():
+    """tiled.finish: 1000 programs on 100 cores run in 10 waves, each paying a latency and its
+    cores' first tiles through HBM; a persistent kernel (one program a core taking the blocks
+    in turn) pays them once. Hand count: 9 saved fills of 1 us + 100 x 64 KiB at 0.5 x 4 TB/s."""
+    blocked, persistent = (thousand_programs_on_100_cores(persistent=p) for p in (False, True))
     assert blocked - persistent == pytest.approx(9 * (1e-6 + 100 * 65536 / (0.5 * 4e12)), rel=1e-9)
+
+
+def test_programs_a_core_holds_at_once_fill_together():
+    """tiled.finish: 1000 programs on 100 cores take 10 per-core waves; a kernel whose cores hold
+    2 programs at once fills its pipelines in 5 rounds. Hand count: 5 saved fills of 1 us +
+    100 x 64 KiB at 0.5 x 4 TB/s."""
+    one, two = (thousand_programs_on_100_cores(slots=n) for n in (1, 2))
+    assert one - two == pytest.approx(5 * (1e-6 + 100 * 65536 / (0.5 * 4e12)), rel=1e-9)

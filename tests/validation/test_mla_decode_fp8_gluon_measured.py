@@ -63,12 +63,15 @@ def test_two_programs_per_tile_take_twice_the_time():
 
 def test_held_out_rows():
     """Fitted on 3/4 of the rows (only these two families' knobs), every 4th held out: measured
-    2.4% for the two-buffer kernel, 6.4% for the pair (its worst, 21%, a 128-head shape with a
-    program per SM)."""
+    2.4% for the two-buffer kernel, 4.8% for the pair (6.4% before its two programs an SM filled
+    together; its worst, 14%, a 128-head shape at batch 1), and over all the pair's rows 6.2%
+    (8.0%), worst 25% (46%)."""
     rows = load_measurements(CSV)
     c = compare(H200, rows, "triton")
     held = held_out_mask(len(rows))
     smem, pair = held & (c.families == "mla_decode_smem"), held & (c.families == "mla_decode_smem_pair")
     assert smem.sum() >= 4 and pair.sum() >= 8
     assert c.errors[smem].mean() <= 0.04
-    assert c.errors[pair].mean() <= 0.08
+    assert c.errors[pair].mean() <= 0.06
+    every = c.families == "mla_decode_smem_pair"
+    assert c.errors[every].mean() <= 0.07 and c.errors[every].max() <= 0.3

@@ -98,7 +98,7 @@ def decode_candidate(spec, hw, c, knobs, fam, n_split, bc, stages, rows, detail=
     est = tiled.finish(hw, c, knobs, fam, flops, exps, q_o + hbm_kv, raw_kv, q_o, ctas, iterations,
                        tiled.tile_bytes(spec, rows, bc, stages), runs, stages, detail, extra_s=combine,
                        vector_flops=dequant, resident=kernel.resident if kernel is not None else 1,
-                       core_raw=kernel is not None and kernel.core_raw)
+                       core_raw=kernel is not None and kernel.core_raw, slots=kernel.slots if kernel is not None else 1)
     if detail:
         est["hbm"] = est["hbm"] + partial
     return est

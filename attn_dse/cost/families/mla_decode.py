@@ -98,9 +98,11 @@ class MlaDecodeSmemPair(MlaDecodeSmem):
     SM a program reaches 1/1.29 of the pair's rate (`resident`). Measured on an H200 at
     B64 x 32k, 16 heads, in one run: 1.51 TB/s with 128 programs, 1.95 with 256
     (docs/device-logs/h200-mla-decode-fp8-gluon-v8-2026-12-03.log; the kernel before its
-    widening stores were made contiguous: 1.31 and 1.74)."""
+    widening stores were made contiguous: 1.31 and 1.74). The two programs an SM holds load
+    their first tiles together: 256 programs on 132 SMs fill once, not twice (`slots`)."""
 
     name = "mla_decode_smem_pair"
     order = 23
     resident = 1.29
+    slots = 2
 

@@ -125,14 +125,15 @@ def test_a_knob_file_written_during_the_process_is_read_by_the_next_lookup(tmp_p
 
 def test_a_familys_own_tile_step_round_trips_and_only_where_it_has_one(tmp_path):
     """The warp-specialized prefills have a tile step of their own (their producer/consumer
-    hand-off): the fit varies it, the file stores it, and the other families keep the shared
-    knob (no key of theirs)."""
+    hand-off), and so has the widening fp8 decode (its softmax per 16-row slice): the fit varies
+    it, the file stores it, and the other families keep the shared knob (no key of theirs)."""
     import yaml
     hw = load_hardware("h200")
     k = knobs_for(hw)
     flat = k.flat()
     own = [key for key in flat if key.startswith("tile_overhead_cycles.")]
-    assert sorted(own) == ["tile_overhead_cycles.prefill_gluon", "tile_overhead_cycles.prefill_ws"]
+    assert sorted(own) == ["tile_overhead_cycles.decode_widen", "tile_overhead_cycles.prefill_gluon",
+                           "tile_overhead_cycles.prefill_ws"]
     assert "tile_overhead_cycles.prefill_ws" in {n for n, *_ in parameters(("prefill", "prefill_ws"))}
     assert "tile_overhead_cycles.prefill" not in {n for n, *_ in parameters(("prefill", "prefill_ws"))}
     mine = k.with_values({"tile_overhead_cycles.prefill_ws": 123.0})
@@ -140,7 +141,7 @@ def test_a_familys_own_tile_step_round_trips_and_only_where_it_has_one(tmp_path)
     raw = yaml.safe_load(path.read_text())
     assert raw["families"]["prefill_ws"]["tile_overhead_cycles"] == 123.0
     assert all("tile_overhead_cycles" not in v for n, v in raw["families"].items()
-               if n not in ("prefill_ws", "prefill_gluon"))
+               if n not in ("prefill_ws", "prefill_gluon", "decode_widen"))
     again = store.merge(default_knobs(hw), store.strict_yaml.read(path), str(path))
     assert again.family("prefill_ws").tile_overhead_cycles == 123.0 and again.family("prefill").tile_overhead_cycles is None
 

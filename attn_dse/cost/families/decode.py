@@ -32,15 +32,16 @@ def kv_width(spec):
 def grid(hw, fixed: dict, profile, kernel: Family | None = None) -> dict:
     """The mapping axes in search order (splits, Bc, stages, row tile); a pinned n_split or
     block_m may be any count (it is taken out of `fixed`). A profile's row tiles replace the
-    searched ones, and so do the tiles a kernel is built with (`key_tiles`, `row_tiles`)."""
+    searched ones, and the tiles a kernel is built with (`key_tiles`, `row_tiles`) replace both:
+    a profile says what an implementation's own kernels do, not ours."""
     key_tiles = GPU_BC if hw.kind == "gpu" else TPU_BC
     row_tiles = (hw.mma_rows, MMA_ROWS) if hw.kind == "gpu" else (hw.mma_rows,)
+    if profile.decode_block_m:
+        row_tiles = tuple(sorted({profile.split_rows, profile.decode_block_m}))
     if kernel is not None and kernel.key_tiles:
         key_tiles = kernel.key_tiles
     if kernel is not None and kernel.row_tiles:
         row_tiles = kernel.row_tiles
-    if profile.decode_block_m:
-        row_tiles = tuple(sorted({profile.split_rows, profile.decode_block_m}))
     if "block_m" in fixed:  # a measured kernel's own row tile (heads per program), whatever it is
         row_tiles = (fixed.pop("block_m"),)
     splits = (fixed.pop("n_split"),) if "n_split" in fixed else SPLITS
@@ -71,7 +72,8 @@ def decode_candidate(spec, hw, c, knobs, fam, n_split, bc, stages, rows, detail=
     m_tiles = np.ceil(m_rows / rows)
     # small-M decode uses the narrowest MMA (mma.sync m16 on GPUs); TPU MXUs pad to full rows, and
     # so do a kernel that computes its row tile whole and an implementation whose profile says so
-    whole = knobs.profile.decode_block_m or (kernel is not None and kernel.row_tiles)
+    own_rows = kernel is not None and bool(kernel.row_tiles)  # a kernel built with its row tiles
+    whole = knobs.profile.decode_block_m or own_rows
     pad = MMA_ROWS if hw.kind == "gpu" and not whole else rows
     kept = 1 - spec.skip
     padded = B * hkv * np.ceil(m_rows / pad) * pad * keys  # padded rows are wasted work
@@ -91,10 +93,9 @@ def decode_candidate(spec, hw, c, knobs, fam, n_split, bc, stages, rows, detail=
                        + knobs.launch_overhead_s, 0.0)
     # each CTA dequantizes the elements it loads, unless widening is part of its MMA operand path
     dequant = 0.0 if kernel is not None and kernel.widens_in_mma else raw_kv / spec.kv_bytes * spec.dequant_vector_flops
-    runs = tiled.fits_on_chip(hw, spec, rows, bc, stages) \
-        & profile_allows(knobs.profile, hw, B, hkv, m_rows, n_split, rows, split_searched)
-    if kernel is not None and kernel.row_tiles:  # the one row tile the kernel takes for this row count
-        runs = runs & (rows == kernel.row_tile(m_rows))
+    runs = tiled.fits_on_chip(hw, spec, rows, bc, stages) & (
+        rows == kernel.row_tile(m_rows) if own_rows  # the one row tile the kernel takes for this row count
+        else profile_allows(knobs.profile, hw, B, hkv, m_rows, n_split, rows, split_searched))
     est = tiled.finish(hw, c, knobs, fam, flops, exps, q_o + hbm_kv, raw_kv, q_o, ctas, iterations,
                        tiled.tile_bytes(spec, rows, bc, stages), runs, stages, detail, extra_s=combine,
                        vector_flops=dequant, resident=kernel.resident if kernel is not None else 1,

@@ -14,7 +14,10 @@ Two layouts of the same algorithm (`layout=`):
   280 TF/s. The tokens layout avoids that duplication with 128-token tiles, but then only one
   stage fits in shared memory (64 x 576 query + 128 x 576 keys) and it ran no faster.
 - "wgmma": the same orientation written in Gluon with the split across warpgroups stated
-  (`mla_decode_wgmma.py`), 440 TF/s on an H100: the default for 64 or more heads on Hopper.
+  (`mla_decode_wgmma.py`), 440 TF/s on an H100.
+- "seesaw": Gluon, FlashMLA's seesaw (`mla_decode_seesaw.py`): the warpgroups take the key tiles
+  in turn, each softmax beside the other's matmuls; 1.07-1.13x "wgmma" on an H200: the default for
+  64 or more heads on Hopper.
 Tiles come in through tensor descriptors (TMA), straight into shared memory: loaded through
 registers, the 64 x 576 query and the key tiles spilled the 255-register budget.
 """
@@ -92,9 +95,11 @@ def default_config(n_heads: int, hopper: bool = False) -> dict:
     """The configurations measured fastest on an H100 (docs/MEASUREMENTS.md): 128 heads are
     compute-bound and run best in the Gluon kernel (Hopper only), else in the heads layout; a
     16-head shard is memory-bound, and the tokens layout needs no padding of its heads."""
+    if n_heads > 32 and hopper:
+        from attn_dse.gpu.mla_decode_seesaw import FIXED
+        return {"layout": "seesaw", **FIXED}
     if n_heads > 32:
-        return {"layout": "wgmma" if hopper else "heads", "block_h": 64, "block_n": 64, "num_warps": 8,
-                "num_stages": 2}
+        return {"layout": "heads", "block_h": 64, "block_n": 64, "num_warps": 8, "num_stages": 2}
     return {"layout": "tokens", "block_h": 16 if n_heads <= 16 else 32, "block_n": 64, "num_warps": 4,
             "num_stages": 2}
 
@@ -119,18 +124,22 @@ def mla_decode(q_nope: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor, seq_l
     L = kv.shape[1]
     cfg = default_config(H, is_hopper(kv))
     layout = layout or cfg["layout"]
-    if layout not in ("tokens", "heads", "wgmma"):
-        raise ValueError(f"layout must be 'tokens', 'heads' or 'wgmma', not {layout!r}")
+    if layout not in ("tokens", "heads", "wgmma", "seesaw"):
+        raise ValueError(f"layout must be 'tokens', 'heads', 'wgmma' or 'seesaw', not {layout!r}")
     scale = sm_scale or 1.0 / math.sqrt(192)  # DeepSeek's softmax scale uses d_nope + d_rope = 192
-    if layout == "wgmma":
+    if layout in ("wgmma", "seesaw"):
         if not is_hopper(kv):
-            raise ValueError("layout 'wgmma' runs on Hopper GPUs (sm_90) only; use 'heads' or 'tokens'")
-        from attn_dse.gpu.mla_decode_wgmma import FIXED, mla_decode_wgmma
+            raise ValueError(f"layout {layout!r} runs on Hopper GPUs (sm_90) only; use 'heads' or 'tokens'")
+        if layout == "wgmma":
+            from attn_dse.gpu.mla_decode_wgmma import FIXED, mla_decode_wgmma as kernel
+        else:
+            from attn_dse.gpu.mla_decode_seesaw import FIXED, mla_decode_seesaw as kernel
         asked = {"block_h": block_h, "block_n": block_n, "num_warps": num_warps, "num_stages": num_stages}
         if any(v is not None and v != FIXED[k] for k, v in asked.items()):
-            raise ValueError(f"the wgmma layout's tiles are fixed at {FIXED}, not {asked}")
-        n_splits = n_splits or choose_splits(B, triton.cdiv(H, FIXED["block_h"]), L, FIXED["block_n"], sm_count(kv.device))
-        return mla_decode_wgmma(q_nope, q_pe, kv, seq_lens, n_splits, scale, out)
+            raise ValueError(f"the {layout} layout's tiles are fixed at {FIXED}, not {asked}")
+        # splits of at least two 64-token tiles (the seesaw's pairs of 32)
+        n_splits = n_splits or choose_splits(B, triton.cdiv(H, FIXED["block_h"]), L, 64, sm_count(kv.device))
+        return kernel(q_nope, q_pe, kv, seq_lens, n_splits, scale, out)
     block_h = block_h or cfg["block_h"]
     block_n = block_n or cfg["block_n"]
     num_warps = num_warps or cfg["num_warps"]
@@ -163,7 +172,7 @@ def check(rec: Recorder, g: torch.Generator) -> None:
         lens = torch.randint(L // 2, L + 1, (B,), generator=g).to(DEV, torch.int32)
         out = torch.full((B, 1, H, 512), float("nan"), device=DEV, dtype=torch.bfloat16)
         for cfg in MLA_CONFIGS[128 if H > 16 else 16]:  # every configuration the tuning may pick
-            if cfg[0] == "wgmma" and not is_hopper(kv):
+            if cfg[0] in ("wgmma", "seesaw") and not is_hopper(kv):
                 continue
             out.fill_(float("nan"))
             run_mla(qn, qp, kv, lens, cfg, out=out)
@@ -172,8 +181,8 @@ def check(rec: Recorder, g: torch.Generator) -> None:
 
 
 MLA_CONFIGS = {  # (layout, block_h, block_n, num_warps, num_stages); 4 warps need 2 stages (1 crashed);
-    # the wgmma layout (Gluon, Hopper only) has fixed tiles: its other fields are what it runs with
-    128: [("wgmma", 64, 64, 8, 2), ("heads", 64, 64, 8, 2), ("tokens", 64, 128, 8, 1)],
+    # the Gluon layouts (Hopper only) have fixed tiles: their other fields are what they run with
+    128: [("seesaw", 64, 32, 8, 2), ("wgmma", 64, 64, 8, 2), ("heads", 64, 64, 8, 2), ("tokens", 64, 128, 8, 1)],
     16: [("tokens", 16, 64, 4, 2), ("tokens", 16, 32, 4, 4), ("tokens", 16, 128, 8, 1)]}
 
 
@@ -214,7 +223,8 @@ def measure_mla(rec: Recorder) -> None:
             med, p20, p80 = timed(lambda: run_mla(qn, qp, kv, lens, cfg))
             rec.add(family=FAMILY, variant="mla", phase="decode", batch=B, seq=1, context=L - 1, n_heads=H,
                     n_kv_heads=1, head_dim=576, causal=True, window="", top_k="", block="", dtype="bf16",
-                    config=str(cfg), n_split=choose_splits(B, triton.cdiv(H, cfg[1]), L, cfg[2], sm_count()), median_s=med,
+                    config=str(cfg), n_split=choose_splits(B, triton.cdiv(H, cfg[1]), L, 64 if cfg[0] == "seesaw" else cfg[2],
+                                                            sm_count()), median_s=med,
                     p20_s=p20, p80_s=p80, kv_bytes=B * L * 576 * 2)
             del kv
 

@@ -73,12 +73,13 @@ def test_mla_decode(layout, splits):
     assert err(out, mla_decode_ref(qn, qp, kv, sl, 64, 0.1)) < BOUND
 
 
-def test_mla_wgmma_refuses_other_devices():
+@pytest.mark.parametrize("layout", ["wgmma", "seesaw"])
+def test_mla_gluon_layouts_refuse_other_devices(layout):
     if DEV == "cuda" and torch.cuda.get_device_capability() == (9, 0):
         pytest.skip("this is a Hopper GPU: the kernel runs (the gpu check grid covers it)")
     qn, qp, kv = rnd(1, 64, 64), rnd(1, 64, 16), rnd(1, 90, 80)
     with pytest.raises(ValueError, match="Hopper"):
-        mla_decode(qn, qp, kv, torch.tensor([90], dtype=torch.int32, device=DEV), layout="wgmma")
+        mla_decode(qn, qp, kv, torch.tensor([90], dtype=torch.int32, device=DEV), layout=layout)
 
 
 def test_mla_wgmma_sass_has_each_tiles_tensor_work_once():
@@ -105,6 +106,25 @@ def test_mla_wgmma_sass_has_each_tiles_tensor_work_once():
     issued = sum(2 * m * n * k for m, n, k in shapes)  # the loop body appears once in the SASS
     D, R = 512, 64
     assert issued == 2 * BLOCK_H * (BLOCK_N // 2) * (D + R) + 2 * BLOCK_H * (D // 2) * BLOCK_N
+    assert not re.search(r"\b(LDL|STL)\b", sass), "the kernel spills registers"
+    assert shared <= 227 * 1024
+
+
+def test_mla_seesaw_sass_has_each_warpgroups_tensor_work_once():
+    """Compiled for sm_90 here, without a GPU: per pair of 32-token tiles each warpgroup issues
+    the scores of its own tile (64 heads x 32 tokens x 576) and P V of both tiles for its half of
+    the latent (2 x 64 heads x 256 x 32 tokens), the loop body of each once in the SASS; no
+    spills (each warpgroup holds 240 registers a thread), shared memory within 227 KB."""
+    import re
+
+    from tests.gpu.sm90 import build
+    from attn_dse.gpu.mla_decode_seesaw import BLOCK_H, BLOCK_N
+    sass, shared = build("mla_decode_seesaw")
+    shapes = [tuple(map(int, m)) for m in re.findall(r"HGMMA\.(\d+)x(\d+)x(\d+)\.F32\.BF16", sass)]
+    issued = sum(2 * m * n * k for m, n, k in shapes)
+    D, R = 512, 64
+    per_warpgroup = 2 * BLOCK_H * BLOCK_N * (D + R) + 2 * (2 * BLOCK_H * (D // 2) * BLOCK_N)
+    assert issued == 2 * per_warpgroup
     assert not re.search(r"\b(LDL|STL)\b", sass), "the kernel spills registers"
     assert shared <= 227 * 1024
 
@@ -183,7 +203,7 @@ def test_every_gpu_family_benches_a_cost_family():
         assert callable(module.check) and callable(module.bench), name
     offered = set(tiled_families()) - set(modules)
     assert offered == {"decode_regs", "decode_widen", "mla_decode_widen", "mla_decode_smem", "mla_decode_smem_pair",
-                       "prefill_ws", "prefill_gluon"}
+                       "mla_decode_seesaw", "prefill_ws", "prefill_gluon"}
     gpu_dir = Path(attn_dse.gpu.__file__).parent
     for name in offered:
         files = re.findall(r"gpu/(\w+\.py)", " ".join(type(get_family(name)).__doc__.split()))

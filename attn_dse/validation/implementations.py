@@ -15,7 +15,7 @@ from attn_dse.hardware.loader import load_hardware
 from attn_dse.validation.compare import compare, data_dir, fastest_kernels, held_out_mask, load_measurements, shape_key
 
 KERNEL_FILES = ("measurements", "vendor-measurements", "decode-fp8-measurements", "mla-decode-fp8-measurements",
-                "mla-decode-fp8-gluon-measurements", "prefill-ws-measurements",
+                "mla-decode-fp8-gluon-measurements", "mla-seesaw-measurements", "prefill-ws-measurements",
                 "prefill-gluon-measurements", "backward-measurements", "backward-gluon-measurements")
 
 

@@ -55,9 +55,10 @@ def test_h100_calibration_is_stored_with_provenance():
     # the H200 preset (extends: h100) inherits every calibrated knob; an uncalibrated preset has none
     h200 = knobs_for(load_hardware("h200"))
     # but the decode family and the fp8 kernels, which the H200's own runs fitted alone
-    # (test_decode_fp8_measured.py, test_mla_decode_fp8_measured.py, test_prefill_ws_measured.py, test_prefill_gluon_measured.py)
+    # (test_decode_fp8_measured.py, test_mla_decode_fp8_measured.py, test_prefill_ws_measured.py, test_prefill_gluon_measured.py,
+    # test_mla_seesaw_measured.py)
     own = ("decode", "decode_regs", "decode_widen", "mla_decode_widen", "mla_decode_smem", "mla_decode_smem_pair",
-           "prefill_ws", "prefill_gluon")
+           "mla_decode_seesaw", "prefill_ws", "prefill_gluon")
     fitted = {name for name, *_ in parameters(measured_families()) if name.partition(".")[2] not in own}
     assert len(fitted) == 3 * 3 + 5  # prefill, mla_decode, block_sparse; the shared knobs
     assert {k: v for k, v in h200.flat().items() if k in fitted} == {k: v for k, v in knobs.flat().items() if k in fitted}
@@ -65,6 +66,7 @@ def test_h100_calibration_is_stored_with_provenance():
     assert "; decode: calibrated" in h200.source and "h200-decode-fp8-measurements.csv" in h200.source
     assert "; decode_regs, decode_widen: calibrated" in h200.source
     assert "; mla_decode_widen: calibrated" in h200.source and "h200-mla-decode-fp8-measurements.csv" in h200.source
+    assert "; mla_decode_seesaw: calibrated" in h200.source and "h200-mla-seesaw-measurements.csv" in h200.source
     assert knobs_for(load_hardware("h20")).source.startswith("defaults")
 
 

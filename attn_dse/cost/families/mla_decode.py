@@ -4,13 +4,19 @@ knobs: its programs fill a core's shared memory, so one core streams less than i
 Our two fp8 MLA kernels (FlashMLA's 656-byte row) are families of their own, whose knobs time
 their rows and to which the MLA family does not dispatch: the Triton kernel
 (gpu/mla_decode_fp8.py) is `mla_decode_widen`, the Gluon one (gpu/mla_decode_fp8_wgmma.py)
-`mla_decode_smem`."""
+`mla_decode_smem`. Of the bf16 kernels, the seesaw (`mla_decode_seesaw`) is a family the MLA
+family dispatches to for many heads where it was measured."""
 from __future__ import annotations
 
+import numpy as np
+
+from attn_dse.cost import tiled
 from attn_dse.cost.families.decode import decode_args, estimate_decode
 from attn_dse.cost.family import Family, register_family
 from attn_dse.cost.measured import config, num
 from attn_dse.workloads.variants.mla import FLASHMLA_FP8_BYTES
+
+SEESAW_ABOVE_HEADS = 32  # gpu/mla_decode.default_config: more heads run the seesaw kernel on Hopper
 
 
 @register_family
@@ -23,19 +29,32 @@ class MlaDecode(Family):
         return spec.phase == "decode" and spec.kv_shared
 
     def estimate(self, spec, hw, c, knobs, fixed=None):
+        """Our dispatch (gpu/mla_decode.default_config): more than 32 heads run the seesaw
+        kernel where it was measured (its knobs are the implementation's), the rest this
+        family's kernel; a row's pinned kernel times that kernel alone."""
         fixed = dict(fixed or {})
-        return estimate_decode(fixed.pop("kernel", self.name), spec, hw, c, knobs, fixed)
+        pinned = fixed.pop("kernel", None)
+        if pinned is not None or MlaDecodeSeesaw.name not in knobs.measured:
+            return estimate_decode(pinned or self.name, spec, hw, c, knobs, fixed)
+        many = np.asarray(spec.h_q > SEESAW_ABOVE_HEADS)
+        if not many.any():
+            return estimate_decode(self.name, spec, hw, c, knobs, fixed)
+        seesaw = estimate_decode(MlaDecodeSeesaw.name, spec, hw, c, knobs, dict(fixed))
+        return seesaw if many.all() else tiled.pick(many, seesaw, estimate_decode(self.name, spec, hw, c, knobs, fixed))
 
     def kernel_of(self, row):
         """A row over an fp8 latent in the 'heads' layout is our Triton kernel's, in the 'wgmma'
-        layout our Gluon kernel's (its stages field: 1 or 2 widened buffers); other people's
-        kernels are this family's."""
+        layout our Gluon kernel's (its stages field: 1 or 2 widened buffers); a bf16 row in the
+        'seesaw' layout is the seesaw kernel's; other kernels (our Triton layouts and the Gluon
+        kernel the seesaw replaced, other people's) are this family's."""
         narrow = (row.get("kv_dtype") or "bf16") != (row.get("dtype") or "bf16")
         cfg = config(row)
         if narrow and cfg and cfg[0] == "heads":
             return MlaDecodeWiden.name
         if narrow and cfg and cfg[0] == "wgmma":
             return MlaDecodeSmemPair.name if cfg[4] == 1 else MlaDecodeSmem.name
+        if cfg and cfg[0] == "seesaw":
+            return MlaDecodeSeesaw.name
         return self.name
 
     def workload_for(self, row):
@@ -56,6 +75,20 @@ class MlaDecode(Family):
         if kernel != self.name:
             mapping["kernel"] = kernel
         return wl, {**kw, "mapping": mapping or None}
+
+
+@register_family
+class MlaDecodeSeesaw(MlaDecode):
+    """Our bf16 Gluon MLA kernel for Hopper with FlashMLA's seesaw (gpu/mla_decode_seesaw.py):
+    the warpgroups score the key tiles in turn, 64 heads x 32 tokens each, and each softmax runs
+    beside the other's matmuls; each owns half the output's latent columns. The MLA family times
+    more than 32 heads with it where its knobs were fitted (`MlaDecode.estimate`)."""
+
+    name = "mla_decode_seesaw"
+    order = 25
+
+    def claims(self, spec):
+        return False
 
 
 @register_family

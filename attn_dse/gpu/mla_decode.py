@@ -16,7 +16,7 @@ Two layouts of the same algorithm (`layout=`):
 - "wgmma": the same orientation written in Gluon with the split across warpgroups stated
   (`mla_decode_wgmma.py`), 440 TF/s on an H100.
 - "seesaw": Gluon, FlashMLA's seesaw (`mla_decode_seesaw.py`): the warpgroups take the key tiles
-  in turn, each softmax beside the other's matmuls; 1.07-1.13x "wgmma" on an H200: the default for
+  in turn, each softmax beside the other's matmuls; 1.08-1.17x "wgmma" on an H200: the default for
   64 or more heads on Hopper.
 Tiles come in through tensor descriptors (TMA), straight into shared memory: loaded through
 registers, the 64 x 576 query and the key tiles spilled the 255-register budget.

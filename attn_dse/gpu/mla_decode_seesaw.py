@@ -2,23 +2,27 @@
 key tiles in turn, so each computes whole score tiles and its softmax runs while the other's
 matmuls keep the tensor cores busy.
 
-`mla_decode_wgmma.py` splits every tile's scores across the warpgroups (32 tokens each), so both
-read the whole 72 KB query from shared memory for half a tile, and both wait at each tile's
-softmax. Here the key tiles come in pairs: warpgroup 0 scores the even tile (64 heads x 64
-tokens, K = 576) and warpgroup 1 the odd one, and each owns half of the output's 512 latent
-columns. Per pair:
+`mla_decode_wgmma.py` splits every tile's scores across the warpgroups, so both read the whole
+72 KB query from shared memory for half a tile, and both wait at each tile's softmax. Here the
+32-token key tiles come in pairs: warpgroup 0 scores the even tile (64 heads x 32 tokens,
+K = 576) and warpgroup 1 the odd one, and each owns half of the output's 512 latent columns.
+Per pair:
 
     WG0: S0 = Q K0^T; m0 = max(m, rowmax S0); P0 = exp(S0 - m0) -> shared; O_L = O_L a0 + P0 C0_L
-    WG1: S1 = Q K1^T (beside WG0's softmax); waits for m0, P0; m1 = max(m0, rowmax S1),
-         P1 = exp(S1 - m1) -> shared; O_R = (O_R a0 + P0 C0_R) a1 + P1 C1_R
+    WG1: S1 = Q K1^T (beside WG0's softmax); waits for m0, P0; O_R = O_R a0 + P0 C0_R issued,
+         then beside it m1 = max(m0, rowmax S1), P1 = exp(S1 - m1) -> shared; O_R = O_R a1 + P1 C1_R
     WG0: waits for m1, P1; O_L = O_L a1 + P1 C1_L
 
 with a0 = exp(m - m0), a1 = exp(m0 - m1). Both halves follow the same running max; each
 warpgroup sums its own tiles' probabilities, and the two sums meet at the end. A tile's P goes
-to shared memory over the tile's RoPE keys, which only its own scores read.
+to shared memory over the tile's RoPE keys, which only its own scores read. The compiler puts a
+warpgroup barrier before each mbarrier arrive (one thread arrives), so a warpgroup's stores are
+in before the other is told.
 
-Shared memory: the query (72 KB), two 64-token key tiles (2 x 72 KB, the pair; one producer warp
-refills each slot by TMA once both warpgroups are done with it), the two maxima: 216.5 KB.
+Shared memory: the query (72 KB), four 32-token key tiles (4 x 36 KB: this pair and the next; a
+producer refills a pair's slots by TMA once both warpgroups released them), the maxima and sums:
+217 KB. Measured on an H200 (docs/MEASUREMENTS.md, "MLA bf16 decode: FlashMLA's seesaw"):
+1.08-1.17x the kernel it replaced, 465-519 TFLOP/s at 128 heads where compute-bound.
 
 q_nope [B, H, 512], q_pe [B, H, 64], kv [B, L, 576] (bf16), output [B, H, 512] in the latent.
 """
@@ -60,7 +64,7 @@ def _load(qn_desc, qp_desc, c_desc, kp_desc, qn_smem, qp_smem, c_smem, kp_smem, 
     _tma_load(qp_desc, [row0, 0], q_ready.index(0), qp_smem)
     for t in range(2 * n_pairs):
         st = t % SLOTS
-        mbarrier.wait(k_empty.index(st), ((t // SLOTS) & 1) ^ 1)  # a fresh barrier passes phase 1
+        mbarrier.wait(k_empty.index(st // 2), ((t // SLOTS) & 1) ^ 1)  # a fresh barrier passes phase 1
         mbarrier.expect(k_ready.index(st), c_desc.block_type.nbytes + kp_desc.block_type.nbytes)
         _tma_load(c_desc, [kv_row0 + t * BLOCK_N_, 0], k_ready.index(st), c_smem.index(st))
         _tma_load(kp_desc, [kv_row0 + t * BLOCK_N_, 0], k_ready.index(st), kp_smem.index(st))
@@ -83,8 +87,7 @@ def _share(p, m_new, p_t, m_buf, ready):
     p_t.store(p.to(p_t.dtype))
     m_buf.store(m_new)
     fence_async_shared()
-    _wg_barrier()  # the whole warpgroup's stores are in, before one thread arrives
-    mbarrier.arrive(ready, count=1)
+    mbarrier.arrive(ready, count=1)  # one thread, after the partition's barrier the compiler puts first
 
 
 @gluon.jit
@@ -144,22 +147,21 @@ def _warpgroup(qn_smem, qp_smem, c_smem, kp_smem, m_smem, l_smem, bars, Lens, Pa
                         qk_scale)
             mbarrier.wait(p_ready.index(0), j & 1)  # the even tile's max and probabilities
             m_even = m_smem.index(0).load(rows_s)
+            alpha_even = gl.exp2(m_i - m_even)
+            acc = acc * gl.convert_layout(alpha_even, rows_o)[:, None]
+            acc = warpgroup_mma(p0, c0.slice(D_HALF, D_HALF, dim=1), acc, is_async=True)  # beside this softmax
             m_new = gl.maximum(m_even, gl.max(s, axis=1))
             p = gl.exp2(s - m_new[:, None])
-            _share(p, m_new, p1, m_smem.index(1), p_ready.index(1))  # before this one's matmuls
-            alpha_even = gl.exp2(m_i - m_even)
+            _share(p, m_new, p1, m_smem.index(1), p_ready.index(1))
             alpha = gl.exp2(m_even - m_new)
             l_i = l_i * alpha_even * alpha + gl.sum(p, axis=1)
             p_op = gl.convert_layout(p.to(dtype), p_layout)
-            acc = acc * gl.convert_layout(alpha_even, rows_o)[:, None]
-            acc = warpgroup_mma(p0, c0.slice(D_HALF, D_HALF, dim=1), acc, is_async=True)
             acc = warpgroup_mma_wait(0, deps=[acc])
             acc = acc * gl.convert_layout(alpha, rows_o)[:, None]
             acc = warpgroup_mma(p_op, c1.slice(D_HALF, D_HALF, dim=1), acc, is_async=True)
             m_i = m_new
         acc = warpgroup_mma_wait(0, deps=[acc])
-        mbarrier.arrive(k_empty.index(e), count=1)
-        mbarrier.arrive(k_empty.index(e + 1), count=1)
+        mbarrier.arrive(k_empty.index(e // 2), count=1)  # the pair's two slots
 
     # the row sums meet: each warpgroup's share, both at the same final max
     l_smem.index(HALF).store(l_i)
@@ -211,13 +213,14 @@ def _mla_seesaw(qn_desc, qp_desc, c_desc, kp_desc, Lens, Part, Lse, L, n_heads, 
     q_ready = gl.allocate_shared_memory(gl.int64, [1, 1], mbarrier.MBarrierLayout())
     done = gl.allocate_shared_memory(gl.int64, [1, 1], mbarrier.MBarrierLayout())
     k_ready = gl.allocate_shared_memory(gl.int64, [SLOTS, 1], mbarrier.MBarrierLayout())
-    k_empty = gl.allocate_shared_memory(gl.int64, [SLOTS, 1], mbarrier.MBarrierLayout())
+    k_empty = gl.allocate_shared_memory(gl.int64, [SLOTS // 2, 1], mbarrier.MBarrierLayout())  # per pair of slots
     p_ready = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
     mbarrier.init(q_ready.index(0), count=1)
     mbarrier.init(done.index(0), count=2)  # both warpgroups' row sums are in
     for i in gl.static_range(SLOTS):
         mbarrier.init(k_ready.index(i), count=1)
-        mbarrier.init(k_empty.index(i), count=2)  # both warpgroups release each slot
+    for i in gl.static_range(SLOTS // 2):
+        mbarrier.init(k_empty.index(i), count=2)  # both warpgroups release a pair's slots
     for i in gl.static_range(2):
         mbarrier.init(p_ready.index(i), count=1)
     fence_async_shared()

@@ -18,7 +18,7 @@ them right behind P V (no gap on the tensor cores) gained nothing (0.97-1.005x).
 limit, then: at 467 TFLOP/s a tile takes ~2.5 us an SM, and each warpgroup reads the whole query
 (72 KB) from shared memory for its 32 tokens' scores (N = 32), ~300 KB of shared-memory reads a
 tile, about 1.2 us at 128 B a clock. FlashMLA's seesaw (`mla_decode_seesaw.py`, 2026-12-04) gives
-each warpgroup whole tiles in turn and replaced this kernel on Hopper: 0.99-1.14x its speed.
+each warpgroup whole tiles in turn and replaced this kernel on Hopper: 1.08-1.17x its speed.
 
 q_nope [B, H, 512], q_pe [B, H, 64], kv [B, L, 576] (bf16), output [B, H, 512] in the latent.
 """

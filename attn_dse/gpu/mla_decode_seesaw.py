@@ -36,7 +36,7 @@ from triton.experimental.gluon.language.nvidia.hopper import (fence_async_shared
                                                               warpgroup_mma_wait)
 
 from attn_dse.gpu.decode import run_splits
-from attn_dse.gpu.mla_decode_wgmma import BLOCK_H, _desc, _smem_layout
+from attn_dse.gpu.mla_decode_wgmma import BLOCK_H, _smem_layout, descriptors, sm90_signature
 
 # Gluon is experimental and renames things: Triton 3.6 (the device image) has only the old names
 _tma_load = tma.async_load if hasattr(tma, "async_load") else tma.async_copy_global_to_shared
@@ -239,15 +239,9 @@ def _mla_seesaw(qn_desc, qp_desc, c_desc, kp_desc, Lens, Part, Lse, L, n_heads, 
 def mla_decode_seesaw(q_nope: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor, seq_lens: torch.Tensor,
                       n_splits: int, sm_scale: float, out: torch.Tensor | None = None) -> torch.Tensor:
     B, H, D = q_nope.shape
-    R = q_pe.shape[-1]
     L = kv.shape[1]
-    if kv.dtype != torch.bfloat16:
-        raise ValueError(f"the seesaw MLA kernel takes a bf16 cache, not {kv.dtype}")
+    descs = descriptors(q_nope, q_pe, kv, BLOCK_N, "seesaw")
     split_len = triton.cdiv(triton.cdiv(L, n_splits), 2 * BLOCK_N) * 2 * BLOCK_N  # whole pairs
-    kv2 = kv.reshape(B * L, D + R)
-    descs = (_desc(q_nope.reshape(B * H, D), B * H, D, D, [BLOCK_H, D]),
-             _desc(q_pe.reshape(B * H, R), B * H, R, R, [BLOCK_H, R]),
-             _desc(kv2, B * L, D, D + R, [BLOCK_N, D]), _desc(kv2[:, D:], B * L, R, D + R, [BLOCK_N, R]))
     grid = (triton.cdiv(H, BLOCK_H), B, n_splits)
     return run_splits(lambda part, lse: _mla_seesaw[grid](
         *descs, seq_lens, part, lse, L, H, n_splits, split_len, sm_scale * 1.4426950408889634,
@@ -261,13 +255,7 @@ def sm90_build() -> dict:
 
     from attn_dse.gpu.harness import sm90_build as build
 
-    def desc(rows, cols):
-        return f"tensordesc<bf16[{rows},{cols}],{_smem_layout([rows, cols])!r}>"
-
-    D, R = 512, 64
-    sig = {"qn_desc": desc(BLOCK_H, D), "qp_desc": desc(BLOCK_H, R), "c_desc": desc(BLOCK_N, D),
-           "kp_desc": desc(BLOCK_N, R), "Lens": "*i32", "Part": "*fp32", "Lse": "*fp32", "L": "i32", "n_heads": "i32",
-           "n_splits": "i32", "split_len": "i32", "qk_scale": "fp32", "P_LAYOUT": "constexpr", "SLOTS": "constexpr"}
+    sig = {**sm90_signature(BLOCK_N), "SLOTS": "constexpr"}
     src = GluonASTSource(fn=_mla_seesaw, signature=sig,
                          constexprs={"P_LAYOUT": _smem_layout([BLOCK_H, BLOCK_N]), "SLOTS": SLOTS})
     return build(src, NUM_WARPS, maxnreg=MAXNREG)

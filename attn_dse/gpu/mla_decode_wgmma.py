@@ -145,18 +145,37 @@ def _desc(base: torch.Tensor, rows: int, cols: int, row_stride: int, block: list
     return TensorDescriptor(base, [rows, cols], [row_stride, 1], block, _smem_layout(block))
 
 
-def mla_decode_wgmma(q_nope: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor, seq_lens: torch.Tensor,
-                     n_splits: int, sm_scale: float, out: torch.Tensor | None = None) -> torch.Tensor:
+def descriptors(q_nope: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor, block_n: int, kernel: str) -> tuple:
+    """The TMA descriptors of a Gluon MLA kernel: the query's latent and RoPE parts in blocks of
+    64 heads, the cache's latent and RoPE columns in blocks of block_n tokens."""
     B, H, D = q_nope.shape
     R = q_pe.shape[-1]
     L = kv.shape[1]
     if kv.dtype != torch.bfloat16:
-        raise ValueError(f"the wgmma MLA kernel takes a bf16 cache, not {kv.dtype}")
-    split_len = triton.cdiv(triton.cdiv(L, n_splits), BLOCK_N) * BLOCK_N
+        raise ValueError(f"the {kernel} MLA kernel takes a bf16 cache, not {kv.dtype}")
     kv2 = kv.reshape(B * L, D + R)
-    descs = (_desc(q_nope.reshape(B * H, D), B * H, D, D, [BLOCK_H, D]),
-             _desc(q_pe.reshape(B * H, R), B * H, R, R, [BLOCK_H, R]),
-             _desc(kv2, B * L, D, D + R, [BLOCK_N, D]), _desc(kv2[:, D:], B * L, R, D + R, [BLOCK_N, R]))
+    return (_desc(q_nope.reshape(B * H, D), B * H, D, D, [BLOCK_H, D]),
+            _desc(q_pe.reshape(B * H, R), B * H, R, R, [BLOCK_H, R]),
+            _desc(kv2, B * L, D, D + R, [block_n, D]), _desc(kv2[:, D:], B * L, R, D + R, [block_n, R]))
+
+
+def sm90_signature(block_n: int) -> dict:
+    """The argument types of a Gluon MLA kernel, for a build without a GPU."""
+    def desc(rows, cols):
+        return f"tensordesc<bf16[{rows},{cols}],{_smem_layout([rows, cols])!r}>"
+
+    D, R = 512, 64
+    return {"qn_desc": desc(BLOCK_H, D), "qp_desc": desc(BLOCK_H, R), "c_desc": desc(block_n, D),
+            "kp_desc": desc(block_n, R), "Lens": "*i32", "Part": "*fp32", "Lse": "*fp32", "L": "i32", "n_heads": "i32",
+            "n_splits": "i32", "split_len": "i32", "qk_scale": "fp32", "P_LAYOUT": "constexpr"}
+
+
+def mla_decode_wgmma(q_nope: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor, seq_lens: torch.Tensor,
+                     n_splits: int, sm_scale: float, out: torch.Tensor | None = None) -> torch.Tensor:
+    B, H, D = q_nope.shape
+    L = kv.shape[1]
+    descs = descriptors(q_nope, q_pe, kv, BLOCK_N, "wgmma")
+    split_len = triton.cdiv(triton.cdiv(L, n_splits), BLOCK_N) * BLOCK_N
     p_layout = _smem_layout([BLOCK_H, BLOCK_N])
     grid = (triton.cdiv(H, BLOCK_H), B, n_splits)
     return run_splits(lambda part, lse: _mla_split[grid](
@@ -172,13 +191,7 @@ def compile_sm90() -> tuple[str, int]:
 
     from attn_dse.gpu.harness import sm90_build
 
-    def desc(rows, cols):
-        return f"tensordesc<bf16[{rows},{cols}],{_smem_layout([rows, cols])!r}>"
-
-    D, R = 512, 64
-    sig = {"qn_desc": desc(BLOCK_H, D), "qp_desc": desc(BLOCK_H, R), "c_desc": desc(BLOCK_N, D),
-           "kp_desc": desc(BLOCK_N, R), "Lens": "*i32", "Part": "*fp32", "Lse": "*fp32", "L": "i32", "n_heads": "i32",
-           "n_splits": "i32", "split_len": "i32", "qk_scale": "fp32", "P_LAYOUT": "constexpr", "num_warps": "constexpr"}
+    sig = {**sm90_signature(BLOCK_N), "num_warps": "constexpr"}
     src = GluonASTSource(fn=_mla_split, signature=sig, constexprs={
         "P_LAYOUT": _smem_layout([BLOCK_H, BLOCK_N]),
         "num_warps": FIXED["num_warps"]})

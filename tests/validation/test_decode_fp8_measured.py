@@ -143,8 +143,8 @@ def test_the_widening_kernel_pays_its_tile_step_per_row_slice():
 
     def t_mm(step):
         est = decode_candidate(spec, H200, c, knobs, dataclasses.replace(fam, tile_overhead_cycles=step),
-                               np.array([1.0]), np.array([128.0]), np.array([2.0]), np.array([32.0]),
-                               kernel=DecodeWiden())
+                               np.array([1.0]), np.array([128.0]), np.array([2.0]), np.array([32.0]), True, True,
+                               DecodeWiden())
         return float(est["t_mm"][0])
     assert t_mm(1000.0) - t_mm(0.0) == pytest.approx(65 * 2 * 1000 / H200.clock_hz, rel=1e-9)
 

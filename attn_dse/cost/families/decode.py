@@ -29,7 +29,7 @@ def kv_width(spec):
     return spec.d_qk if spec.kv_shared else spec.d_qk + spec.d_v * (1 - spec.skip * (spec.phase == "decode"))
 
 
-def grid(hw, fixed: dict, profile, kernel: Family | None = None) -> dict:
+def grid(hw, fixed: dict, profile, kernel: Family) -> dict:
     """The mapping axes in search order (splits, Bc, stages, row tile); a pinned n_split or
     block_m may be any count (it is taken out of `fixed`). A profile's row tiles replace the
     searched ones, and the tiles a kernel is built with (`key_tiles`, `row_tiles`) replace both:
@@ -38,9 +38,9 @@ def grid(hw, fixed: dict, profile, kernel: Family | None = None) -> dict:
     row_tiles = (hw.mma_rows, MMA_ROWS) if hw.kind == "gpu" else (hw.mma_rows,)
     if profile.decode_block_m:
         row_tiles = tuple(sorted({profile.split_rows, profile.decode_block_m}))
-    if kernel is not None and kernel.key_tiles:
+    if kernel.key_tiles:
         key_tiles = kernel.key_tiles
-    if kernel is not None and kernel.row_tiles:
+    if kernel.row_tiles:
         row_tiles = kernel.row_tiles
     if "block_m" in fixed:  # a measured kernel's own row tile (heads per program), whatever it is
         row_tiles = (fixed.pop("block_m"),)
@@ -61,8 +61,8 @@ def profile_allows(profile, hw, B, hkv, m_rows, n_split, rows, split_searched: b
     return own & ((n_split == 1) | (unsplit < profile.split_below_ctas_per_core * hw.cores))
 
 
-def decode_candidate(spec, hw, c, knobs, fam, n_split, bc, stages, rows, detail=True, split_searched=True,
-                     kernel: Family | None = None) -> dict:
+def decode_candidate(spec, hw, c, knobs, fam, n_split, bc, stages, rows, detail: bool, split_searched: bool,
+                     kernel: Family) -> dict:
     """One candidate mapping timed with family knobs `fam`; `kernel` (a family) says how its
     programs use a core (`resident`) and whether its widening of a narrow cache is vector work of
     its own or part of its MMA rate (`widens_in_mma`)."""
@@ -72,7 +72,7 @@ def decode_candidate(spec, hw, c, knobs, fam, n_split, bc, stages, rows, detail=
     m_tiles = np.ceil(m_rows / rows)
     # small-M decode uses the narrowest MMA (mma.sync m16 on GPUs); TPU MXUs pad to full rows, and
     # so do a kernel that computes its row tile whole and an implementation whose profile says so
-    own_rows = kernel is not None and bool(kernel.row_tiles)  # a kernel built with its row tiles
+    own_rows = bool(kernel.row_tiles)  # a kernel built with its row tiles
     whole = knobs.profile.decode_block_m or own_rows
     pad = MMA_ROWS if hw.kind == "gpu" and not whole else rows
     kept = 1 - spec.skip
@@ -87,19 +87,18 @@ def decode_candidate(spec, hw, c, knobs, fam, n_split, bc, stages, rows, detail=
     partial = np.where(n_split > 1, 2 * B * hq * S * (spec.d_v + 2) * PARTIAL_BYTES * n_split, 0.0)
     ctas = B * hkv * m_tiles * n_split
     iterations = B * hkv * m_tiles * np.ceil(keys / bc)
-    if kernel is not None and kernel.steps_per_row_slice:  # a key tile's step, once per m16 slice of its rows
+    if kernel.steps_per_row_slice:  # a key tile's step, once per m16 slice of its rows
         iterations = iterations * rows / MMA_ROWS
     combine = np.where(n_split > 1, partial / (c.hbm_bytes_per_s * fam.memory_efficiency)
                        + knobs.launch_overhead_s, 0.0)
     # each CTA dequantizes the elements it loads, unless widening is part of its MMA operand path
-    dequant = 0.0 if kernel is not None and kernel.widens_in_mma else raw_kv / spec.kv_bytes * spec.dequant_vector_flops
+    dequant = 0.0 if kernel.widens_in_mma else raw_kv / spec.kv_bytes * spec.dequant_vector_flops
     runs = tiled.fits_on_chip(hw, spec, rows, bc, stages) & (
         rows == kernel.row_tile(m_rows) if own_rows  # the one row tile the kernel takes for this row count
         else profile_allows(knobs.profile, hw, B, hkv, m_rows, n_split, rows, split_searched))
     est = tiled.finish(hw, c, knobs, fam, flops, exps, q_o + hbm_kv, raw_kv, q_o, ctas, iterations,
                        tiled.tile_bytes(spec, rows, bc, stages), runs, stages, detail, extra_s=combine,
-                       vector_flops=dequant, resident=kernel.resident if kernel is not None else 1,
-                       core_raw=kernel is not None and kernel.core_raw, slots=kernel.slots if kernel is not None else 1)
+                       vector_flops=dequant, resident=kernel.resident, core_raw=kernel.core_raw, slots=kernel.slots)
     if detail:
         est["hbm"] = est["hbm"] + partial
     return est

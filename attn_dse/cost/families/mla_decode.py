@@ -39,7 +39,7 @@ class MlaDecode(Family):
         many = np.asarray(spec.h_q > SEESAW_ABOVE_HEADS)
         if not many.any():
             return estimate_decode(self.name, spec, hw, c, knobs, fixed)
-        seesaw = estimate_decode(MlaDecodeSeesaw.name, spec, hw, c, knobs, dict(fixed))
+        seesaw = estimate_decode(MlaDecodeSeesaw.name, spec, hw, c, knobs, fixed)
         return seesaw if many.all() else tiled.pick(many, seesaw, estimate_decode(self.name, spec, hw, c, knobs, fixed))
 
     def kernel_of(self, row):

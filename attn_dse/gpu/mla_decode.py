@@ -92,9 +92,10 @@ def _mla_split(qn_desc, qp_desc, c_desc, kp_desc, Lens, Part, Lse, L, n_heads, n
 
 
 def default_config(n_heads: int, hopper: bool = False) -> dict:
-    """The configurations measured fastest on an H100 (docs/MEASUREMENTS.md): 128 heads are
-    compute-bound and run best in the Gluon kernel (Hopper only), else in the heads layout; a
-    16-head shard is memory-bound, and the tokens layout needs no padding of its heads."""
+    """The configurations measured fastest (docs/MEASUREMENTS.md): 128 heads are compute-bound
+    and run best in the Gluon seesaw kernel on Hopper (H200, 2026-12-04; the split-tile Gluon
+    kernel before it on an H100), else in the heads layout; a 16-head shard is memory-bound, and
+    the tokens layout needs no padding of its heads."""
     if n_heads > 32 and hopper:
         from attn_dse.gpu.mla_decode_seesaw import FIXED
         return {"layout": "seesaw", **FIXED}

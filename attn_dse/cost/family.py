@@ -62,11 +62,15 @@ class Family:
     # key tiles, and the row tiles it may take (`row_tile` says which one a row count gets)
     key_tiles: ClassVar[tuple] = ()
     row_tiles: ClassVar[tuple] = ()
-    steps_per_row_slice: ClassVar[bool] = False  # a decode kernel's key-tile step recurs per m16 slice of rows
+    steps_per_score_block: ClassVar[bool] = False  # a decode kernel's step recurs per 16 x 128 block of scores
 
     def row_tile(self, m_rows):
         """The row tile the kernel takes for m_rows query rows (a family with `row_tiles`)."""
         raise NotImplementedError(f"{self.name} leaves its row tile to the mapping search")
+
+    def key_tile(self, rows):
+        """The key tile the kernel takes with row tile `rows` (a family with several `key_tiles`)."""
+        raise NotImplementedError(f"{self.name} leaves its key tile to the mapping search")
 
     def claims(self, spec: "KernelSpec") -> bool:
         return False

@@ -34,6 +34,18 @@ REGS_BLOCK_N = 32
 E4M3_MAX = 448.0
 
 
+def widen_row_tile(rows: int) -> int:
+    """The Triton kernel's row tile for a KV head's query rows: a power of two, at least an m16 MMA."""
+    return max(16, triton.next_power_of_2(rows))
+
+
+def widen_key_tile(block_h: int, tuned: int) -> int:
+    """The Triton kernel's key tile for its row tile: 32 keys at 32 rows, where with 128 keys the
+    launcher's specializations of the group and the token count decide its spills (582-885 us at
+    one cache, 661-680 with 32 keys: docs/MEASUREMENTS.md); the tuned tile otherwise."""
+    return 32 if block_h == 32 else tuned
+
+
 def quantize_kv(x: torch.Tensor, block: int = SCALE_BLOCK) -> tuple[torch.Tensor, torch.Tensor]:
     """x [B, L, H, D] -> (e4m3 [B, L, H, D], fp32 scales [B, ceil(L/block), H]), amax per block."""
     B, L, H, D = x.shape
@@ -132,11 +144,11 @@ def decode_fp8(q: torch.Tensor, k8: torch.Tensor, v8: torch.Tensor, k_scale: tor
             q, k8, v8, k_scale, v_scale, seq_lens, block_n or REGS_BLOCK_N, SCALE_BLOCK, tiles)):
         return regs.decode_fp8_regs(q, k8, v8, k_scale, v_scale, seq_lens, n_splits, block_n or REGS_BLOCK_N, out,
                                     SCALE_BLOCK, tiles)
-    block_n = block_n or 64
     group = Hq // Hkv
+    block_h = widen_row_tile(group * Sq)
+    block_n = block_n or 64
     n_splits = n_splits or choose_splits(B, Hkv, L, sm_count(q.device), block_n=block_n)
     split_len = triton.cdiv(triton.cdiv(L, n_splits), block_n) * block_n
-    block_h = max(16, triton.next_power_of_2(group * Sq))
     return run_splits(lambda part, lse: _decode_fp8_split[(B, Hkv, n_splits)](
         q, k8, v8, k_scale, v_scale, seq_lens, part, lse, q.stride(0), q.stride(1), q.stride(2),
         k8.stride(0), k8.stride(1), k8.stride(2), v8.stride(0), v8.stride(1), v8.stride(2),
@@ -165,7 +177,9 @@ def check(rec: Recorder, g: torch.Generator) -> None:
         k8, ks, v8, vs = fp8_cache(B, L, Hkv, D)
         lens = torch.randint(max(Sq, L // 3), L + 1, (B,), generator=g).to(DEV, torch.int32)
         ref = attention_ref(q, dequantize_kv(k8, ks), dequantize_kv(v8, vs), True, seq_lens=lens)
-        variants = [dict(kernel="triton", keys_as_rows=True), dict(kernel="triton", keys_as_rows=False)]
+        variants = [dict(kernel="triton", keys_as_rows=True), dict(kernel="triton", keys_as_rows=False),
+                    dict(kernel="triton", keys_as_rows=False, num_stages=4,  # the bench's tiles
+                         block_n=widen_key_tile(widen_row_tile(Hq // Hkv * Sq), 128))]
         if regs.fits(q, k8):
             variants += [dict(kernel="regs", block_n=bn, tiles=t) for bn in (16, 32, 64) for t in (1, 2)]
         for kw in variants:
@@ -234,11 +248,12 @@ def bench(rec: Recorder, shapes=None) -> None:
         del k, v
         fp8_bytes = 2 * B * L * Hkv * D + 2 * ks.numel() * 4
         n8 = min(128, cfg8[4] * choose_splits(B, Hkv, L, sm_count(), block_n=cfg8[0]))
-        med8, p20, p80 = timed(lambda: decode_fp8(q, k8, v8, ks, vs, lens, n_splits=n8, block_n=cfg8[0],
+        bn8 = widen_key_tile(widen_row_tile(Hq // Hkv * Sq), cfg8[0])
+        med8, p20, p80 = timed(lambda: decode_fp8(q, k8, v8, ks, vs, lens, n_splits=n8, block_n=bn8,
                                                   num_warps=cfg8[1], num_stages=cfg8[2],
                                                   keys_as_rows=cfg8[3], kernel="triton"))
-        rec.add(**common, kv_dtype="fp8", config=str(("triton", *cfg8)), n_split=n8, median_s=med8, p20_s=p20,
-                p80_s=p80, kv_bytes=fp8_bytes)
+        rec.add(**common, kv_dtype="fp8", config=str(("triton", bn8, *cfg8[1:])), n_split=n8, median_s=med8,
+                p20_s=p20, p80_s=p80, kv_bytes=fp8_bytes)
         line = f"  speed-up fp8/bf16 B{B} Sq{Sq} H{Hq}/{Hkv} L{L}: triton kernel {med / med8:.2f}x"
         if regs.fits(q, k8):
             resident = regs.programs_per_sm(q, k8, v8, ks, vs, lens, cfg_r[0], SCALE_BLOCK, cfg_r[1])

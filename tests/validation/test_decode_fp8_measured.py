@@ -116,21 +116,23 @@ def test_the_widening_kernel_follows_its_padded_rows():
 @pytest.mark.parametrize("seq,tile", [(1, 16), (2, 16), (3, 32), (4, 32), (5, 64)])
 def test_the_widening_kernel_computes_its_power_of_two_row_tile_whole(seq, tile):
     """gpu/decode_fp8.py launches one program per (sequence, KV head, split) whose row tile is
-    max(16, next power of two of group x new tokens) over 128-key tiles, every row computed:
-    hand count, GQA 64/8 (8 rows a token) at B 4 x 8k, 2 x tile x (8192 + seq) keys x (128 + 128)
-    x 8 KV heads x 4 sequences executed FLOPs, whatever the split."""
+    max(16, next power of two of group x new tokens), every row computed, over 128-key tiles but
+    32-key ones at 32 rows (decode_fp8.widen_key_tile): hand count, GQA 64/8 (8 rows a token) at
+    B 4 x 8k, 2 x tile x (8192 + seq) keys x (128 + 128) x 8 KV heads x 4 sequences executed
+    FLOPs, whatever the split."""
     wl = attention("gqa", n_heads=64, n_kv_heads=8, head_dim=128)
     p = predict(H200, wl, "decode", 4, seq=seq, context=8192, kv_dtype="fp8", scope="core",
                 mapping={"kernel": "decode_widen"})
     assert float(p.executed_flops) == 2 * tile * (8192 + seq) * 256 * 8 * 4
-    assert float(p.mapping["block_n"]) == 128 and float(p.mapping["block_m"]) == tile
+    assert float(p.mapping["block_n"]) == (32 if tile == 32 else 128) and float(p.mapping["block_m"]) == tile
 
 
-def test_the_widening_kernel_pays_its_tile_step_per_row_slice():
-    """Its key-tile step (the softmax over the score tile, the probabilities widened for the PV
-    MMA) recurs for each m16 slice of its rows: hand count, GQA 64/8 with 3 new tokens (a 32-row
-    tile) at B 4 x 8k, one split, 32 programs on 132 SMs: 1000 more cycles a step add
-    65 key tiles x 2 slices x 1000 cycles to the busiest core's matmul time."""
+def test_the_widening_kernel_pays_its_step_per_block_of_scores():
+    """Its step (the softmax over the scores, the probabilities widened for the PV MMA) recurs
+    for each 16 x 128 block of scores: hand count, GQA 64/8 with 3 new tokens (a 32-row tile) at
+    B 4 x 8k, one split, 32 programs on 132 SMs: 1000 more cycles a step add 65 key tiles of 128
+    x 2 row slices x 1000 cycles to the busiest core's matmul time; with 32-key tiles, 257 tiles
+    (8195 keys) of a quarter block each."""
     import dataclasses
 
     from attn_dse.cost.families.decode import decode_candidate
@@ -141,12 +143,13 @@ def test_the_widening_kernel_pays_its_tile_step_per_row_slice():
     fam = knobs.family("decode_widen")
     c = ceilings(H200, "bf16", True)
 
-    def t_mm(step):
+    def t_mm(step, keys):
         est = decode_candidate(spec, H200, c, knobs, dataclasses.replace(fam, tile_overhead_cycles=step),
-                               np.array([1.0]), np.array([128.0]), np.array([2.0]), np.array([32.0]), True, True,
+                               np.array([1.0]), np.array([keys]), np.array([2.0]), np.array([32.0]), True, True,
                                DecodeWiden())
         return float(est["t_mm"][0])
-    assert t_mm(1000.0) - t_mm(0.0) == pytest.approx(65 * 2 * 1000 / H200.clock_hz, rel=1e-9)
+    assert t_mm(1000.0, 128.0) - t_mm(0.0, 128.0) == pytest.approx(65 * 2 * 1000 / H200.clock_hz, rel=1e-9)
+    assert t_mm(1000.0, 32.0) - t_mm(0.0, 32.0) == pytest.approx(257 * 2 * 1000 / 4 / H200.clock_hz, rel=1e-9)
 
 
 @pytest.mark.parametrize("implementation", ["flash", "cudnn", "triton"])
@@ -216,3 +219,25 @@ def test_shapes_the_fit_never_had():
     summary = compare(H200, fastest_kernels(rows), "triton").summary()
     assert summary["all"]["n"] == 26 and summary["all"]["mape"] <= 0.10
     assert all(summary[f]["mape"] <= 0.11 for f in ("decode", "decode_regs", "decode_widen"))
+
+
+def test_a_run_with_32_key_tiles_at_32_rows():
+    """2026-12-04 (h200-decode-fp8-2026-12-04-measurements.csv, 39/39 checks): the widening kernel
+    at 32 query rows a KV head ran 32-key tiles (decode_fp8.widen_key_tile). B16 x 4 new tokens
+    took 662 us where the 2026-12-02 run's 128-key tiles took 925; MQA 32/1 at B64 396 against
+    412. No fit saw the run: its widening rows within 6% on average (measured 4.5%, worst 12%),
+    the 32-row ones within 10% each."""
+    path = data_dir() / "h200-decode-fp8-2026-12-04-measurements.csv"
+    checks = list(csv.DictReader(open(data_dir() / "h200-decode-fp8-2026-12-04-checks.csv")))
+    assert len(checks) == 39 and all(c["ok"] == "True" for c in checks)
+    rows = load_measurements(path)
+    widen = [r for r in rows if kernel_of(r) == "decode_widen"]
+    at_32 = [r for r in widen if int(r["n_heads"]) // int(r["n_kv_heads"]) * int(r["seq"]) == 32]
+    assert len(at_32) == 2 and all(r["config"].startswith("('triton', 32,") for r in at_32)
+    before = {(r["batch"], r["seq"], r["n_heads"], r["n_kv_heads"]): float(r["median_s"])
+              for r in load_measurements(CSV) if r["config"].startswith("('triton'")}
+    b16 = next(r for r in at_32 if r["seq"] == "4")
+    assert before[("16", "4", "64", "8")] / float(b16["median_s"]) > 1.3
+    c = compare(H200, widen, "triton")
+    assert c.errors.mean() <= 0.06
+    assert all(e <= 0.10 for e, r in zip(c.errors, widen) if r in at_32)

@@ -22,6 +22,7 @@ SPLITS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 GPU_BC, TPU_BC = (32, 64), (256, 512)
 MMA_ROWS = 16  # mma.sync m16n8k16: the row granularity of small-M decode on GPUs
 PARTIAL_BYTES = 4  # fp32 partial outputs of split-KV
+SCORE_BLOCK_KEYS = 128  # the keys of the score block a `steps_per_score_block` kernel's step covers
 
 
 def kv_width(spec):
@@ -62,7 +63,7 @@ def profile_allows(profile, hw, B, hkv, m_rows, n_split, rows, split_searched: b
 
 
 def decode_candidate(spec, hw, c, knobs, fam, n_split, bc, stages, rows, detail: bool, split_searched: bool,
-                     kernel: Family) -> dict:
+                     kernel: Family, key_searched: bool = True) -> dict:
     """One candidate mapping timed with family knobs `fam`; `kernel` (a family) says how its
     programs use a core (`resident`) and whether its widening of a narrow cache is vector work of
     its own or part of its MMA rate (`widens_in_mma`)."""
@@ -87,8 +88,8 @@ def decode_candidate(spec, hw, c, knobs, fam, n_split, bc, stages, rows, detail:
     partial = np.where(n_split > 1, 2 * B * hq * S * (spec.d_v + 2) * PARTIAL_BYTES * n_split, 0.0)
     ctas = B * hkv * m_tiles * n_split
     iterations = B * hkv * m_tiles * np.ceil(keys / bc)
-    if kernel.steps_per_row_slice:  # a key tile's step, once per m16 slice of its rows
-        iterations = iterations * rows / MMA_ROWS
+    if kernel.steps_per_score_block:  # the step once per 16 x 128 block of its score tile
+        iterations = iterations * rows / MMA_ROWS * bc / SCORE_BLOCK_KEYS
     combine = np.where(n_split > 1, partial / (c.hbm_bytes_per_s * fam.memory_efficiency)
                        + knobs.launch_overhead_s, 0.0)
     # each CTA dequantizes the elements it loads, unless widening is part of its MMA operand path
@@ -96,6 +97,8 @@ def decode_candidate(spec, hw, c, knobs, fam, n_split, bc, stages, rows, detail:
     runs = tiled.fits_on_chip(hw, spec, rows, bc, stages) & (
         rows == kernel.row_tile(m_rows) if own_rows  # the one row tile the kernel takes for this row count
         else profile_allows(knobs.profile, hw, B, hkv, m_rows, n_split, rows, split_searched))
+    if own_rows and key_searched and len(kernel.key_tiles) > 1:  # and the key tile it takes with that row tile
+        runs = runs & (bc == kernel.key_tile(rows))
     est = tiled.finish(hw, c, knobs, fam, flops, exps, q_o + hbm_kv, raw_kv, q_o, ctas, iterations,
                        tiled.tile_bytes(spec, rows, bc, stages), runs, stages, detail, extra_s=combine,
                        vector_flops=dequant, resident=kernel.resident, core_raw=kernel.core_raw, slots=kernel.slots)
@@ -110,10 +113,11 @@ def estimate_decode(name: str, spec, hw, c, knobs, fixed=None):
     fam = knobs.family(name)
     kernel = get_family(name)
     split_searched = "n_split" not in fixed  # a pinned split count is the caller's, not the kernel's heuristic
+    key_searched = "block_n" not in fixed  # a pinned key tile is what a measured row ran
 
     def time_of(spec, block_m, block_n, n_split, stages, detail=True):
         return decode_candidate(spec, hw, c, knobs, fam, n_split, block_n, stages, block_m, detail, split_searched,
-                                kernel)
+                                kernel, key_searched)
 
     mappings = grid(hw, fixed, knobs.profile, kernel)
     return tiled.search(time_of, spec, mappings, fixed, {"n_split": SPLITS, "block_n": GPU_BC})
@@ -162,7 +166,12 @@ class Decode(Family):
             else attention("gqa", n_heads=hq, n_kv_heads=hkv, head_dim=d)
         kw = decode_args(row)
         kernel = self.kernel_of(row)
-        return wl, kw if kernel == Decode.name else {**kw, "mapping": {**(kw["mapping"] or {}), "kernel": kernel}}
+        if kernel == Decode.name:
+            return wl, kw
+        mapping = {**(kw["mapping"] or {}), "kernel": kernel}
+        if kernel == DecodeWiden.name:  # the key tile it ran: ("triton", block_n, ...)
+            mapping["block_n"] = float(config(row)[1])
+        return wl, {**kw, "mapping": mapping}
 
 
 def decode_args(row: dict) -> dict:
@@ -212,18 +221,24 @@ class DecodeWiden(NarrowDecode):
     order = 82
     compute_efficiency, memory_efficiency = 0.15, 0.65
     widens_in_mma = True
-    # built with 128-key tiles (every configuration its bench tunes over, gpu/decode_fp8.CONFIGS8)
-    # and one row tile of a power of two, at least an m16 MMA, computed whole (decode_fp8's block_h)
-    key_tiles = (128,)
+    # built with one row tile of a power of two, at least an m16 MMA, computed whole
+    # (decode_fp8.widen_row_tile), and the key tile its bench runs with that row tile
+    # (decode_fp8.widen_key_tile: 32 keys at 32 rows, else the tuned 128, gpu/decode_fp8.CONFIGS8)
+    key_tiles = (32, 128)
     row_tiles = (16, 32, 64, 128, 256)
-    # a key tile costs a step of its own for each m16 slice of its score tile, whatever the head
-    # dim (the softmax over the slice and its probabilities widened for the PV MMA): measured, a
-    # d 64 tile takes 0.7x the time of a d 128 one, where the MMAs alone would take 0.5x
+    # its scores cost a step of their own for each 16 x 128 block, whatever the head dim (the
+    # softmax over the block and its probabilities widened for the PV MMA): measured, a d 64 tile
+    # takes 0.7x the time of a d 128 one, where the MMAs alone would take 0.5x; and 32-key tiles
+    # cost per score what 128-key ones do (a step per key tile, fitted on 128-key rows, put the
+    # 2026-12-04 run's 32-key rows 31% over)
     own_tile_overhead = True
-    steps_per_row_slice = True
+    steps_per_score_block = True
 
     def row_tile(self, m_rows):
         return np.maximum(MMA_ROWS, 2.0 ** np.ceil(np.log2(np.maximum(m_rows, 1))))
+
+    def key_tile(self, rows):
+        return np.where(rows == 32, 32.0, 128.0)
 
 
 NARROW_KERNELS = {"regs": DecodeRegs.name, "triton": DecodeWiden.name}  # our rows' kernel names

@@ -39,11 +39,12 @@ def widen_row_tile(rows: int) -> int:
     return max(16, triton.next_power_of_2(rows))
 
 
-def widen_key_tile(block_h: int, tuned: int) -> int:
-    """The Triton kernel's key tile for its row tile: 32 keys at 32 rows, where with 128 keys the
-    launcher's specializations of the group and the token count decide its spills (582-885 us at
-    one cache, 661-680 with 32 keys: docs/MEASUREMENTS.md); the tuned tile otherwise."""
-    return 32 if block_h == 32 else tuned
+def widen_key_tile(rows: int, tuned: int) -> int:
+    """The Triton kernel's key tile for a KV head's query rows: 32 keys where its row tile is 32,
+    where with 128 keys the launcher's specializations of the group and the token count decide
+    its spills (582-885 us at one cache, 661-680 with 32 keys: docs/MEASUREMENTS.md); the tuned
+    tile otherwise."""
+    return 32 if widen_row_tile(rows) == 32 else tuned
 
 
 def quantize_kv(x: torch.Tensor, block: int = SCALE_BLOCK) -> tuple[torch.Tensor, torch.Tensor]:
@@ -179,7 +180,7 @@ def check(rec: Recorder, g: torch.Generator) -> None:
         ref = attention_ref(q, dequantize_kv(k8, ks), dequantize_kv(v8, vs), True, seq_lens=lens)
         variants = [dict(kernel="triton", keys_as_rows=True), dict(kernel="triton", keys_as_rows=False),
                     dict(kernel="triton", keys_as_rows=False, num_stages=4,  # the bench's tiles
-                         block_n=widen_key_tile(widen_row_tile(Hq // Hkv * Sq), 128))]
+                         block_n=widen_key_tile(Hq // Hkv * Sq, 128))]
         if regs.fits(q, k8):
             variants += [dict(kernel="regs", block_n=bn, tiles=t) for bn in (16, 32, 64) for t in (1, 2)]
         for kw in variants:
@@ -248,7 +249,7 @@ def bench(rec: Recorder, shapes=None) -> None:
         del k, v
         fp8_bytes = 2 * B * L * Hkv * D + 2 * ks.numel() * 4
         n8 = min(128, cfg8[4] * choose_splits(B, Hkv, L, sm_count(), block_n=cfg8[0]))
-        bn8 = widen_key_tile(widen_row_tile(Hq // Hkv * Sq), cfg8[0])
+        bn8 = widen_key_tile(Hq // Hkv * Sq, cfg8[0])
         med8, p20, p80 = timed(lambda: decode_fp8(q, k8, v8, ks, vs, lens, n_splits=n8, block_n=bn8,
                                                   num_warps=cfg8[1], num_stages=cfg8[2],
                                                   keys_as_rows=cfg8[3], kernel="triton"))

@@ -271,14 +271,18 @@ def _number(value, where: str, name: str) -> float:
     return float(value)
 
 
-def write(path: Path, knobs: Knobs, hardware: str, fitted_on: str) -> Path:
-    """Store the knobs through the YAML dumper (SI units, full precision)."""
+def write(path: Path, knobs: Knobs, hardware: str, fitted_on: str, defaults: Knobs | None = None) -> Path:
+    """Store the knobs through the YAML dumper (SI units, full precision). Families whose knobs
+    are the `defaults` are left out: they stay defaults of the hardware that loads the file (a
+    what-if preset extending this one scales them with its own rates)."""
+    kept = {name: k for name, k in knobs.families.items()
+            if defaults is None or defaults.families.get(name) != k}
     data = {"hardware": hardware, "implementation": knobs.implementation, "source": knobs.source,
             "fitted_on": fitted_on, "execution": "fused" if knobs.fused else "unfused",
             "measured": sorted(knobs.measured),
             **{f: getattr(knobs, f) for f in SHARED_FIELDS},
             "families": {name: {f: v for f, v in dataclasses.asdict(k).items() if v is not None}
-                         for name, k in knobs.families.items()}}
+                         for name, k in kept.items()}}
     if knobs.profile != Profile():
         data["profile"] = {k: v for k, v in dataclasses.asdict(knobs.profile).items() if v}
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,9 @@ from attn_dse.hardware.spec import Hardware
 from attn_dse.validation.compare import compare, held_out_mask, kernel_of, measured_families
 
 
+PRIOR_WEIGHT = 0.01  # of a knob's pull to its default, against a row's log-time error (calibrate)
+
+
 def parameters(families: tuple[str, ...]) -> list[tuple[str, float, float, bool]]:
     """(knob, lower, upper, log-scale). The L2 serves at least 90% of K/V re-reads: concurrent
     query tiles of one head share their key tiles, whose working set is a few MB against 50 MB of
@@ -75,11 +78,13 @@ def calibrate(hw: Hardware, rows: list[dict], implementation: str = "triton",
     def from_x(x: np.ndarray) -> dict:
         return {n: float(np.exp(v) if log else v) for (n, _, _, log), v in zip(params, x)}
 
-    def residuals(x):
-        return np.log(compare(hw, train_rows, base.with_values(from_x(x))).predicted / measured)
-
     lo = [np.log(a) if log else a for _, a, _, log in params]
     hi = [np.log(b) if log else b for _, _, b, log in params]
+
+    def residuals(x):
+        errors = np.log(compare(hw, train_rows, base.with_values(from_x(x))).predicted / measured)
+        return np.concatenate([errors, PRIOR_WEIGHT * (x - prior) / width])
+
     # one core's streaming rate starts at its fair share of HBM (the least that lets all cores
     # together reach it) and rises only where rows with few busy cores show more: rows with many
     # cores busy cannot tell the rates above that share apart
@@ -87,6 +92,11 @@ def calibrate(hw: Hardware, rows: list[dict], implementation: str = "triton",
 
     def x0(start: dict) -> np.ndarray:
         return np.clip(to_x({**start, **{f"core_bytes_per_s.{f}": fair for f in fams}}), lo, hi)
+
+    # a knob the rows do not determine (the memory efficiency of a kernel measured only where it
+    # is compute-bound) stays where the defaults start it: a pull that costs as much as a 1% error
+    # on one row for a knob moved across its whole range
+    prior, width = x0(default_knobs(hw, implementation).flat()), np.asarray(hi) - np.asarray(lo)
 
     # soft-L1: a few rows the model's structure misses must not drag the fit of the rest
     common = dict(bounds=(lo, hi), max_nfev=max_evals, x_scale="jac", diff_step=1e-3, ftol=1e-10, xtol=1e-10)
@@ -118,14 +128,15 @@ def provenance_note(measurements: str | list[str], report: dict) -> str:
 
 def write_knobs(hw: Hardware, knobs: Knobs, measurements: str | list[str], report: dict) -> Path:
     """Store fitted knobs as calibration/knobs/HW/IMPLEMENTATION.yaml (the first knob directory).
-    Knobs fitted for some families alone add their note to the stored source, replacing an earlier
-    note on the same families."""
+    Knobs fitted for some families alone add their note to the stored source, replacing the
+    earlier notes on those families or on some of them (a refit that covers a note's families
+    supersedes it)."""
     note = provenance_note(measurements, report)
     moved = {k.partition(".")[2] for k in report["values"]}
     if "" not in moved and knobs.source and "calibrated" in knobs.source:  # some families' knobs alone
-        key = ", ".join(sorted(moved))
-        kept = re.sub(rf"(^|; ){re.escape(key)}: calibrated [^;]*; held-out [^;]*?worst \d+%", "", knobs.source)
-        note = f"{kept}; {key}: {note}"
+        kept = re.sub(r"(^|; )([a-z_]+(?:, [a-z_]+)*): calibrated [^;]*; held-out [^;]*?worst \d+%",
+                      lambda m: "" if set(m[2].split(", ")) <= moved else m[0], knobs.source)
+        note = "; ".join(filter(None, (kept.strip("; "), f"{', '.join(sorted(moved))}: {note}")))
     path = store.knob_dirs()[0] / hw.name / f"{knobs.implementation}.yaml"
     return store.write(path, dataclasses.replace(knobs, source=note), hw.name,
-                       f"{file_names(measurements)} (every 4th row held out)")
+                       f"{file_names(measurements)} (every 4th row held out)", default_knobs(hw, knobs.implementation))

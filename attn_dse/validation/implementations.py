@@ -14,25 +14,29 @@ import numpy as np
 from attn_dse.hardware.loader import load_hardware
 from attn_dse.validation.compare import compare, data_dir, fastest_kernels, held_out_mask, load_measurements, shape_key
 
-KERNEL_FILES = ("measurements", "vendor-measurements", "decode-fp8-measurements", "mla-decode-fp8-measurements",
+KERNEL_FILES = ("measurements", "vendor-measurements", "decode-fp8-2026-12-04-measurements", "mla-decode-fp8-measurements",
                 "mla-decode-fp8-gluon-measurements", "mla-seesaw-measurements", "prefill-ws-measurements",
                 "prefill-gluon-measurements", "backward-measurements", "backward-gluon-measurements")
 
 
 def measured_rows(hw_name: str) -> list[dict]:
     """Our kernels' (bf16 and fp8-KV, forward and training steps) and the vendor kernels' stored
-    rows for this GPU, each naming its implementation, one per kernel study (compare.fastest_kernels)."""
+    rows for this GPU, each naming its implementation and whether a fit of its file holds it out
+    (every 4th row of the file: `held_out`), one per kernel study (compare.fastest_kernels)."""
     rows = []
     for name in KERNEL_FILES:
         path = data_dir() / f"{hw_name}-{name}.csv"
         if path.is_file():
-            rows += [{**r, "implementation": r.get("implementation") or "triton"} for r in load_measurements(path)]
+            mine = load_measurements(path)
+            rows += [{**r, "implementation": r.get("implementation") or "triton", "held_out": bool(h)}
+                     for r, h in zip(mine, held_out_mask(len(mine)))]
     return fastest_kernels(rows)
 
 
 def by_implementation(hw, rows: list[dict]) -> tuple[list[dict], dict]:
-    """Per (implementation, family): rows, MAPE, worst, held-out MAPE (every 4th row of that
-    implementation, as its fit held out); and each row's prediction, keyed by row index."""
+    """Per (implementation, family): rows, MAPE, worst, held-out MAPE (the rows a fit of their
+    file holds out: every 4th of the file, whatever the family); and each row's prediction, keyed
+    by row index."""
     groups = defaultdict(list)
     for i, r in enumerate(rows):
         groups[r["implementation"]].append(i)
@@ -40,7 +44,7 @@ def by_implementation(hw, rows: list[dict]) -> tuple[list[dict], dict]:
     for impl, index in sorted(groups.items()):
         mine = [rows[i] for i in index]
         c = compare(hw, mine, impl)
-        test = held_out_mask(len(mine))
+        test = np.array([r["held_out"] for r in mine])
         predicted.update({i: float(p) for i, p in zip(index, c.predicted)})
         for fam, s in c.summary().items():
             if fam == "all":

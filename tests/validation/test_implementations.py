@@ -146,3 +146,17 @@ def test_flash_decode_runs_whole_row_tiles_counted_by_hand():
     ours = predict("h200", attention("gqa", n_heads=64, n_kv_heads=8, head_dim=128), "decode", batch=2,
                    context=4095, scope="core", kernel="triton")
     assert float(ours.executed_flops) == 16 * 16 * 4096 * 512
+
+
+def test_the_tables_held_out_rows_are_those_a_fit_of_their_file_holds_out(measured):
+    """Every 4th row of each file, counted in that file: a file added to the table moves no other
+    file's held-out rows (counted over the table's own order, one more row shifted them all)."""
+    from attn_dse.validation.compare import data_dir, held_out_mask, load_measurements
+    rows, _, _ = measured
+    mine = load_measurements(data_dir() / "h200-mla-seesaw-measurements.csv")
+    held = {(r["batch"], r["context"], r["n_heads"], r["config"], r["median_s"]) for r, h in
+            zip(mine, held_out_mask(len(mine))) if h}
+    seesaw = [r for r in rows if r["config"].startswith("('seesaw'")]
+    assert len(seesaw) == 12 and len(held) == 4
+    assert {(r["batch"], r["context"], r["n_heads"], r["config"], r["median_s"]) for r in seesaw
+            if r["held_out"]} == {k for k in held if k[3].startswith("('seesaw'")}

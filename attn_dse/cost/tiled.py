@@ -279,3 +279,31 @@ def pick(where, a: KernelEstimate, b: KernelEstimate) -> KernelEstimate:
     fields = {f.name: choose(getattr(a, f.name), getattr(b, f.name))
               for f in dataclasses.fields(KernelEstimate) if f.name != "mapping"}
     return KernelEstimate(**fields, mapping={k: choose(a.mapping[k], b.mapping[k]) for k in a.mapping})
+
+
+def split(where, spec: KernelSpec, a, b) -> KernelEstimate:
+    """Per point, kernel `a`'s estimate where `where` holds, else `b`'s (`a(spec)`, `b(spec)`
+    time a spec): each times its own points only, so a kernel is never asked for a shape it
+    cannot run."""
+    flat, shape = _flat_spec(spec)
+    where = np.broadcast_to(np.asarray(where, dtype=bool), shape).reshape(-1)
+    if where.all() or not where.any():
+        return a(spec) if where.all() else b(spec)
+    parts = [(where, a(_subset(flat, where))), (~where, b(_subset(flat, ~where)))]
+
+    def merged(get, dtype=None):
+        out = np.empty(where.shape, dtype=dtype or np.result_type(*(np.asarray(get(e)).dtype for _, e in parts)))
+        for mask, e in parts:
+            out[mask] = np.ravel(get(e))
+        return out.reshape(shape)
+
+    fields = {f.name: merged(lambda e, n=f.name: getattr(e, n), object if f.name == "limiter" else None)
+              for f in dataclasses.fields(KernelEstimate) if f.name != "mapping"}
+    return KernelEstimate(**fields, mapping={k: merged(lambda e, k=k: e.mapping[k]) for k in parts[0][1].mapping})
+
+
+def _subset(spec: KernelSpec, mask: np.ndarray) -> KernelSpec:
+    """The points of a flattened spec where `mask` holds."""
+    return dataclasses.replace(spec, **{f: getattr(spec, f)[mask] for f in NUMERIC_FIELDS
+                                        if isinstance(getattr(spec, f), np.ndarray)})
+

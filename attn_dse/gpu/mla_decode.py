@@ -91,6 +91,9 @@ def _mla_split(qn_desc, qp_desc, c_desc, kp_desc, Lens, Part, Lse, L, n_heads, n
     tl.store(Lse + base, tl.where(seen, m_i + tl.math.log2(l_safe), float("-inf")), mask=hmask)
 
 
+GLUON_LATENT = 512  # the Gluon kernels split the latent's columns over two warpgroups: wgmma's N <= 256 each
+
+
 def default_config(n_heads: int, hopper: bool = False) -> dict:
     """The configurations measured fastest (docs/MEASUREMENTS.md): 128 heads are compute-bound
     and run best in the Gluon seesaw kernel on Hopper (H200, 2026-12-04; the split-tile Gluon
@@ -123,7 +126,7 @@ def mla_decode(q_nope: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor, seq_l
     B, H, D = q_nope.shape
     R = q_pe.shape[-1]
     L = kv.shape[1]
-    cfg = default_config(H, is_hopper(kv))
+    cfg = default_config(H, is_hopper(kv) and D <= GLUON_LATENT)
     layout = layout or cfg["layout"]
     if layout not in ("tokens", "heads", "wgmma", "seesaw"):
         raise ValueError(f"layout must be 'tokens', 'heads', 'wgmma' or 'seesaw', not {layout!r}")
@@ -168,7 +171,7 @@ FAMILY = MlaDecode.name  # the cost model's family these measurements calibrate
 
 def check(rec: Recorder, g: torch.Generator) -> None:
     """Outputs poisoned with NaN, then compared with the float32 reference over ragged shapes."""
-    for (B, H, L) in [(2, 128, 3001), (3, 16, 700), (1, 128, 5000), (4, 16, 2049), (2, 96, 1500)]:
+    for (B, H, L) in [(2, 128, 3001), (3, 16, 700), (1, 128, 5000), (4, 16, 2049), (2, 96, 1500), (3, 64, 2500)]:
         qn, qp, kv = rnd(B, H, 512), rnd(B, H, 64), rnd(B, L, 576)
         lens = torch.randint(L // 2, L + 1, (B,), generator=g).to(DEV, torch.int32)
         out = torch.full((B, 1, H, 512), float("nan"), device=DEV, dtype=torch.bfloat16)
@@ -185,6 +188,7 @@ MLA_CONFIGS = {  # (layout, block_h, block_n, num_warps, num_stages); 4 warps ne
     # the Gluon layouts (Hopper only) have fixed tiles: their other fields are what they run with
     128: [("seesaw", 64, 32, 8, 2), ("wgmma", 64, 64, 8, 2), ("heads", 64, 64, 8, 2), ("tokens", 64, 128, 8, 1)],
     16: [("tokens", 16, 64, 4, 2), ("tokens", 16, 32, 4, 4), ("tokens", 16, 128, 8, 1)]}
+MLA_CONFIGS[64] = MLA_CONFIGS[128]  # a two-way tensor-parallel shard of DeepSeek-V3's 128 heads
 
 
 def run_mla(qn, qp, kv, lens, cfg, **kw):
@@ -215,6 +219,8 @@ def tune_mla(H: int, B: int = 64, L: int = 8192) -> tuple:
 def measure_mla(rec: Recorder) -> None:
     shapes = {128: [(1, 4096), (1, 32768), (8, 8192), (16, 32768), (32, 4096), (64, 1024), (64, 4096), (64, 16384),
                     (128, 4096), (128, 8192), (4, 65536), (256, 2048)],
+              # two GPUs' shard: memory-bound at 64 heads a sequence, where 128 are compute-bound
+              64: [(1, 32768), (8, 8192), (16, 32768), (32, 32768), (64, 4096), (64, 16384), (128, 8192)],
               16: [(1, 32768), (8, 8192), (16, 32768), (64, 4096), (64, 16384), (128, 8192)]}
     for H, sizes in shapes.items():
         cfg = tune_mla(H)

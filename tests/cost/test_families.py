@@ -71,3 +71,25 @@ def test_programs_a_core_holds_at_once_fill_together():
     100 x 64 KiB at 0.5 x 4 TB/s."""
     one, two = (thousand_programs_on_100_cores(slots=n) for n in (1, 2))
     assert one - two == pytest.approx(5 * (1e-6 + 100 * 65536 / (0.5 * 4e12)), rel=1e-9)
+
+
+def test_split_partials_that_fit_l2_are_combined_at_its_rate():
+    """One 32k sequence, 128 heads, 32 splits: each split writes 128 x 514 fp32 partials (the
+    output, its max and sum): 8.4 MB, read back by the combine, 16.8 MB in all, which the H200's
+    L2 holds. With an L2 too small to hold them the combine streams them through HBM instead: the
+    two predictions differ by exactly 16.8 MB at HBM's rate less 16.8 MB at L2's."""
+    import dataclasses
+
+    from attn_dse import load_hardware
+    from attn_dse.cost.knobs import knobs_for
+    from attn_dse.cost.predict import predict
+    from attn_dse.cost.roofline import ceilings
+    from attn_dse.hardware.spec import _scale_level
+    h200 = load_hardware("h200")
+    small = _scale_level(h200, h200.cache.name, "capacity_bytes", 1e6 / h200.cache.capacity_bytes)
+    wl = attention("mla", n_heads=128, scheme="absorbed")
+    at = dict(scope="core", kernel="triton", context=32767, mapping={"kernel": "mla_decode_seesaw", "n_split": 32})
+    fits, spills = (float(predict(hw, wl, "decode", 1, **at).latency_s) for hw in (h200, small))
+    partial = 2 * 128 * 514 * 4 * 32  # written and read
+    c, eff = ceilings(h200), knobs_for(h200).family("mla_decode_seesaw").memory_efficiency
+    assert spills - fits == pytest.approx(partial / (c.hbm_bytes_per_s * eff) - partial / c.cache_bytes_per_s, rel=1e-9)

@@ -21,7 +21,7 @@ def test_each_row_is_timed_by_the_kernel_its_configuration_names():
     assert all(r["device"] == "NVIDIA H200" and r["date"] == "2026-12-03" for r in rows)
     for r in rows:
         cfg = eval(r["config"])  # noqa: S307 (a tuple of literals written by the bench)
-        want = ("mla_decode" if r["kv_dtype"] == "bf16" else
+        want = (("mla_decode_wgmma" if cfg[0] == "wgmma" else "mla_decode") if r["kv_dtype"] == "bf16" else
                 "mla_decode_smem_pair" if cfg[4] == 1 else "mla_decode_smem")
         assert kernel_of(r) == want, r["config"]
     assert {kernel_of(r) for r in rows if r["kv_dtype"] == "fp8"} == {"mla_decode_smem", "mla_decode_smem_pair"}

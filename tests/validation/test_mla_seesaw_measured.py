@@ -42,9 +42,24 @@ def test_the_mla_family_dispatches_as_our_kernels_do(heads, kernel):
     assert np.array_equal(unpinned, pinned)
 
 
-def test_where_the_seesaw_was_never_measured_the_mla_family_times_its_own_kernel():
-    h100 = load_hardware("h100")
+def test_where_the_seesaw_was_never_measured_the_split_tile_kernel_times_many_heads_else_the_familys_own():
+    """The H100 measured the split-tile Gluon kernel (128 heads) and not the seesaw; a preset with
+    neither measured (the H20: defaults) times every head count with the MLA family's kernel."""
     wl = attention("mla", n_heads=128, scheme="absorbed")
     at = dict(scope="core", kernel="triton")
-    assert predict(h100, wl, "decode", 64, context=8192, **at).latency_s == \
-        predict(h100, wl, "decode", 64, context=8192, mapping={"kernel": "mla_decode"}, **at).latency_s
+    for hw, kernel in ((load_hardware("h100"), "mla_decode_wgmma"), (load_hardware("h20"), "mla_decode")):
+        assert predict(hw, wl, "decode", 64, context=8192, **at).latency_s == \
+            predict(hw, wl, "decode", 64, context=8192, mapping={"kernel": kernel}, **at).latency_s, hw.name
+
+
+def test_a_latent_wider_than_the_gluon_kernels_runs_the_familys_kernel_point_by_point():
+    """The Gluon kernels hold a latent of at most 512 columns (two warpgroups of wgmma N = 256):
+    of one vectorized prediction, the 1024-wide latent's points are the Triton kernel's (whose
+    tiles fit), the 512-wide ones the seesaw's, each as predicted alone."""
+    at = dict(scope="core", kernel="triton")
+    wide = attention("mla", n_heads=128, kv_lora_rank=np.array([[512], [1024]]), qk_rope_dim=64, scheme="absorbed")
+    both = predict(H200, wide, "decode", np.array([8, 64]), context=8192, **at).latency_s
+    for i, (rank, kernel) in enumerate(((512, "mla_decode_seesaw"), (1024, "mla_decode"))):
+        wl = attention("mla", n_heads=128, kv_lora_rank=rank, qk_rope_dim=64, scheme="absorbed")
+        alone = predict(H200, wl, "decode", np.array([8, 64]), context=8192, mapping={"kernel": kernel}, **at)
+        assert np.array_equal(both[i], alone.latency_s), rank

@@ -90,8 +90,10 @@ def decode_candidate(spec, hw, c, knobs, fam, n_split, bc, stages, rows, detail:
     iterations = B * hkv * m_tiles * np.ceil(keys / bc)
     if kernel.steps_per_score_block:  # the step once per 16 x 128 block of its score tile
         iterations = iterations * rows / MMA_ROWS * bc / SCORE_BLOCK_KEYS
-    combine = np.where(n_split > 1, partial / (c.hbm_bytes_per_s * fam.memory_efficiency)
-                       + knobs.launch_overhead_s, 0.0)
+    # the partials, written by the splits and read back by the combine, stay in L2 where they fit
+    hbm_rate = c.hbm_bytes_per_s * fam.memory_efficiency
+    rate = hbm_rate if hw.cache is None else np.where(partial / 2 <= hw.cache.capacity_bytes, c.cache_bytes_per_s, hbm_rate)
+    combine = np.where(n_split > 1, partial / rate + knobs.launch_overhead_s, 0.0)
     # each CTA dequantizes the elements it loads, unless widening is part of its MMA operand path
     dequant = 0.0 if kernel.widens_in_mma else raw_kv / spec.kv_bytes * spec.dequant_vector_flops
     runs = tiled.fits_on_chip(hw, spec, rows, bc, stages) & (

@@ -1,11 +1,13 @@
 """Absorbed MLA decode (FlashMLA-style): all query heads of a sequence attend one shared latent
 (K = the 576-wide latent, V = its first 512 columns, read once). The decode model with its own
 knobs: its programs fill a core's shared memory, so one core streams less than in GQA decode.
-Our two fp8 MLA kernels (FlashMLA's 656-byte row) are families of their own, whose knobs time
-their rows and to which the MLA family does not dispatch: the Triton kernel
-(gpu/mla_decode_fp8.py) is `mla_decode_widen`, the Gluon one (gpu/mla_decode_fp8_wgmma.py)
-`mla_decode_smem`. Of the bf16 kernels, the seesaw (`mla_decode_seesaw`) is a family the MLA
-family dispatches to for many heads where it was measured."""
+The family is our Triton kernel (gpu/mla_decode.py, the tokens and heads layouts). Our other
+kernels are families of their own, whose knobs time their rows: the two fp8 ones (FlashMLA's
+656-byte row), to which the MLA family does not dispatch, the Triton kernel
+(gpu/mla_decode_fp8.py) `mla_decode_widen` and the Gluon one (gpu/mla_decode_fp8_wgmma.py)
+`mla_decode_smem`; the two bf16 Gluon kernels for many heads, to which it dispatches where they
+were measured, the seesaw (`mla_decode_seesaw`) and the split-tile kernel it replaced
+(`mla_decode_wgmma`)."""
 from __future__ import annotations
 
 import numpy as np
@@ -16,7 +18,9 @@ from attn_dse.cost.family import Family, register_family
 from attn_dse.cost.measured import config, num
 from attn_dse.workloads.variants.mla import FLASHMLA_FP8_BYTES
 
-SEESAW_ABOVE_HEADS = 32  # gpu/mla_decode.default_config: more heads run the seesaw kernel on Hopper
+MANY_HEADS = 32  # gpu/mla_decode.default_config: more heads run a Gluon kernel on Hopper ...
+GLUON_LATENT = 512  # ... of latents up to 512 columns (gpu/mla_decode.GLUON_LATENT)
+GLUON_ROWS = 64  # the bf16 Gluon kernels' query rows a program, the wgmma M (padded)
 
 
 @register_family
@@ -24,29 +28,36 @@ class MlaDecode(Family):
     name = "mla_decode"
     order = 20
     compute_efficiency, memory_efficiency = 0.7, 0.88
+    # a program streams its latent at one core's rate wherever the bytes come from: two programs
+    # of a sequence (16 heads x 2 new tokens) take twice the time of one though the second's
+    # bytes are L2 hits (H200, h200-mla-decode-fp8-measurements.csv); every MLA kernel of ours
+    core_raw = True
 
     def claims(self, spec):
         return spec.phase == "decode" and spec.kv_shared
 
     def estimate(self, spec, hw, c, knobs, fixed=None):
-        """Our dispatch (gpu/mla_decode.default_config): more than 32 heads run the seesaw
-        kernel where it was measured (its knobs are the implementation's), the rest this
-        family's kernel; a row's pinned kernel times that kernel alone."""
+        """Our dispatch (gpu/mla_decode.default_config): more than 32 heads over a latent of up
+        to 512 columns run a Gluon kernel on Hopper, timed as the first of the seesaw and the split-tile kernel it replaced that was
+        measured on this GPU (their knobs are the implementation's); the rest, and every shape
+        where neither was measured, this family's kernel. A row's pinned kernel times that
+        kernel alone."""
         fixed = dict(fixed or {})
         pinned = fixed.pop("kernel", None)
-        if pinned is not None or MlaDecodeSeesaw.name not in knobs.measured:
-            return estimate_decode(pinned or self.name, spec, hw, c, knobs, fixed)
-        many = np.asarray(spec.h_q > SEESAW_ABOVE_HEADS)
-        if not many.any():
-            return estimate_decode(self.name, spec, hw, c, knobs, fixed)
-        seesaw = estimate_decode(MlaDecodeSeesaw.name, spec, hw, c, knobs, fixed)
-        return seesaw if many.all() else tiled.pick(many, seesaw, estimate_decode(self.name, spec, hw, c, knobs, fixed))
+        if pinned is not None:
+            return estimate_decode(pinned, spec, hw, c, knobs, fixed)
+        gluon = next((k for k in (MlaDecodeSeesaw.name, MlaDecodeWgmma.name) if k in knobs.measured), None)
+        own = lambda s: estimate_decode(self.name, s, hw, c, knobs, fixed)  # noqa: E731
+        if gluon is None:
+            return own(spec)
+        many = (spec.h_q > MANY_HEADS) & (spec.d_v <= GLUON_LATENT)
+        return tiled.split(many, spec, lambda s: estimate_decode(gluon, s, hw, c, knobs, fixed), own)
 
     def kernel_of(self, row):
         """A row over an fp8 latent in the 'heads' layout is our Triton kernel's, in the 'wgmma'
         layout our Gluon kernel's (its stages field: 1 or 2 widened buffers); a bf16 row in the
-        'seesaw' layout is the seesaw kernel's; other kernels (our Triton layouts and the Gluon
-        kernel the seesaw replaced, other people's) are this family's."""
+        'seesaw' layout is the seesaw kernel's, in the 'wgmma' layout the split-tile kernel's;
+        other kernels (our Triton layouts, other people's) are this family's."""
         narrow = (row.get("kv_dtype") or "bf16") != (row.get("dtype") or "bf16")
         cfg = config(row)
         if narrow and cfg and cfg[0] == "heads":
@@ -55,11 +66,13 @@ class MlaDecode(Family):
             return MlaDecodeSmemPair.name if cfg[4] == 1 else MlaDecodeSmem.name
         if cfg and cfg[0] == "seesaw":
             return MlaDecodeSeesaw.name
+        if cfg and cfg[0] == "wgmma":
+            return MlaDecodeWgmma.name
         return self.name
 
     def workload_for(self, row):
-        """Absorbed MLA at the row's head count; a recorded (layout, heads per program, ...)
-        configuration pins block_m (how many programs stream the latent)."""
+        """Absorbed MLA at the row's head count; a recorded (layout, heads per program, key
+        tile, ...) configuration pins block_m (how many programs stream the latent) and block_n."""
         from attn_dse.workloads import attention
         tokens = num(row, "batch") * (num(row, "context") + num(row, "seq"))
         flashmla_row = num(row, "kv_bytes") == tokens * FLASHMLA_FP8_BYTES  # the kernel's cache, by its size
@@ -68,17 +81,36 @@ class MlaDecode(Family):
         kw = decode_args(row)
         kw.pop("causal")
         cfg = config(row)
-        mapping = {**(kw["mapping"] or {}), **({"block_m": float(cfg[1])} if len(cfg) == 5 else {})}
+        tiles = {"block_m": float(cfg[1]), "block_n": float(cfg[2])} if len(cfg) == 5 else {}
+        mapping = {**(kw["mapping"] or {}), **tiles}
         kernel = self.kernel_of(row)
-        if kernel in (MlaDecodeSmem.name, MlaDecodeSmemPair.name):
-            mapping["block_n"] = float(cfg[2])  # the Gluon kernels' key tile is fixed: 64 tokens, the wgmma M
         if kernel != self.name:
             mapping["kernel"] = kernel
         return wl, {**kw, "mapping": mapping or None}
 
 
 @register_family
-class MlaDecodeSeesaw(MlaDecode):
+class MlaDecodeWgmma(MlaDecode):
+    """Our bf16 Gluon MLA kernel for Hopper before the seesaw (gpu/mla_decode_wgmma.py): a
+    program's two warpgroups split each 64-token key tile's scores (32 tokens each, for all 64
+    heads) and the output's latent columns, the probabilities crossing through shared memory.
+    The MLA family times more than 32 heads with it where its knobs were fitted and the
+    seesaw's were not (`MlaDecode.estimate`)."""
+
+    name = "mla_decode_wgmma"
+    order = 24
+    key_tiles = (64,)
+    row_tiles = (GLUON_ROWS,)
+
+    def row_tile(self, m_rows):
+        return GLUON_ROWS
+
+    def claims(self, spec):
+        return False
+
+
+@register_family
+class MlaDecodeSeesaw(MlaDecodeWgmma):
     """Our bf16 Gluon MLA kernel for Hopper with FlashMLA's seesaw (gpu/mla_decode_seesaw.py):
     the warpgroups score the key tiles in turn, 64 heads x 32 tokens each, and each softmax runs
     beside the other's matmuls; each owns half the output's latent columns. The MLA family times
@@ -86,9 +118,7 @@ class MlaDecodeSeesaw(MlaDecode):
 
     name = "mla_decode_seesaw"
     order = 25
-
-    def claims(self, spec):
-        return False
+    key_tiles = (32,)
 
 
 @register_family
@@ -118,7 +148,7 @@ class MlaDecodeSmem(MlaDecode):
 
     name = "mla_decode_smem"
     order = 22
-    core_raw = True  # each program widens every tile it loads: L2 hits cost the core as much
+    key_tiles = (64,)  # the wgmma M
 
     def claims(self, spec):
         return False

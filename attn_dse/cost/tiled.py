@@ -306,4 +306,3 @@ def _subset(spec: KernelSpec, mask: np.ndarray) -> KernelSpec:
     """The points of a flattened spec where `mask` holds."""
     return dataclasses.replace(spec, **{f: getattr(spec, f)[mask] for f in NUMERIC_FIELDS
                                         if isinstance(getattr(spec, f), np.ndarray)})
-

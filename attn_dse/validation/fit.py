@@ -3,7 +3,8 @@
 Fitted (robust soft-L1 loss): per tiled kernel family the compute and memory efficiencies and
 one core's streaming rate; the per-tile overhead in cycles, the launch overhead, the latency of
 a wave of CTAs, the exp/matmul overlap and the L2 reuse share: physically meaningful numbers,
-no per-shape factors. Every 4th measurement is held out and reported separately.
+no per-shape factors. A weak pull to the defaults (PRIOR_WEIGHT) keeps the knobs no row
+determines where the defaults start them. Every 4th measurement is held out and reported separately.
 """
 from __future__ import annotations
 
@@ -81,10 +82,6 @@ def calibrate(hw: Hardware, rows: list[dict], implementation: str = "triton",
     lo = [np.log(a) if log else a for _, a, _, log in params]
     hi = [np.log(b) if log else b for _, _, b, log in params]
 
-    def residuals(x):
-        errors = np.log(compare(hw, train_rows, base.with_values(from_x(x))).predicted / measured)
-        return np.concatenate([errors, PRIOR_WEIGHT * (x - prior) / width])
-
     # one core's streaming rate starts at its fair share of HBM (the least that lets all cores
     # together reach it) and rises only where rows with few busy cores show more: rows with many
     # cores busy cannot tell the rates above that share apart
@@ -97,6 +94,10 @@ def calibrate(hw: Hardware, rows: list[dict], implementation: str = "triton",
     # is compute-bound) stays where the defaults start it: a pull that costs as much as a 1% error
     # on one row for a knob moved across its whole range
     prior, width = x0(default_knobs(hw, implementation).flat()), np.asarray(hi) - np.asarray(lo)
+
+    def residuals(x):
+        errors = np.log(compare(hw, train_rows, base.with_values(from_x(x))).predicted / measured)
+        return np.concatenate([errors, PRIOR_WEIGHT * (x - prior) / width])
 
     # soft-L1: a few rows the model's structure misses must not drag the fit of the rest
     common = dict(bounds=(lo, hi), max_nfev=max_evals, x_scale="jac", diff_step=1e-3, ftol=1e-10, xtol=1e-10)

@@ -38,10 +38,10 @@ class MlaDecode(Family):
 
     def estimate(self, spec, hw, c, knobs, fixed=None):
         """Our dispatch (gpu/mla_decode.default_config): more than 32 heads over a latent of up
-        to 512 columns run a Gluon kernel on Hopper, timed as the first of the seesaw and the split-tile kernel it replaced that was
-        measured on this GPU (their knobs are the implementation's); the rest, and every shape
-        where neither was measured, this family's kernel. A row's pinned kernel times that
-        kernel alone."""
+        to 512 columns run a Gluon kernel on Hopper, timed as the first of the seesaw and the
+        split-tile kernel it replaced that was measured on this GPU (their knobs are the
+        implementation's); the rest, and every shape where neither was measured, this family's
+        kernel. A row's pinned kernel times that kernel alone."""
         fixed = dict(fixed or {})
         pinned = fixed.pop("kernel", None)
         if pinned is not None:

@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from attn_dse.calibration.knobs import FamilyKnobs, Knobs
-from attn_dse.cost.family import KernelEstimate
+from attn_dse.cost.family import Family, KernelEstimate
 from attn_dse.cost.roofline import Ceilings
 from attn_dse.errors import AttnDseError
 from attn_dse.hardware.spec import Hardware
@@ -25,6 +25,7 @@ from attn_dse.workloads.kernel_spec import KernelSpec
 GPU_REGISTER_BYTES = 256 * 1024  # register file per SM (Hopper/Ampere/Blackwell)
 ACCUMULATOR_SHARE = 0.75  # of the registers, what accumulators and the score tile may use
 STAGES = (2, 1)  # K/V pipeline depths: 2 overlaps loads with math; 1 fits where 2 does not
+PLAIN = Family()  # a kernel whose one program a core fills it, with the implementation's overlap
 
 
 def tile_bytes(spec: KernelSpec, block_m, block_n, stages=2):
@@ -58,21 +59,24 @@ def l2_hit(hw: Hardware, knobs: Knobs, kv_heads_in_flight, kv_bytes_per_head):
 
 
 def finish(hw: Hardware, c: Ceilings, knobs: Knobs, fam: FamilyKnobs, flops, exps, hbm, raw_kv, q_o, ctas,
-           iterations, fill, fits, stages, detail: bool = True, extra_s=0.0, vector_flops=0.0, resident=1,
-           core_raw: bool = False, exp_overlap: float | None = None, persistent: bool = False, slots=1) -> dict:
+           iterations, fill, fits, stages, detail: bool = True, extra_s=0.0, vector_flops=0.0,
+           kernel: Family = PLAIN) -> dict:
     """Time of candidates: each resource's time is the larger of its aggregate rate and the
     per-core rate times the waves, i.e. the busiest core's share of the work at one core's rate
-    (idle cores only cost where one core is the limit). A kernel whose programs are small reaches
-    one core's rates only with `resident` of them on it at once: with fewer CTAs than that per
-    core, the per-core rates scale down in proportion. `extra_s` is added where the tiles fit
+    (idle cores only cost where one core is the limit). `extra_s` is added where the tiles fit
     (the split-KV combine). `vector_flops` (KV dequantization) runs on the vector units beside the
-    exps, issued by the same warps. A core streams `hbm` at its rate, or with `core_raw` every
-    byte its programs load (`raw_kv`, L2 hits included: a kernel that widens each tile a program
-    loads). `exp_overlap`: the family's own share of the exps hidden under the matmuls (else the
-    implementation's knob). A `persistent` kernel's programs (one a core) fill their pipelines
-    once: the waves' latency and first tiles are paid once; a kernel whose cores hold `slots`
-    programs at once fills its pipelines once for each `slots` of its waves. Without `detail`
-    only the time is returned (what the search needs)."""
+    exps, issued by the same warps. Without `detail` only the time is returned (what the search
+    needs). How the `kernel` (a family) uses a core is its own:
+    - `resident`: a kernel of small programs reaches one core's rates only with that many on it
+      at once; with fewer CTAs a core, the per-core rates scale down in proportion;
+    - `core_raw`: a core streams every byte its programs load (`raw_kv`, L2 hits included), not
+      only `hbm`'s;
+    - `exp_overlap`: its own share of the exps hidden under the matmuls (else the
+      implementation's knob);
+    - `persistent`: its programs (one a core) fill their pipelines once, the waves' latency and
+      first tiles paid once;
+    - `slots`: its cores hold that many programs at once, which fill their pipelines together."""
+    resident, slots, persistent = kernel.resident, kernel.slots, kernel.persistent
     eff_c, eff_m = fam.compute_efficiency, fam.memory_efficiency
     active, n_waves = waves(ctas, hw.cores)
     # share of the work the busiest core does (at least 1/cores), over the share of its rates its
@@ -86,9 +90,9 @@ def finish(hw: Hardware, c: Ceilings, knobs: Knobs, fam: FamilyKnobs, flops, exp
     sfu = exps * (hw.cores / c.exp_per_s)
     vec = vector_flops * (hw.cores / c.vector_flop_per_s)
     exp = sfu + vec
-    hidden = knobs.exp_overlap if exp_overlap is None else exp_overlap
+    hidden = knobs.exp_overlap if kernel.exp_overlap is None else kernel.exp_overlap
     compute = np.maximum(mm, exp) + (1 - hidden) * np.minimum(mm, exp)
-    core = (raw_kv + q_o if core_raw else hbm) / fam.core_bytes_per_s  # one core streams at most this fast
+    core = (raw_kv + q_o if kernel.core_raw else hbm) / fam.core_bytes_per_s  # one core streams at most this fast
     smem = (raw_kv + q_o) * (hw.cores / c.core_memory_bytes_per_s)
     t_bw = hbm / (c.hbm_bytes_per_s * eff_m)
     t_l2 = raw_kv / c.cache_bytes_per_s if c.cache_bytes_per_s else 0.0

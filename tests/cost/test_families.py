@@ -2,7 +2,7 @@
 import pytest
 
 from attn_dse import attention
-from attn_dse.cost.family import families, family_for, get_family
+from attn_dse.cost.family import Family, families, family_for, get_family
 from attn_dse.errors import AttnDseError
 from attn_dse.workloads.shape import make_shape
 
@@ -53,8 +53,9 @@ def thousand_programs_on_100_cores(**kw) -> float:
            hbm_bytes_per_s=4e12, cache_bytes_per_s=None)
     knobs = NS(tile_overhead_cycles=10.0, exp_overlap=1.0, wave_latency_s=1e-6, launch_overhead_s=2e-6)
     fam = NS(compute_efficiency=0.8, memory_efficiency=0.5, tile_overhead_cycles=None, core_bytes_per_s=1e11)
+    kernel = type("Kernel", (Family,), kw)()  # the mechanisms under test, else a plain kernel's
     return float(finish(hw, c, knobs, fam, 1e12, 1e9, 1e9, 1e9, 1e8, 1000.0, 1e5, 65536.0, True, 2,
-                        detail=False, **kw)["time"])
+                        detail=False, kernel=kernel)["time"])
 
 
 def test_a_persistent_kernel_fills_its_pipeline_once():

@@ -14,6 +14,7 @@ from attn_dse.cost.predict import predict
 from attn_dse.errors import AttnDseError
 from attn_dse.validation import fit
 from attn_dse.cost import tiled
+from attn_dse.cost.family import Family
 from attn_dse.cost.families.decode import DecodeRegs, DecodeWiden
 from attn_dse.cost.roofline import ceilings
 from attn_dse.validation.compare import (compare, data_dir, fastest_kernels, kernel_of, load_measurements,
@@ -96,7 +97,7 @@ def test_a_kernel_of_small_programs_needs_several_on_a_core():
     fam = knobs.family("decode_regs")
     def t_core(ctas, resident):
         return tiled.finish(hw, c, knobs, fam, 1e9, 0.0, 1e8, 1e8, 0.0, ctas, 10.0, 0.0, True, 2,
-                            resident=resident)["t_core"]
+                            kernel=type("Kernel", (Family,), {"resident": resident})())["t_core"]
     assert t_core(hw.cores, 8) == pytest.approx(8 * t_core(hw.cores, 1))
     assert t_core(8 * hw.cores, 8) == pytest.approx(t_core(8 * hw.cores, 1))
     assert DecodeRegs.resident == 8 and DecodeWiden.resident == 1

@@ -7,6 +7,7 @@ import pytest
 
 from attn_dse import load_hardware
 from attn_dse.cost import tiled
+from attn_dse.cost.family import Family
 from attn_dse.cost.roofline import ceilings
 from attn_dse.cost.knobs import knobs_for
 from attn_dse.cost.predict import predict
@@ -42,8 +43,9 @@ def test_a_core_that_widens_every_tile_streams_every_loaded_byte():
     fam = knobs.family("mla_decode_smem")
 
     def t_core(core_raw):
+        kernel = type("Kernel", (Family,), {"core_raw": core_raw})()
         return tiled.finish(H200, c, knobs, fam, 1e9, 0.0, 2e7, 1e8, 0.0, 4 * H200.cores, 10.0, 0.0, True, 2,
-                            core_raw=core_raw)["t_core"]
+                            kernel=kernel)["t_core"]
     assert t_core(True) == pytest.approx(5 * t_core(False))
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from attn_dse import load_hardware
 from attn_dse.cost import tiled
-from attn_dse.cost.family import get_family
+from attn_dse.cost.family import Family, get_family
 from attn_dse.cost.knobs import knobs_for
 from attn_dse.cost.roofline import ceilings
 from attn_dse.validation.compare import compare, data_dir, held_out_mask, kernel_of, load_measurements, workload_for
@@ -42,7 +42,7 @@ def test_the_warp_specialized_family_hides_the_exps_by_construction():
 
     def t_mm_and_compute(overlap):
         out = tiled.finish(H200, c, knobs, fam, mm_flops, exps, 1e6, 1e6, 0.0, H200.cores, 0.0, 0.0, True, 2,
-                           exp_overlap=overlap)
+                           kernel=type("Kernel", (Family,), {"exp_overlap": overlap})())
         return out["t_mm"], out["compute"]
     t_mm, hidden = t_mm_and_compute(1.0)
     _, serial = t_mm_and_compute(0.0)

@@ -103,7 +103,7 @@ def decode_candidate(spec, hw, c, knobs, fam, n_split, bc, stages, rows, detail:
         runs = runs & (bc == kernel.key_tile(rows))
     est = tiled.finish(hw, c, knobs, fam, flops, exps, q_o + hbm_kv, raw_kv, q_o, ctas, iterations,
                        tiled.tile_bytes(spec, rows, bc, stages), runs, stages, detail, extra_s=combine,
-                       vector_flops=dequant, resident=kernel.resident, core_raw=kernel.core_raw, slots=kernel.slots)
+                       vector_flops=dequant, kernel=kernel)
     if detail:
         est["hbm"] = est["hbm"] + partial
     return est

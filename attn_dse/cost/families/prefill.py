@@ -39,8 +39,7 @@ def search(spec, hw, c, knobs, family: str, fixed=None, backward: str | None = N
 
     def time_of(spec, tile, stages, detail=True):
         br, bc = tiles[tile.astype(int), 0], tiles[tile.astype(int), 1]
-        return prefill_candidate(spec, hw, c, knobs, fam, br, bc, stages, detail, backward is not None,
-                                 None if backward else kernel.exp_overlap, kernel.persistent)
+        return prefill_candidate(spec, hw, c, knobs, fam, br, bc, stages, detail, backward is not None, kernel)
 
     def fields(chosen):
         index = chosen["tile"].astype(int)
@@ -52,7 +51,7 @@ def search(spec, hw, c, knobs, family: str, fixed=None, backward: str | None = N
 
 
 def prefill_candidate(spec, hw, c, knobs, fam, br, bc, stages, detail=True, backward=False,
-                      exp_overlap=None, persistent=False) -> dict:
+                      kernel=tiled.PLAIN) -> dict:
     """One tile mapping. `backward`: the FlashAttention-2 backward over the same tiles: S = QK^T
     recomputed, P from the saved log-sum-exp, then dV += P^T dO, dP = dO V^T, dK += dS^T Q and
     dQ += dS K: 3 d_qk + 2 d_v wide matmuls per pair against the forward's d_qk + d_v; it reads
@@ -83,7 +82,7 @@ def prefill_candidate(spec, hw, c, knobs, fam, br, bc, stages, detail=True, back
     dequant = raw_kv / spec.kv_bytes * spec.dequant_vector_flops  # each CTA dequantizes the tiles it loads
     return tiled.finish(hw, c, knobs, fam, flops, exps, q_o + hbm_kv, raw_kv, q_o, ctas, iterations,
                         tiled.tile_bytes(spec, br, bc, stages), tiled.fits_on_chip(hw, spec, br, bc, stages),
-                        stages, detail, vector_flops=dequant, exp_overlap=exp_overlap, persistent=persistent)
+                        stages, detail, vector_flops=dequant, kernel=kernel)
 
 
 def choices():

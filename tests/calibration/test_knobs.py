@@ -203,3 +203,28 @@ def test_a_refit_of_some_families_replaces_their_note_in_the_source(tmp_path, mo
     keys = re.findall(r"(?:^|; )([a-z_, ]+): calibrated", last)
     assert "prefill_gluon" not in keys and "prefill_ws" not in keys and keys.count("prefill_gluon, prefill_ws") == 1
     assert all(n in last for n in others if not n.startswith("prefill_ws:"))
+
+
+def test_a_knob_no_row_determines_stays_where_the_defaults_start_it(monkeypatch):
+    """Rows whose time follows the compute efficiency alone (a stand-in for compare: measured x
+    0.5 / efficiency) fit it to 0.5; the memory efficiency, which no row sees, stays at the
+    family's default and the core's rate at its fair share of HBM, where the fit starts them."""
+    from types import SimpleNamespace as NS
+
+    import numpy as np
+
+    from attn_dse.validation import fit
+    from attn_dse.validation.compare import data_dir, load_measurements
+    hw = load_hardware("h200")
+    rows = [r for r in load_measurements(data_dir() / "h200-mla-seesaw-measurements.csv") if "seesaw" in r["config"]]
+
+    def compare(hw, rows, knobs):
+        eff = knobs.family("mla_decode_seesaw").compute_efficiency
+        return NS(predicted=np.array([float(r["median_s"]) * 0.5 / eff for r in rows]),
+                  summary=lambda mask=None: {"all": {"mape": 0.0, "worst": 0.0, "n": len(rows)}})
+    monkeypatch.setattr(fit, "compare", compare)
+    fitted, _ = fit.calibrate(hw, rows, "triton", max_evals=200, only=("mla_decode_seesaw",))
+    got, start = fitted.family("mla_decode_seesaw"), default_knobs(hw).family("mla_decode_seesaw")
+    assert got.compute_efficiency == pytest.approx(0.5, rel=1e-3)
+    assert got.memory_efficiency == pytest.approx(start.memory_efficiency, rel=1e-6)
+    assert got.core_bytes_per_s == pytest.approx(hw.achievable.hbm_bytes_per_s / hw.cores, rel=1e-6)

@@ -20,6 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
+from attn_dse.cost.families.decode import widen_key_tile, widen_row_tile
 from attn_dse.gpu import decode as bf16_decode
 from attn_dse.gpu import decode_fp8_regs as regs
 from attn_dse.gpu.decode import choose_splits, kv_head_program, run_splits, store_partial
@@ -32,19 +33,6 @@ SCALE_BLOCK = 64  # tokens per scale
 # (4.15 and 4.22 TB/s, docs/device-logs/h200-decode-fp8-regs-2026-12-02.log); 64 spills with 16 query rows
 REGS_BLOCK_N = 32
 E4M3_MAX = 448.0
-
-
-def widen_row_tile(rows: int) -> int:
-    """The Triton kernel's row tile for a KV head's query rows: a power of two, at least an m16 MMA."""
-    return max(16, triton.next_power_of_2(rows))
-
-
-def widen_key_tile(rows: int, tuned: int) -> int:
-    """The Triton kernel's key tile for a KV head's query rows: 32 keys where its row tile is 32,
-    where with 128 keys the launcher's specializations of the group and the token count decide
-    its spills (582-885 us at one cache, 661-680 with 32 keys: docs/MEASUREMENTS.md); the tuned
-    tile otherwise."""
-    return 32 if widen_row_tile(rows) == 32 else tuned
 
 
 def quantize_kv(x: torch.Tensor, block: int = SCALE_BLOCK) -> tuple[torch.Tensor, torch.Tensor]:
@@ -146,7 +134,7 @@ def decode_fp8(q: torch.Tensor, k8: torch.Tensor, v8: torch.Tensor, k_scale: tor
         return regs.decode_fp8_regs(q, k8, v8, k_scale, v_scale, seq_lens, n_splits, block_n or REGS_BLOCK_N, out,
                                     SCALE_BLOCK, tiles)
     group = Hq // Hkv
-    block_h = widen_row_tile(group * Sq)
+    block_h = int(widen_row_tile(group * Sq))
     block_n = block_n or 64
     n_splits = n_splits or choose_splits(B, Hkv, L, sm_count(q.device), block_n=block_n)
     split_len = triton.cdiv(triton.cdiv(L, n_splits), block_n) * block_n
@@ -180,7 +168,7 @@ def check(rec: Recorder, g: torch.Generator) -> None:
         ref = attention_ref(q, dequantize_kv(k8, ks), dequantize_kv(v8, vs), True, seq_lens=lens)
         variants = [dict(kernel="triton", keys_as_rows=True), dict(kernel="triton", keys_as_rows=False),
                     dict(kernel="triton", keys_as_rows=False, num_stages=4,  # the bench's tiles
-                         block_n=widen_key_tile(Hq // Hkv * Sq, 128))]
+                         block_n=int(widen_key_tile(Hq // Hkv * Sq)))]
         if regs.fits(q, k8):
             variants += [dict(kernel="regs", block_n=bn, tiles=t) for bn in (16, 32, 64) for t in (1, 2)]
         for kw in variants:
@@ -249,7 +237,7 @@ def bench(rec: Recorder, shapes=None) -> None:
         del k, v
         fp8_bytes = 2 * B * L * Hkv * D + 2 * ks.numel() * 4
         n8 = min(128, cfg8[4] * choose_splits(B, Hkv, L, sm_count(), block_n=cfg8[0]))
-        bn8 = widen_key_tile(Hq // Hkv * Sq, cfg8[0])
+        bn8 = int(widen_key_tile(Hq // Hkv * Sq, cfg8[0]))
         med8, p20, p80 = timed(lambda: decode_fp8(q, k8, v8, ks, vs, lens, n_splits=n8, block_n=bn8,
                                                   num_warps=cfg8[1], num_stages=cfg8[2],
                                                   keys_as_rows=cfg8[3], kernel="triton"))

@@ -34,7 +34,7 @@ from attn_dse.gpu.decode import run_splits
 
 from attn_dse.gpu.harness import BF16_BOUND, DEV, Recorder, rel_err, rnd, sm_count, timed
 from attn_dse.gpu.reference import mla_decode_ref
-from attn_dse.cost.families.mla_decode import MlaDecode
+from attn_dse.cost.families.mla_decode import GLUON_LATENT, MANY_HEADS, MlaDecode
 
 
 @triton.jit
@@ -91,18 +91,15 @@ def _mla_split(qn_desc, qp_desc, c_desc, kp_desc, Lens, Part, Lse, L, n_heads, n
     tl.store(Lse + base, tl.where(seen, m_i + tl.math.log2(l_safe), float("-inf")), mask=hmask)
 
 
-GLUON_LATENT = 512  # the Gluon kernels split the latent's columns over two warpgroups: wgmma's N <= 256 each
-
-
 def default_config(n_heads: int, hopper: bool = False) -> dict:
     """The configurations measured fastest (docs/MEASUREMENTS.md): 128 heads are compute-bound
     and run best in the Gluon seesaw kernel on Hopper (H200, 2026-12-04; the split-tile Gluon
     kernel before it on an H100), else in the heads layout; a 16-head shard is memory-bound, and
     the tokens layout needs no padding of its heads."""
-    if n_heads > 32 and hopper:
+    if n_heads > MANY_HEADS and hopper:
         from attn_dse.gpu.mla_decode_seesaw import FIXED
         return {"layout": "seesaw", **FIXED}
-    if n_heads > 32:
+    if n_heads > MANY_HEADS:
         return {"layout": "heads", "block_h": 64, "block_n": 64, "num_warps": 8, "num_stages": 2}
     return {"layout": "tokens", "block_h": 16 if n_heads <= 16 else 32, "block_n": 64, "num_warps": 4,
             "num_stages": 2}

@@ -118,7 +118,7 @@ def test_the_widening_kernel_follows_its_padded_rows():
 def test_the_widening_kernel_computes_its_power_of_two_row_tile_whole(seq, tile):
     """gpu/decode_fp8.py launches one program per (sequence, KV head, split) whose row tile is
     max(16, next power of two of group x new tokens), every row computed, over 128-key tiles but
-    32-key ones at 32 rows (decode_fp8.widen_key_tile): hand count, GQA 64/8 (8 rows a token) at
+    32-key ones at 32 rows (cost/families/decode.widen_key_tile): hand count, GQA 64/8 (8 rows a token) at
     B 4 x 8k, 2 x tile x (8192 + seq) keys x (128 + 128) x 8 KV heads x 4 sequences executed
     FLOPs, whatever the split."""
     wl = attention("gqa", n_heads=64, n_kv_heads=8, head_dim=128)
@@ -224,7 +224,7 @@ def test_shapes_the_fit_never_had():
 
 def test_a_run_with_32_key_tiles_at_32_rows():
     """2026-12-04 (h200-decode-fp8-2026-12-04-measurements.csv, 39/39 checks): the widening kernel
-    at 32 query rows a KV head ran 32-key tiles (decode_fp8.widen_key_tile). B16 x 4 new tokens
+    at 32 query rows a KV head ran 32-key tiles (cost/families/decode.widen_key_tile). B16 x 4 new tokens
     took 662 us where the 2026-12-02 run's 128-key tiles took 925; MQA 32/1 at B64 396 against
     412. No fit saw the run: its widening rows within 6% on average (measured 4.5%, worst 12%),
     the 32-row ones within 10% each."""

@@ -23,6 +23,20 @@ GPU_BC, TPU_BC = (32, 64), (256, 512)
 MMA_ROWS = 16  # mma.sync m16n8k16: the row granularity of small-M decode on GPUs
 PARTIAL_BYTES = 4  # fp32 partial outputs of split-KV
 SCORE_BLOCK_KEYS = 128  # the keys of the score block a `steps_per_score_block` kernel's step covers
+WIDEN_KEYS = 128  # the key tile our fp8 Triton kernel is tuned to (gpu/decode_fp8.CONFIGS8)
+
+
+def widen_row_tile(rows):
+    """Our fp8 Triton kernel's row tile for a KV head's query rows (gpu/decode_fp8.py): a power of
+    two, at least an m16 MMA, computed whole."""
+    return np.maximum(MMA_ROWS, 2 ** np.ceil(np.log2(np.maximum(rows, 1)))).astype(int)
+
+
+def widen_key_tile(rows, tuned=WIDEN_KEYS):
+    """Its key tile for those rows: 32 keys where its row tile is 32, where with 128 keys the
+    launcher's specializations of the group and the token count decide its spills (582-885 us at
+    one cache, 661-680 with 32 keys: docs/MEASUREMENTS.md); the tuned tile otherwise."""
+    return np.where(widen_row_tile(rows) == 32, 32, tuned)
 
 
 def kv_width(spec):
@@ -223,10 +237,9 @@ class DecodeWiden(NarrowDecode):
     order = 82
     compute_efficiency, memory_efficiency = 0.15, 0.65
     widens_in_mma = True
-    # built with one row tile of a power of two, at least an m16 MMA, computed whole
-    # (decode_fp8.widen_row_tile), and the key tile its bench runs with that row tile
-    # (decode_fp8.widen_key_tile: 32 keys at 32 rows, else the tuned 128, gpu/decode_fp8.CONFIGS8)
-    key_tiles = (32, 128)
+    # built with one row tile (widen_row_tile) and the key tile it runs with that row tile
+    # (widen_key_tile); the GPU kernel takes both from here
+    key_tiles = (32, WIDEN_KEYS)
     row_tiles = (16, 32, 64, 128, 256)
     # its scores cost a step of their own for each 16 x 128 block, whatever the head dim (the
     # softmax over the block and its probabilities widened for the PV MMA): measured, a d 64 tile
@@ -237,10 +250,10 @@ class DecodeWiden(NarrowDecode):
     steps_per_score_block = True
 
     def row_tile(self, m_rows):
-        return np.maximum(MMA_ROWS, 2.0 ** np.ceil(np.log2(np.maximum(m_rows, 1))))
+        return widen_row_tile(m_rows)
 
     def key_tile(self, rows):
-        return np.where(rows == 32, 32.0, 128.0)
+        return widen_key_tile(rows)
 
 
 NARROW_KERNELS = {"regs": DecodeRegs.name, "triton": DecodeWiden.name}  # our rows' kernel names

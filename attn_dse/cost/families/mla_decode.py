@@ -18,8 +18,8 @@ from attn_dse.cost.family import Family, register_family
 from attn_dse.cost.measured import config, num
 from attn_dse.workloads.variants.mla import FLASHMLA_FP8_BYTES
 
-MANY_HEADS = 32  # gpu/mla_decode.default_config: more heads run a Gluon kernel on Hopper ...
-GLUON_LATENT = 512  # ... of latents up to 512 columns (gpu/mla_decode.GLUON_LATENT)
+MANY_HEADS = 32  # more heads run a Gluon kernel on Hopper (gpu/mla_decode.default_config) ...
+GLUON_LATENT = 512  # ... of latents up to 512 columns: it splits them over two warpgroups, wgmma's N <= 256 each
 GLUON_ROWS = 64  # the bf16 Gluon kernels' query rows a program, the wgmma M (padded)
 
 

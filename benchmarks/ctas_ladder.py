@@ -22,15 +22,21 @@ from pathlib import Path
 import torch
 
 from attn_dse.gpu import decode as bf16_decode
-from attn_dse.gpu.decode_fp8 import decode_fp8, quantize_kv
+from attn_dse.gpu.decode_fp8 import cache_bytes, decode_fp8, quantize_kv
 from attn_dse.gpu.harness import DEV, Recorder, rnd, sm_count, timed
 
 HQ, HKV, D, L = 32, 4, 128, 8192
 BF16_CFGS = ((128, 8, 3), (128, 8, 4))  # block_n, warps, stages: the tuned configs of the stored bf16 rows
 WIDEN_CFG = ("triton", 128, 4, 4, False, 1)  # kernel, block_n, warps, stages, keys_as_rows, split factor
 REGS_CFG = ("regs", 64, 1)  # kernel, block_n, tiles
-PER_SM = (0.5, 1, 1 + 24 / 132, 1.5, 2, 2 + 24 / 132, 2.5, 3, 3 + 24 / 132, 4)
-PER_SM_REGS = PER_SM + (6, 8, 8 + 24 / 132, 9, 12, 16)
+TAIL = 24  # programs past a whole number a SM: a last wave on 24 SMs
+PER_SM = (0.5, 1, (1, TAIL), 1.5, 2, (2, TAIL), 2.5, 3, (3, TAIL), 4)  # (n, TAIL): n a SM, then TAIL more
+PER_SM_REGS = PER_SM + (6, 8, (8, TAIL), 9, 12, 16)
+
+
+def programs(p, sms: int) -> int:
+    """Programs for p a SM, or for (n, tail): n a SM and `tail` more."""
+    return p[0] * sms + p[1] if isinstance(p, tuple) else round(p * sms)
 
 
 def main(out: Path) -> None:
@@ -39,7 +45,7 @@ def main(out: Path) -> None:
     kernels = {**{cfg: PER_SM for cfg in BF16_CFGS}, WIDEN_CFG: PER_SM, REGS_CFG: PER_SM_REGS}
     for cfg, ladder in kernels.items():
         for p in ladder:
-            B = max(1, round(p * sms / HKV))
+            B = max(1, programs(p, sms) // HKV)
             q = rnd(B, 1, HQ, D)
             lens = torch.full((B,), L, device=DEV, dtype=torch.int32)
             k, v = rnd(B, L, HKV, D), rnd(B, L, HKV, D)
@@ -54,7 +60,6 @@ def main(out: Path) -> None:
             else:
                 k8, ks = quantize_kv(k)
                 v8, vs = quantize_kv(v)
-                fp8_bytes = 2 * B * L * HKV * D + 2 * ks.numel() * 4
                 if cfg == WIDEN_CFG:
                     t = timed(lambda: decode_fp8(q, k8, v8, ks, vs, lens, n_splits=1, block_n=cfg[1], num_warps=cfg[2],
                                                  num_stages=cfg[3], keys_as_rows=cfg[4], kernel="triton"))
@@ -62,7 +67,7 @@ def main(out: Path) -> None:
                     t = timed(lambda: decode_fp8(q, k8, v8, ks, vs, lens, n_splits=1, block_n=cfg[1], tiles=cfg[2],
                                                  kernel="regs"))
                 rec.add(**common, kv_dtype="fp8", config=str(cfg), median_s=t[0], p20_s=t[1], p80_s=t[2],
-                        kv_bytes=fp8_bytes)
+                        kv_bytes=cache_bytes(k8, ks))
                 del k8, v8, ks, vs
             del q, k, v
             torch.cuda.empty_cache()

@@ -49,6 +49,11 @@ def quantize_kv(x: torch.Tensor, block: int = SCALE_BLOCK) -> tuple[torch.Tensor
     return x8, scale
 
 
+def cache_bytes(x8: torch.Tensor, scale: torch.Tensor) -> int:
+    """Bytes of an fp8 K and V cache shaped like x8, with their scales: what a decode streams."""
+    return 2 * (x8.numel() * x8.element_size() + scale.numel() * scale.element_size())
+
+
 def dequantize_kv(x8: torch.Tensor, scale: torch.Tensor, block: int = SCALE_BLOCK) -> torch.Tensor:
     """The float32 cache the fp8 one stands for: the reference's input."""
     return x8.float() * scale.repeat_interleave(block, 1)[:, :x8.shape[1], :, None]
@@ -239,7 +244,7 @@ def bench(rec: Recorder, shapes=None) -> None:
         k8, ks = quantize_kv(k)
         v8, vs = quantize_kv(v)
         del k, v
-        fp8_bytes = 2 * B * L * Hkv * D + 2 * ks.numel() * 4
+        fp8_bytes = cache_bytes(k8, ks)
         n8 = min(128, cfg8[4] * choose_splits(B, Hkv, L, sm_count(), block_n=cfg8[0]))
         bn8 = int(widen_key_tile(Hq // Hkv * Sq, cfg8[0]))
         med8, p20, p80 = timed(lambda: decode_fp8(q, k8, v8, ks, vs, lens, n_splits=n8, block_n=bn8,

@@ -53,7 +53,7 @@ from attn_dse.gpu.decode import run_splits
 from attn_dse.gpu.decode_fp8 import tune
 from attn_dse.gpu.flashmla_row import D_LATENT, D_ROPE, N_GROUPS, dequantize, quantize_latent, row_bytes, unpack
 from attn_dse.gpu.harness import check_then_bench, DEV, Recorder, rel_err, rnd, sm_count, timed
-from attn_dse.gpu.mla_decode import MLA_CONFIGS, choose_splits, run_mla
+from attn_dse.gpu.mla_decode import MLA_CONFIGS, choose_splits, is_hopper, run_mla
 from attn_dse.gpu.reference import mla_decode_ref
 from attn_dse.gpu.mla_decode import FAMILY as MLA_FAMILY  # no FAMILY here: mla_decode.py holds the key
 
@@ -143,11 +143,14 @@ def _mla_fp8_split(qn_desc, qp_desc, c_desc, kp_desc, Scale, stride_s, Lens, Par
 
 
 DEFAULT = {16: ("heads", 16, 32, 8, 2), 32: ("heads", 32, 16, 8, 2), 128: ("heads", 32, 16, 8, 2)}
+# on Hopper the warp-specialized Gluon kernel: 1.52-1.57x our bf16 kernel at 16 heads on an H100
+# (docs/device-logs/h100-mla-fp8-ws-2026-12-05.log), where the Triton one is 0.56-0.73x
+HOPPER_DEFAULT = {16: ("ws", 16, 64, 2, 1), 32: ("ws", 32, 64, 2, 1), 128: ("ws", 32, 64, 2, 1)}
 
 
-def default_config(rows: int) -> tuple:
+def default_config(rows: int, hopper: bool = False) -> tuple:
     """(layout, block_h, block_n, num_warps, num_stages) by query rows per sequence (Sq x H)."""
-    return DEFAULT[16 if rows <= 16 else 32 if rows <= 32 else 128]
+    return (HOPPER_DEFAULT if hopper else DEFAULT)[16 if rows <= 16 else 32 if rows <= 32 else 128]
 
 
 def mla_decode_fp8(q_nope: torch.Tensor, q_rope: torch.Tensor, packed: torch.Tensor, seq_lens: torch.Tensor,
@@ -159,14 +162,16 @@ def mla_decode_fp8(q_nope: torch.Tensor, q_rope: torch.Tensor, packed: torch.Ten
     R = q_rope.shape[-1]
     L = packed.shape[1]
     lat, scale, rope = unpack(packed, D, R)
-    layout, block_h, block_n, num_warps, num_stages = config or default_config(Sq * H)
-    if layout == "wgmma":  # the Gluon kernel: the tile widened once in shared memory, wgmma tokens-major
+    layout, block_h, block_n, num_warps, num_stages = config or default_config(Sq * H, is_hopper(packed))
+    if layout in ("wgmma", "ws"):  # the Gluon kernels: the tile widened once in shared memory, wgmma tokens-major
         from attn_dse.gpu.mla_decode_fp8_wgmma import mla_decode_fp8_wgmma
         n_splits = n_splits or choose_splits(B, triton.cdiv(Sq * H, block_h), L, block_n, sm_count(packed.device))
+        # "ws" (warp-specialized): the last two fields are the TMA stages and the widened buffers
+        buffers = ("ws", num_warps, num_stages) if layout == "ws" else num_stages
         return mla_decode_fp8_wgmma(q_nope, q_rope, packed, seq_lens, n_splits, sm_scale, block_h, num_warps,
-                                    num_stages, out)
+                                    buffers, out)
     if layout != "heads":
-        raise ValueError(f"the fp8 kernels have the 'heads' and 'wgmma' layouts, not {layout!r}")
+        raise ValueError(f"the fp8 kernels have the 'heads', 'wgmma' and 'ws' layouts, not {layout!r}")
     if num_warps == 4 and num_stages == 1:  # as in mla_decode.py: Triton 3.6 miscompiled this on an H100
         raise ValueError("4 warps need num_stages >= 2")
     head_blocks = triton.cdiv(Sq * H, block_h)
@@ -201,11 +206,14 @@ FP8_CONFIGS = {  # (layout, block_h, block_n, num_warps, num_stages), by query r
     128: [("heads", 32, 16, 8, 2), ("heads", 32, 32, 8, 2), ("heads", 16, 32, 8, 3)]}
 # the Gluon kernel (mla_decode_fp8_wgmma.py; 64-token tiles; stages: widened buffers, 2 double-buffered
 # by TMA, 1 loaded through registers, two programs an SM)
+# ("ws", block_h, 64, stages, buffers): the warp-specialized kernel, its TMA stages and widened buffers
+WS_CONFIGS = {16: [("ws", 16, 64, 2, 1), ("ws", 16, 64, 3, 1)],
+              32: [("ws", 32, 64, 2, 1)]}  # (32, 3, 1) takes 233 KB of shared memory; (32, 1, 2) spills
 WGMMA_CONFIGS = {16: [("wgmma", 16, 64, 4, 1), ("wgmma", 16, 64, 4, 2), ("wgmma", 16, 64, 8, 2)],
                  32: [("wgmma", 32, 64, 4, 1), ("wgmma", 16, 64, 4, 1), ("wgmma", 32, 64, 8, 2),
                       ("wgmma", 16, 64, 4, 2)]}  # (32, 4 warps, 2 stages) spills
 for _rows in FP8_CONFIGS:
-    FP8_CONFIGS[_rows] = WGMMA_CONFIGS[min(_rows, 32)] + FP8_CONFIGS[_rows]
+    FP8_CONFIGS[_rows] = WS_CONFIGS[min(_rows, 32)] + WGMMA_CONFIGS[min(_rows, 32)] + FP8_CONFIGS[_rows]
 BF16_CONFIGS = {16: MLA_CONFIGS[16], 32: [("tokens", 32, 64, 4, 2), ("tokens", 16, 64, 4, 2), ("tokens", 32, 32, 4, 4)],
                 128: MLA_CONFIGS[128]}
 SPLIT_FACTORS = (1, 2)  # splits x choose_splits: small fp8 programs fit several to an SM
@@ -219,16 +227,17 @@ def latent_cache(B, L, D=D_LATENT, R=D_ROPE):
     return quantize_latent(rnd(B, L, D), rnd(B, L, R))
 
 
-def check(rec: Recorder, g: torch.Generator) -> None:
+def check(rec: Recorder, g: torch.Generator, layouts: tuple | None = None) -> None:
     """Poisoned outputs vs float32 on the dequantized cache: ragged lengths, Sq 1 and 2, one
-    split and many, every configuration the tuning may pick; the bf16 kernel's H=32 configs too."""
+    split and many, every configuration the tuning may pick (of `layouts` alone, if given; then
+    without the bf16 kernel's H=32 configs, checked here otherwise)."""
     for (B, Sq, H, L, splits) in [(2, 1, 128, 3001, None), (3, 2, 16, 700, 5), (1, 2, 128, 5000, None),
                                   (4, 1, 32, 2049, 1), (2, 2, 16, 1500, None), (3, 1, 16, 4097, 33)]:
         qn, qp, packed = rnd(B, Sq, H, D_LATENT), rnd(B, Sq, H, D_ROPE), latent_cache(B, L)
         lens = torch.randint(L // 2, L + 1, (B,), generator=g).to(DEV, torch.int32)
         ref = mla_fp8_ref(qn, qp, packed, lens)
         out = torch.empty(B, Sq, H, D_LATENT, device=DEV, dtype=torch.bfloat16)
-        for cfg in FP8_CONFIGS[_key(Sq * H)]:
+        for cfg in [c for c in FP8_CONFIGS[_key(Sq * H)] if layouts is None or c[0] in layouts]:
             out.fill_(float("nan"))
             try:
                 mla_decode_fp8(qn, qp, packed, lens, cfg, n_splits=splits, out=out)
@@ -237,6 +246,8 @@ def check(rec: Recorder, g: torch.Generator) -> None:
                 print(f"  {cfg}: {type(e).__name__}: {e}", flush=True)
                 err = float("inf")
             rec.check(f"mla_decode fp8-kv B{B} Sq{Sq} H{H} L{L} splits={splits} {cfg}", err, FP8_MLA_BOUND)
+    if layouts is not None:
+        return
     B, H, L = 3, 32, 1800
     qn, qp, kv = rnd(B, H, D_LATENT), rnd(B, H, D_ROPE), rnd(B, L, D_LATENT + D_ROPE)
     lens = torch.randint(L // 2, L + 1, (B,), generator=g).to(DEV, torch.int32)

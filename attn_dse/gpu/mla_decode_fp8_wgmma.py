@@ -15,7 +15,18 @@ group by its token's fp32 scale (as fp16: 2^-11) and stores the fp16 tile C, whi
 read, the second through its transpose (16-bit MMA operands may be M-major). The query (fp16
 latent part, as the absorption GEMM can write it; bf16 RoPE part) and P^T are the small operands.
 
-Two ways to feed the buffers (the config's stages field):
+Three ways to feed the buffers:
+- warp-specialized (`_mla_fp8_ws`, config layout "ws"): a loader warp brings each tile by TMA
+  into a ring of stages (2 or 3), a widening warpgroup widens it into a free fp16 buffer C, and
+  the consumer warpgroup runs the MMAs and the softmax on C; each buffer is released by its last
+  reader through mbarriers. The widening of tile t + 1 runs on warps of its own beside tile t's
+  MMAs. Shared memory at 16 rows, 2 stages, 1 buffer: 2 x 41 KB + 64 KB + 20 KB = 166 KB.
+  On an H100 (docs/device-logs/h100-mla-fp8-ws-ab-2026-12-05.log), 16 heads, at B64 and
+  B128 x 32k: 2.65-2.71 TB/s of fp8 rows, 1.55-1.57x our bf16 kernel (3.0 TB/s of bf16 rows) in the
+  same run, where the kernels below reach 1.19-1.21x. Two buffers with a single stage
+  (1.85 TB/s), a third stage (no faster) and two widening warpgroups (no faster) lost: a tile
+  has to be in flight while the last one is widened. Two buffers and two stages (235 KB) do not fit.
+The two earlier kernels (the config's stages field):
 - 2 buffers (`_mla_fp8_split`), pipelined: tile t's MMAs (async) read one C buffer while the
   same warps widen tile t + 1 into the other, half beside the score MMAs and half beside P V; a
   single fp8 buffer takes tile t + 2 by TMA, with its scales (a 16-byte box of each row) and
@@ -63,6 +74,8 @@ BLOCK_N = 64  # tokens per tile: one warpgroup's wgmma M
 LOG2E = 1.4426950408889634
 ROW_BYTES = row_bytes()  # FlashMLA's 656-byte row: e4m3 latent, 4 fp32 scales, bf16 RoPE
 TILE_N, ROW = gl.constexpr(BLOCK_N), gl.constexpr(ROW_BYTES)  # as the kernels see them
+WIDEN_REGS = gl.constexpr(96)  # the warp-specialized kernel's widening warpgroup (its loader warp: 24)
+WS_MAXNREG = 168  # registers a thread at launch (3 warpgroups: 384 threads of the SM's 64K registers)
 
 
 @gluon.jit
@@ -328,6 +341,128 @@ def _mla_fp8_split_regs(qn_desc, qp_desc, Lat, Scale, Rope, Lens, Part, Lse, L, 
     _store_out(Part, Lse, acc, m_i, l_i, b, n_rows, hb, split, n_splits, BLOCK_H, D_LAT, s_layout, o_layout)
 
 
+@gluon.jit
+def _ws_load(qn_desc, qp_desc, c_desc, kp_desc, sc_desc, qn_smem, qp_smem, c8, kp_smem, sc_smem, bars, b, L, row0,
+             start, n_tiles):
+    """The loader warp: the query once, then each tile's e4m3 latent, RoPE key and scales into
+    the ring of stages, a stage reused once the widening warps and the consumer release it."""
+    q_ready, ready, free, c_ready, c_free = bars
+    STAGES: gl.constexpr = c8.type.shape[0]
+    mbarrier.expect(q_ready.index(0), qn_desc.block_type.nbytes + qp_desc.block_type.nbytes)
+    _tma_load(qn_desc, [row0, 0], q_ready.index(0), qn_smem)
+    _tma_load(qp_desc, [row0, 0], q_ready.index(0), qp_smem)
+    for t in range(n_tiles):
+        st = t % STAGES
+        mbarrier.wait(free.index(st), ((t // STAGES) & 1) ^ 1)  # a fresh barrier passes phase 1
+        _fetch(c_desc, kp_desc, sc_desc, b * L + start + t * TILE_N, ready.index(st), c8.index(st),
+               kp_smem.index(st), sc_smem.index(st), True)
+
+
+@gluon.jit
+def _ws_widen(c8, sc_smem, deq_smem, bars, start, end, n_tiles):
+    """The widening warpgroup: each landed e4m3 tile, scaled, into a free fp16 buffer C (two
+    widening warpgroups, each half the rows, ran no faster on an H100)."""
+    q_ready, ready, free, c_ready, c_free = bars
+    STAGES: gl.constexpr = c8.type.shape[0]
+    BUFS: gl.constexpr = deq_smem.type.shape[0]
+    GROUP: gl.constexpr = c8.type.shape[2] // 4
+    w_layout: gl.constexpr = gl.BlockedLayout([1, 8], [2, 16], [4, 1], [1, 0])  # as in _mla_fp8_split
+    for t in range(n_tiles):
+        st = t % STAGES
+        cb = t % BUFS
+        mbarrier.wait(ready.index(st), (t // STAGES) & 1)
+        mbarrier.wait(c_free.index(cb), ((t // BUFS) & 1) ^ 1)
+        for g in gl.static_range(4):
+            _widen(c8.index(st), deq_smem.index(cb), sc_smem.index(st), start + t * TILE_N, end, g, GROUP, w_layout)
+        fence_async_shared()  # the fp16 stores, before the wgmmas read them
+        _cta_barrier()  # every warp of the group has widened its part
+        mbarrier.arrive(free.index(st), count=1)
+        mbarrier.arrive(c_ready.index(cb), count=1)
+
+
+@gluon.jit
+def _ws_consume(qn_smem, qp_smem, kp_smem, deq_smem, p_smem, bars, Part, Lse, b, hb, split, n_splits, length,
+                seq_q, n_heads, n_rows, end, start, n_tiles, qk_scale):
+    """The consumer warpgroup: per tile, S^T = C Qn^T + K_rope Qr^T, the online softmax, and
+    O^T += C^T P^T, each buffer released as soon as its last reader is done; then the split's
+    output."""
+    q_ready, ready, free, c_ready, c_free = bars
+    STAGES: gl.constexpr = kp_smem.type.shape[0]
+    BUFS: gl.constexpr = deq_smem.type.shape[0]
+    BLOCK_H: gl.constexpr = qn_smem.type.shape[0]
+    D_LAT: gl.constexpr = qn_smem.type.shape[1]
+    s_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
+                                                       instr_shape=[16, BLOCK_H, 16])
+    o_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
+                                                       instr_shape=[16, BLOCK_H, 16])
+    last_visible, m_i, l_i, acc = _softmax_start(hb, length, seq_q, n_heads, BLOCK_H, D_LAT, s_layout, o_layout)
+    s_init = gl.zeros([TILE_N, BLOCK_H], gl.float32, layout=s_layout)
+    mbarrier.wait(q_ready.index(0), 0)
+    st = 0  # the stage and its phase, counted (t % 3 and t // 3 spilled at 3 stages)
+    phase = 0
+    for t in range(n_tiles):
+        cb = t % BUFS
+        mbarrier.wait(ready.index(st), phase)  # the RoPE key (its phase holds: we release it)
+        mbarrier.wait(c_ready.index(cb), (t // BUFS) & 1)
+        deq = deq_smem.index(cb)
+        s = warpgroup_mma(deq, qn_smem.permute((1, 0)), s_init, use_acc=False, is_async=True)
+        s = warpgroup_mma(kp_smem.index(st), qp_smem.permute((1, 0)), s, is_async=True)
+        s = warpgroup_mma_wait(0, deps=[s])
+        mbarrier.arrive(free.index(st), count=1)
+        m_i, l_i, acc = _online_softmax(s, m_i, l_i, acc, start + t * TILE_N, end, last_visible, qk_scale, p_smem,
+                                        o_layout)
+        _cta_barrier()  # P^T is in shared memory
+        acc = warpgroup_mma(deq.permute((1, 0)), p_smem, acc, is_async=True)
+        acc = warpgroup_mma_wait(0, deps=[acc])
+        mbarrier.arrive(c_free.index(cb), count=1)
+        st += 1
+        if st == STAGES:
+            st = 0
+            phase ^= 1
+    _store_out(Part, Lse, acc, m_i, l_i, b, n_rows, hb, split, n_splits, BLOCK_H, D_LAT, s_layout, o_layout)
+
+
+@gluon.jit
+def _mla_fp8_ws(qn_desc, qp_desc, c_desc, kp_desc, sc_desc, Lens, Part, Lse, L, n_heads, seq_q, n_splits, split_len,
+                qk_scale, DEQ_LAYOUT: gl.constexpr, P_LAYOUT: gl.constexpr, STAGES: gl.constexpr,
+                BUFS: gl.constexpr):
+    """Warp-specialized: a loader warp (TMA into STAGES stages of e4m3 latent, RoPE key and
+    scales), a widening warpgroup (each stage into one of BUFS fp16 buffers C) and the consumer
+    warpgroup (the MMAs and the softmax), so the widening of the next tile runs beside this
+    tile's MMAs on warps of its own, where _mla_fp8_split issues both from the same warps."""
+    hb, b, split, length, start, end, n_tiles = _program(Lens, split_len)
+    n_rows = seq_q * n_heads
+    qn_smem = gl.allocate_shared_memory(qn_desc.dtype, qn_desc.block_type.shape, qn_desc.layout)
+    qp_smem = gl.allocate_shared_memory(qp_desc.dtype, qp_desc.block_type.shape, qp_desc.layout)
+    c8 = gl.allocate_shared_memory(c_desc.dtype, [STAGES] + c_desc.block_type.shape, c_desc.layout)
+    kp_smem = gl.allocate_shared_memory(kp_desc.dtype, [STAGES] + kp_desc.block_type.shape, kp_desc.layout)
+    sc_smem = gl.allocate_shared_memory(sc_desc.dtype, [STAGES] + sc_desc.block_type.shape, sc_desc.layout)
+    deq_smem = gl.allocate_shared_memory(gl.float16, [BUFS, TILE_N, qn_desc.block_type.shape[1]], DEQ_LAYOUT)
+    p_smem = gl.allocate_shared_memory(gl.float16, [TILE_N, qn_desc.block_type.shape[0]], P_LAYOUT)
+    q_ready = gl.allocate_shared_memory(gl.int64, [1, 1], mbarrier.MBarrierLayout())
+    ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    free = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    c_ready = gl.allocate_shared_memory(gl.int64, [BUFS, 1], mbarrier.MBarrierLayout())
+    c_free = gl.allocate_shared_memory(gl.int64, [BUFS, 1], mbarrier.MBarrierLayout())
+    mbarrier.init(q_ready.index(0), count=1)
+    for i in gl.static_range(STAGES):
+        mbarrier.init(ready.index(i), count=1)
+        mbarrier.init(free.index(i), count=2)  # the widening (latent, scales) and the consumer (RoPE key)
+    for i in gl.static_range(BUFS):
+        mbarrier.init(c_ready.index(i), count=1)
+        mbarrier.init(c_free.index(i), count=1)
+    fence_async_shared()
+    bars = (q_ready, ready, free, c_ready, c_free)
+    row0 = b * n_rows + hb * qn_desc.block_type.shape[0]
+    gl.warp_specialize([
+        (_ws_consume, (qn_smem, qp_smem, kp_smem, deq_smem, p_smem, bars, Part, Lse, b, hb, split, n_splits, length,
+                       seq_q, n_heads, n_rows, end, start, n_tiles, qk_scale)),
+        (_ws_widen, (c8, sc_smem, deq_smem, bars, start, end, n_tiles)),
+        (_ws_load, (qn_desc, qp_desc, c_desc, kp_desc, sc_desc, qn_smem, qp_smem, c8, kp_smem, sc_smem, bars, b, L,
+                    row0, start, n_tiles)),
+    ], [4, 1], [WIDEN_REGS, 24])
+
+
 def _nvmma(block: list, dtype) -> gl.NVMMASharedLayout:
     return gl.NVMMASharedLayout.get_default_for(block, dtype)
 
@@ -361,6 +496,8 @@ def mla_decode_fp8_wgmma(q_nope: torch.Tensor, q_rope: torch.Tensor, packed: tor
     if packed.shape[-1] != ROW_BYTES or (D, R) != (512, 64):
         raise ValueError(f"the wgmma fp8 kernel takes FlashMLA's row (512 + 64, 656 B), not {D} + {R}, "
                          f"{packed.shape[-1]} B")
+    if isinstance(buffers, tuple):  # ("ws", stages, buffers): the warp-specialized kernel
+        return _launch_ws(q_nope, q_rope, packed, seq_lens, n_splits, sm_scale, block_h, *buffers[1:], out)
     if buffers not in (1, 2) or (buffers == 1 and num_warps != 4):
         raise ValueError(f"the wgmma fp8 kernel runs 2 buffers (4 or 8 warps) or 1 buffer (4 warps), "
                          f"not {buffers} with {num_warps} warps")
@@ -381,3 +518,40 @@ def mla_decode_fp8_wgmma(q_nope: torch.Tensor, q_rope: torch.Tensor, packed: tor
             *descs[:2], lat, packed2.view(torch.float32), packed2.view(torch.bfloat16), seq_lens, part, lse, L, H,
             Sq, n_splits, split_len, sm_scale * LOG2E, KP_LAYOUT=_nvmma([BLOCK_N, R], gl.bfloat16), **common)
     return run_splits(kernel, (B, Sq, H, D), n_splits, q_nope, out)
+
+
+def _launch_ws(q_nope, q_rope, packed, seq_lens, n_splits, sm_scale, block_h, stages, bufs, out):
+    B, Sq, H, D = q_nope.shape
+    R = q_rope.shape[-1]
+    L = packed.shape[1]
+    split_len = triton.cdiv(triton.cdiv(L, n_splits), BLOCK_N) * BLOCK_N
+    qn2 = q_nope.reshape(B * Sq * H, D).to(torch.float16)
+    qp2 = q_rope.reshape(B * Sq * H, R).to(torch.bfloat16)
+    descs = descriptors(qn2, qp2, packed.reshape(B * L, ROW_BYTES), block_h)
+    grid = (triton.cdiv(Sq * H, block_h), B, n_splits)
+    return run_splits(lambda part, lse: _mla_fp8_ws[grid](
+        *descs, seq_lens, part, lse, L, H, Sq, n_splits, split_len, sm_scale * LOG2E,
+        DEQ_LAYOUT=_nvmma([BLOCK_N, D], gl.float16), P_LAYOUT=_nvmma([BLOCK_N, block_h], gl.float16),
+        STAGES=stages, BUFS=bufs, num_warps=4, maxnreg=WS_MAXNREG), (B, Sq, H, D), n_splits, q_nope, out)
+
+
+def sm90_build(block_h: int = 16, stages: int = 2, bufs: int = 1) -> dict:
+    """The warp-specialized kernel compiled for sm_90 without a GPU (harness.sm90_build): SASS,
+    registers, stack, shared memory. Run with TRITON_INTERPRET unset."""
+    from triton.experimental.gluon._runtime import GluonASTSource
+
+    from attn_dse.gpu.harness import sm90_build as build
+
+    def desc(dtype, shape, gdtype):
+        return f"tensordesc<{dtype}[{shape[0]},{shape[1]}],{_nvmma(shape, gdtype)!r}>"
+
+    sig = {"qn_desc": desc("fp16", [block_h, 512], gl.float16), "qp_desc": desc("bf16", [block_h, 64], gl.bfloat16),
+           "c_desc": desc("fp8e4nv", [BLOCK_N, 512], gl.float8e4nv),
+           "kp_desc": desc("bf16", [BLOCK_N, 64], gl.bfloat16), "sc_desc": desc("fp32", [BLOCK_N, 4], gl.float32),
+           "Lens": "*i32", "Part": "*fp32", "Lse": "*fp32", "L": "i32", "n_heads": "i32", "seq_q": "i32",
+           "n_splits": "i32", "split_len": "i32", "qk_scale": "fp32", "DEQ_LAYOUT": "constexpr",
+           "P_LAYOUT": "constexpr", "STAGES": "constexpr", "BUFS": "constexpr"}
+    src = GluonASTSource(fn=_mla_fp8_ws, signature=sig, constexprs={
+        "DEQ_LAYOUT": _nvmma([BLOCK_N, 512], gl.float16), "P_LAYOUT": _nvmma([BLOCK_N, block_h], gl.float16),
+        "STAGES": stages, "BUFS": bufs})
+    return build(src, 4, maxnreg=WS_MAXNREG)

@@ -203,7 +203,7 @@ def test_every_gpu_family_benches_a_cost_family():
         assert callable(module.check) and callable(module.bench), name
     offered = set(tiled_families()) - set(modules)
     assert offered == {"decode_regs", "decode_widen", "mla_decode_widen", "mla_decode_smem", "mla_decode_smem_pair",
-                       "mla_decode_seesaw", "mla_decode_wgmma", "prefill_ws", "prefill_gluon"}
+                       "mla_decode_seesaw", "mla_decode_wgmma", "mla_decode_ws", "prefill_ws", "prefill_gluon"}
     gpu_dir = Path(attn_dse.gpu.__file__).parent
     for name in offered:
         files = re.findall(r"gpu/(\w+\.py)", " ".join(type(get_family(name)).__doc__.split()))

@@ -59,7 +59,8 @@ def test_h100_calibration_is_stored_with_provenance():
     # (test_decode_fp8_measured.py, test_mla_decode_fp8_measured.py, test_prefill_ws_measured.py, test_prefill_gluon_measured.py,
     # test_mla_seesaw_measured.py)
     own = ("decode", "decode_regs", "decode_widen", "mla_decode", "mla_decode_wgmma", "mla_decode_widen",
-           "mla_decode_smem", "mla_decode_smem_pair", "mla_decode_seesaw", "prefill_ws", "prefill_gluon")
+           "mla_decode_smem", "mla_decode_smem_pair", "mla_decode_seesaw", "prefill_ws", "prefill_gluon",
+           "mla_decode_ws")  # the last fitted on an H100 alone (test_mla_decode_fp8_ws_measured.py): the H200 keeps defaults
     fitted = {name for name, *_ in parameters(measured_families()) if name.partition(".")[2] not in own}
     assert len(fitted) == 2 * 3 + 5  # prefill, block_sparse; the shared knobs
     assert {k: v for k, v in h200.flat().items() if k in fitted} == {k: v for k, v in knobs.flat().items() if k in fitted}

@@ -5,7 +5,7 @@ The family is our Triton kernel (gpu/mla_decode.py, the tokens and heads layouts
 kernels are families of their own, whose knobs time their rows: the two fp8 ones (FlashMLA's
 656-byte row), to which the MLA family does not dispatch, the Triton kernel
 (gpu/mla_decode_fp8.py) `mla_decode_widen` and the Gluon one (gpu/mla_decode_fp8_wgmma.py)
-`mla_decode_smem`; the two bf16 Gluon kernels for many heads, to which it dispatches where they
+`mla_decode_smem` (and its warp-specialized successor `mla_decode_ws`); the two bf16 Gluon kernels for many heads, to which it dispatches where they
 were measured, the seesaw (`mla_decode_seesaw`) and the split-tile kernel it replaced
 (`mla_decode_wgmma`)."""
 from __future__ import annotations
@@ -55,7 +55,8 @@ class MlaDecode(Family):
 
     def kernel_of(self, row):
         """A row over an fp8 latent in the 'heads' layout is our Triton kernel's, in the 'wgmma'
-        layout our Gluon kernel's (its stages field: 1 or 2 widened buffers); a bf16 row in the
+        layout our Gluon kernel's (its stages field: 1 or 2 widened buffers), in the 'ws' layout
+        the warp-specialized Gluon kernel's; a bf16 row in the
         'seesaw' layout is the seesaw kernel's, in the 'wgmma' layout the split-tile kernel's;
         other kernels (our Triton layouts, other people's) are this family's."""
         narrow = (row.get("kv_dtype") or "bf16") != (row.get("dtype") or "bf16")
@@ -64,6 +65,8 @@ class MlaDecode(Family):
             return MlaDecodeWiden.name
         if narrow and cfg and cfg[0] == "wgmma":
             return MlaDecodeSmemPair.name if cfg[4] == 1 else MlaDecodeSmem.name
+        if narrow and cfg and cfg[0] == "ws":
+            return MlaDecodeWs.name
         if cfg and cfg[0] == "seesaw":
             return MlaDecodeSeesaw.name
         if cfg and cfg[0] == "wgmma":
@@ -169,3 +172,14 @@ class MlaDecodeSmemPair(MlaDecodeSmem):
     resident = 1.29
     slots = 2
 
+
+
+@register_family
+class MlaDecodeWs(MlaDecodeSmem):
+    """The warp-specialized fp8 kernel (gpu/mla_decode_fp8_wgmma.py, layout "ws"): a loader
+    warp, a widening warpgroup and the consumer warpgroup, so a tile's widening runs beside the
+    previous tile's MMAs; one program an SM (166-212 KB of shared memory). It claims no shape:
+    the MLA family's predictions are those of its own kernel."""
+
+    name = "mla_decode_ws"
+    order = 26

@@ -8,6 +8,8 @@
 #
 # Two parts fit one ten-minute call each: "prefill,backward" and "decode_fp8,mla,mla_fp8".
 # A step that runs past its limit is stopped (timeout) and the next one starts; what it wrote stays.
+# Each step writes 3-4 files under OUT/<step>/; where only some files come back from a machine
+# (a reply of 8 at most), run fewer steps a call or pack OUT first.
 set -u
 out=${1:?usage: hopper_targets.sh OUT [steps]}
 steps=${2:-prefill,backward,decode_fp8,mla,mla_fp8}
@@ -28,9 +30,9 @@ for s in ${steps//,/ }; do
     case $s in
         prefill)    step prefill 240 python3 benchmarks/prefill_vs_cudnn.py --head-dims 128 ;;
         backward)   step backward 300 python3 -m attn_dse.gpu.backward ;;
-        decode_fp8) step decode_fp8 220 python3 -m attn_dse.gpu.decode_fp8 ;;
+        decode_fp8) step decode_fp8 180 python3 -m attn_dse.gpu.decode_fp8 ;;
         mla)        step mla 160 python3 -m attn_dse.gpu.measure --families mla_decode ;;
-        mla_fp8)    step mla_fp8 200 python3 -m attn_dse.gpu.mla_decode_fp8 ;;
+        mla_fp8)    step mla_fp8 240 python3 -m attn_dse.gpu.mla_decode_fp8 ;;
         *) echo "unknown step $s (known: prefill backward decode_fp8 mla mla_fp8)"; exit 2 ;;
     esac
 done

@@ -489,16 +489,16 @@ def mla_decode_fp8_wgmma(q_nope: torch.Tensor, q_rope: torch.Tensor, packed: tor
     packed cache [B, L, 656]; seq_lens [B] int32 count the new tokens. block_h: (token, head) rows
     a program computes (16 or 32); buffers: widened tiles in shared memory, 2 (TMA, pipelined;
     num_warps 4 or 8: one or two warpgroups widening and multiplying) or 1 (rows loaded into
-    registers a tile ahead, two programs an SM; 4 warps)."""
+    registers a tile ahead, two programs an SM; 4 warps), or ("ws", stages, buffers): the
+    warp-specialized kernel, its TMA stages and widened buffers."""
     B, Sq, H, D = q_nope.shape
     R = q_rope.shape[-1]
     L = packed.shape[1]
     if packed.shape[-1] != ROW_BYTES or (D, R) != (512, 64):
         raise ValueError(f"the wgmma fp8 kernel takes FlashMLA's row (512 + 64, 656 B), not {D} + {R}, "
                          f"{packed.shape[-1]} B")
-    if isinstance(buffers, tuple):  # ("ws", stages, buffers): the warp-specialized kernel
-        return _launch_ws(q_nope, q_rope, packed, seq_lens, n_splits, sm_scale, block_h, *buffers[1:], out)
-    if buffers not in (1, 2) or (buffers == 1 and num_warps != 4):
+    ws = isinstance(buffers, tuple)  # ("ws", stages, buffers): the warp-specialized kernel
+    if not ws and (buffers not in (1, 2) or (buffers == 1 and num_warps != 4)):
         raise ValueError(f"the wgmma fp8 kernel runs 2 buffers (4 or 8 warps) or 1 buffer (4 warps), "
                          f"not {buffers} with {num_warps} warps")
     split_len = triton.cdiv(triton.cdiv(L, n_splits), BLOCK_N) * BLOCK_N
@@ -507,32 +507,22 @@ def mla_decode_fp8_wgmma(q_nope: torch.Tensor, q_rope: torch.Tensor, packed: tor
     packed2 = packed.reshape(B * L, ROW_BYTES)
     descs = descriptors(qn2, qp2, packed2, block_h)
     grid = (triton.cdiv(Sq * H, block_h), B, n_splits)
-    common = dict(DEQ_LAYOUT=_nvmma([BLOCK_N, D], gl.float16), P_LAYOUT=_nvmma([BLOCK_N, block_h], gl.float16),
-                  num_warps=num_warps)
-    if buffers == 2:
+    common = dict(DEQ_LAYOUT=_nvmma([BLOCK_N, D], gl.float16), P_LAYOUT=_nvmma([BLOCK_N, block_h], gl.float16))
+    scalars = (L, H, Sq, n_splits, split_len, sm_scale * LOG2E)  # after seq_lens and the outputs (part, lse)
+    if ws:
+        _, stages, bufs = buffers
+        kernel = lambda part, lse: _mla_fp8_ws[grid](  # noqa: E731
+            *descs, seq_lens, part, lse, *scalars, STAGES=stages, BUFS=bufs, num_warps=4, maxnreg=WS_MAXNREG,
+            **common)
+    elif buffers == 2:
         kernel = lambda part, lse: _mla_fp8_split[grid](  # noqa: E731
-            *descs, seq_lens, part, lse, L, H, Sq, n_splits, split_len, sm_scale * LOG2E, **common)
+            *descs, seq_lens, part, lse, *scalars, num_warps=num_warps, **common)
     else:
         lat, scales, rope = unpack(packed2, D, R)
         kernel = lambda part, lse: _mla_fp8_split_regs[grid](  # noqa: E731
-            *descs[:2], lat, packed2.view(torch.float32), packed2.view(torch.bfloat16), seq_lens, part, lse, L, H,
-            Sq, n_splits, split_len, sm_scale * LOG2E, KP_LAYOUT=_nvmma([BLOCK_N, R], gl.bfloat16), **common)
+            *descs[:2], lat, packed2.view(torch.float32), packed2.view(torch.bfloat16), seq_lens, part, lse,
+            *scalars, KP_LAYOUT=_nvmma([BLOCK_N, R], gl.bfloat16), num_warps=num_warps, **common)
     return run_splits(kernel, (B, Sq, H, D), n_splits, q_nope, out)
-
-
-def _launch_ws(q_nope, q_rope, packed, seq_lens, n_splits, sm_scale, block_h, stages, bufs, out):
-    B, Sq, H, D = q_nope.shape
-    R = q_rope.shape[-1]
-    L = packed.shape[1]
-    split_len = triton.cdiv(triton.cdiv(L, n_splits), BLOCK_N) * BLOCK_N
-    qn2 = q_nope.reshape(B * Sq * H, D).to(torch.float16)
-    qp2 = q_rope.reshape(B * Sq * H, R).to(torch.bfloat16)
-    descs = descriptors(qn2, qp2, packed.reshape(B * L, ROW_BYTES), block_h)
-    grid = (triton.cdiv(Sq * H, block_h), B, n_splits)
-    return run_splits(lambda part, lse: _mla_fp8_ws[grid](
-        *descs, seq_lens, part, lse, L, H, Sq, n_splits, split_len, sm_scale * LOG2E,
-        DEQ_LAYOUT=_nvmma([BLOCK_N, D], gl.float16), P_LAYOUT=_nvmma([BLOCK_N, block_h], gl.float16),
-        STAGES=stages, BUFS=bufs, num_warps=4, maxnreg=WS_MAXNREG), (B, Sq, H, D), n_splits, q_nope, out)
 
 
 def sm90_build(block_h: int = 16, stages: int = 2, bufs: int = 1) -> dict:

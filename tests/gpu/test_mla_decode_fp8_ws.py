@@ -56,3 +56,39 @@ def test_mla_decode_fp8_ws_gpu(B, Sq, H, L, splits, cfg):
     blocks of 32 rows over 16 (the rows past the last masked)."""
     lens = torch.randint(L // 2, L + 1, (B,), generator=torch.Generator().manual_seed(3)).tolist()
     assert _run(B, Sq, H, 512, 64, L, lens, splits, cfg, dtype=torch.bfloat16)[0] < 1e-2
+
+
+def test_each_configuration_launches_its_kernel_with_every_parameter(monkeypatch):
+    """Without a GPU: each launch bound to its Gluon kernel's signature (a missing, extra or
+    misplaced argument raises), the warp-specialized one with its stages, buffers and registers."""
+    import inspect
+
+    import attn_dse.gpu.mla_decode_fp8_wgmma as m
+    from attn_dse.gpu.flashmla_row import quantize_latent
+    launched = []
+
+    class Grid:
+        def __init__(self, kernel):
+            self.kernel = kernel
+
+        def __getitem__(self, grid):
+            def launch(*args, **kw):
+                sig = inspect.signature(self.kernel.fn)
+                bound = sig.bind(*args, **{k: v for k, v in kw.items() if k in sig.parameters}).arguments
+                launched.append((self.kernel.fn.__name__, grid, bound, {k: kw[k] for k in kw if k not in sig.parameters}))
+            return launch
+
+    for name in ("_mla_fp8_ws", "_mla_fp8_split", "_mla_fp8_split_regs"):
+        monkeypatch.setattr(m, name, Grid(getattr(m, name)))
+    monkeypatch.setattr(m, "run_splits", lambda launch, shape, n, like, out: launch(torch.empty(1), torch.empty(1)))
+    B, Sq, H, L = 2, 2, 16, 300
+    q_nope, q_rope = torch.randn(B, Sq, H, 512), torch.randn(B, Sq, H, 64, dtype=torch.bfloat16)
+    packed = quantize_latent(torch.randn(B, L, 512), torch.randn(B, L, 64))
+    for buffers in (("ws", 3, 1), 2, 1):
+        m.mla_decode_fp8_wgmma(q_nope, q_rope, packed, torch.full((B,), L, dtype=torch.int32), 3, 0.1, 16, 4, buffers)
+    assert [name for name, *_ in launched] == ["_mla_fp8_ws", "_mla_fp8_split", "_mla_fp8_split_regs"]
+    for _, grid, bound, extra in launched:
+        assert grid == (2, B, 3) and (bound["L"], bound["n_heads"], bound["seq_q"], bound["n_splits"]) == (L, H, Sq, 3)
+        assert bound["split_len"] == 128  # 100 tokens a split, in whole 64-token tiles
+    ws = launched[0]
+    assert (ws[2]["STAGES"], ws[2]["BUFS"], ws[3]) == (3, 1, {"num_warps": 4, "maxnreg": 168})

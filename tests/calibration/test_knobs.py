@@ -41,7 +41,7 @@ def test_a_what_if_preset_inherits_the_knobs_of_what_it_extends(write_yaml):
     assert hw.ancestry == ("h100-hbm4", "h100")
     raw, _ = store.stored(("h100",), "triton")  # what the H100 file stores (the rest are HBM-scaled defaults)
     fitted = {n for n, *_ in parameters(measured_families()) if n.partition(".")[2] in ("", *raw["families"])}
-    assert len(fitted) == 6 * 3 + 5  # six stored families, the shared knobs
+    assert len(fitted) == 8 * 3 + 1 + 5  # eight stored families (decode_widen: its own tile overhead too), the shared knobs
     mine, h100 = knobs_for(hw).flat(), knobs_for(load_hardware("h100")).flat()
     assert {k: mine[k] for k in fitted} == {k: h100[k] for k in fitted}
     assert knobs_for(hw).source == knobs_for(load_hardware("h100")).source
@@ -105,8 +105,9 @@ def test_the_families_fitted_on_measurements_round_trip_and_grow_with_each_fit(t
     hw = load_hardware("h200")
     k = knobs_for(hw)
     assert {"prefill_gluon", "prefill_ws", "decode_regs"} <= k.measured and "block_sparse" not in k.measured
-    # the H100's first fit predates the list; its refits of the decode kernels and the fp8 MLA one named them
-    assert knobs_for(load_hardware("h100")).measured == {"decode", "mla_decode", "mla_decode_wgmma", "mla_decode_ws"}
+    # the H100's first fit predates the list; its refits of the decode kernels and the fp8 ones named them
+    assert knobs_for(load_hardware("h100")).measured == {"decode", "mla_decode", "mla_decode_wgmma", "mla_decode_ws",
+                                                         "decode_regs", "decode_widen"}
     path = store.write(tmp_path / "h200" / "triton.yaml", k, "h200", "test")
     assert store.merge(default_knobs(hw), store.strict_yaml.read(path), str(path)).measured == k.measured
     import dataclasses

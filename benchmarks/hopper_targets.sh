@@ -8,8 +8,9 @@
 #
 # Two parts fit one ten-minute call each: "prefill,backward" and "decode_fp8,mla,mla_fp8".
 # A step that runs past its limit is stopped (timeout) and the next one starts; what it wrote stays.
-# Each step writes 3-4 files under OUT/<step>/; where only some files come back from a machine
-# (a reply of 8 at most), run fewer steps a call or pack OUT first.
+# Each step writes 3-4 files under OUT/<step>/. PACK=1 packs the steps' folders into
+# OUT/steps.tgz after the last step (beside gpu.txt and summary.txt), for a machine whose replies
+# carry a few files only.
 set -u
 out=${1:?usage: hopper_targets.sh OUT [steps]}
 steps=${2:-prefill,backward,decode_fp8,mla,mla_fp8}
@@ -36,3 +37,7 @@ for s in ${steps//,/ }; do
         *) echo "unknown step $s (known: prefill backward decode_fp8 mla mla_fp8)"; exit 2 ;;
     esac
 done
+if [ "${PACK:-0}" = 1 ]; then
+    tar -czf "$out/steps.tgz" -C "$out" ${steps//,/ } && for s in ${steps//,/ }; do rm -r "${out:?}/$s"; done
+    echo "packed: $out/steps.tgz" | tee -a "$out/summary.txt"
+fi

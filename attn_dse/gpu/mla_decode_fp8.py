@@ -143,7 +143,7 @@ def _mla_fp8_split(qn_desc, qp_desc, c_desc, kp_desc, Scale, stride_s, Lens, Par
 
 
 DEFAULT = {16: ("heads", 16, 32, 8, 2), 32: ("heads", 32, 16, 8, 2), 128: ("heads", 32, 16, 8, 2)}
-# on Hopper the warp-specialized Gluon kernel: 1.52-1.57x our bf16 kernel at 16 heads on an H100
+# on Hopper the warp-specialized Gluon kernel: 1.48-1.57x our bf16 kernel at 16 heads on an H100
 # (docs/device-logs/h100-mla-fp8-ws-ab-2026-12-05.log), where the Triton one is 0.56-0.73x on an H200
 HOPPER_DEFAULT = {16: ("ws", 16, 64, 2, 1), 32: ("ws", 32, 64, 2, 1), 128: ("ws", 32, 64, 2, 1)}
 

@@ -15,15 +15,15 @@ from pathlib import Path
 
 import torch
 
+from attn_dse.gpu.decode_fp8 import tune
 from attn_dse.gpu.flashmla_row import D_LATENT, D_ROPE, row_bytes
-from attn_dse.gpu.harness import DEV, Recorder, rnd
+from attn_dse.gpu.harness import DEV, Recorder, rnd, timed
 from attn_dse.gpu.mla_decode import FAMILY
 from attn_dse.gpu.mla_decode_fp8 import (BF16_CONFIGS, SPLIT_FACTORS, WGMMA_CONFIGS, WS_CONFIGS, _bf16, _key,
                                          _splits, check, latent_cache, mla_decode_fp8)
-from attn_dse.gpu.decode_fp8 import tune
-from attn_dse.gpu.harness import timed
 
 SHAPES = ((64, 32768), (128, 32768), (16, 32768), (64, 4096))  # (batch, context)
+BF16_ROW = 2 * (D_LATENT + D_ROPE)  # bytes of a token's bf16 latent
 
 
 def bench(rec: Recorder) -> None:
@@ -36,12 +36,12 @@ def bench(rec: Recorder) -> None:
                           dtype="bf16")
             kv = rnd(B, L, D_LATENT + D_ROPE)
             print(f"H{H} B{B} L{L} bf16:", flush=True)
-            cfg16 = tune(lambda c: _bf16(qn, qp, kv, lens, c, _splits(B, H, L, c)), B * L * 1152,
+            cfg16 = tune(lambda c: _bf16(qn, qp, kv, lens, c, _splits(B, H, L, c)), B * L * BF16_ROW,
                          BF16_CONFIGS[_key(H)])
             n16 = _splits(B, H, L, cfg16)
             t16 = timed(lambda: _bf16(qn, qp, kv, lens, cfg16, n16))
             rec.add(**common, kv_dtype="bf16", config=str(cfg16), n_split=n16, median_s=t16[0], p20_s=t16[1],
-                    p80_s=t16[2], kv_bytes=B * L * 1152)
+                    p80_s=t16[2], kv_bytes=B * L * BF16_ROW)
             del kv
             packed = latent_cache(B, L)
             qh = qn.half()
@@ -58,7 +58,7 @@ def bench(rec: Recorder) -> None:
                         p80_s=t8[2], kv_bytes=B * L * row_bytes())
                 best[name] = t8[0]
             print(f"  speed-up fp8/bf16 H{H} B{B} L{L}: wgmma {t16[0] / best['wgmma']:.2f}x, "
-                  f"ws {t16[0] / best['ws']:.2f}x (bf16 {B * L * 1152 / t16[0] / 1e12:.2f} TB/s)", flush=True)
+                  f"ws {t16[0] / best['ws']:.2f}x (bf16 {B * L * BF16_ROW / t16[0] / 1e12:.2f} TB/s)", flush=True)
             del packed
             torch.cuda.empty_cache()
 

@@ -382,13 +382,12 @@ def sm90_build(causal: bool = False) -> dict:
     from triton.experimental.gluon._runtime import GluonASTSource
 
     from attn_dse.gpu.harness import sm90_build as build
+    from attn_dse.gpu.harness import tensordesc
 
-    def desc(block):
-        return f"tensordesc<bf16[{block[0]},{block[1]}],{_smem_layout(block, torch.bfloat16)!r}>"
-    row = desc([ROWS, 128])
-    vec = f"tensordesc<fp32[{ROWS}],{gl.NVMMASharedLayout.get_default_for([ROWS], gl.float32)!r}>"
+    row = tensordesc("bf16", [ROWS, 128], _smem_layout([ROWS, 128], torch.bfloat16))
+    vec = tensordesc("fp32", [ROWS], gl.NVMMASharedLayout.get_default_for([ROWS], gl.float32))
     sig = {"q_desc": row, "do_desc": row, "k_desc": row, "v_desc": row, "lse_desc": vec, "delta_desc": vec,
-           "dq_desc": f"tensordesc<fp32[{ROWS},64],{_dq_layout()!r}>", "DK": "*bf16", "DV": "*bf16", "n_heads": "i32",
+           "dq_desc": tensordesc("fp32", [ROWS, 64], _dq_layout()), "DK": "*bf16", "DV": "*bf16", "n_heads": "i32",
            "group": "i32", "seq_q": "i32", "seq_k": "i32", "row_stride": "i32", "qk_scale": "fp32", "sm_scale": "fp32",
            "CAUSAL": "constexpr"}
     src = GluonASTSource(fn=_backward_wgmma, signature=sig, constexprs={"CAUSAL": causal})

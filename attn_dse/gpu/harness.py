@@ -82,6 +82,12 @@ def timed(fn, replays: int = 15) -> tuple[float, float, float]:
     return float(p50), float(p20), float(p80)
 
 
+def tensordesc(dtype: str, block: list, layout) -> str:
+    """A tensor descriptor's type in a kernel signature, for a build without a GPU: Triton's
+    name of the element type ("bf16", "fp8e4nv"...), the block, its shared-memory layout."""
+    return f"tensordesc<{dtype}[{','.join(map(str, block))}],{layout!r}>"
+
+
 def sm90_build(src, num_warps: int, num_stages: int = 3, maxnreg: int | None = None) -> dict:
     """Compile a Triton or Gluon source for sm_90 without a GPU (Triton's bundled ptxas and
     cuobjdump; run with TRITON_INTERPRET unset): its SASS, the registers and stack bytes a

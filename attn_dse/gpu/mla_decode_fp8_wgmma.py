@@ -531,9 +531,10 @@ def sm90_build(block_h: int = 16, stages: int = 2, bufs: int = 1) -> dict:
     from triton.experimental.gluon._runtime import GluonASTSource
 
     from attn_dse.gpu.harness import sm90_build as build
+    from attn_dse.gpu.harness import tensordesc
 
     def desc(dtype, shape, gdtype):
-        return f"tensordesc<{dtype}[{shape[0]},{shape[1]}],{_nvmma(shape, gdtype)!r}>"
+        return tensordesc(dtype, shape, _nvmma(shape, gdtype))
 
     sig = {"qn_desc": desc("fp16", [block_h, 512], gl.float16), "qp_desc": desc("bf16", [block_h, 64], gl.bfloat16),
            "c_desc": desc("fp8e4nv", [BLOCK_N, 512], gl.float8e4nv),

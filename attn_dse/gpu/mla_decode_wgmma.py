@@ -161,8 +161,10 @@ def descriptors(q_nope: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor, bloc
 
 def sm90_signature(block_n: int) -> dict:
     """The argument types of a Gluon MLA kernel, for a build without a GPU."""
+    from attn_dse.gpu.harness import tensordesc
+
     def desc(rows, cols):
-        return f"tensordesc<bf16[{rows},{cols}],{_smem_layout([rows, cols])!r}>"
+        return tensordesc("bf16", [rows, cols], _smem_layout([rows, cols]))
 
     D, R = 512, 64
     return {"qn_desc": desc(BLOCK_H, D), "qp_desc": desc(BLOCK_H, R), "c_desc": desc(block_n, D),

@@ -355,10 +355,11 @@ def sm90_build(causal: bool = False, config: tuple | None = None) -> dict:
     from triton.experimental.gluon._runtime import GluonASTSource
 
     from attn_dse.gpu.harness import sm90_build as build
+    from attn_dse.gpu.harness import tensordesc
     block_n, stages, pingpong = config or CONFIG
 
     def desc(rows):
-        return f"tensordesc<bf16[{rows},128],{_smem_layout([rows, 128], torch.bfloat16)!r}>"
+        return tensordesc("bf16", [rows, 128], _smem_layout([rows, 128], torch.bfloat16))
 
     sig = {"q_desc": desc(ROWS), "k_desc": desc(block_n), "v_desc": desc(block_n), "O": "*bf16", "o_desc": desc(ROWS),
            "LSE": "*fp32", "n_heads": "i32", "group": "i32", "seq_q": "i32", "seq_k": "i32", "n_items": "i32",

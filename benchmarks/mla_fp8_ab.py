@@ -1,4 +1,4 @@
-"""The warp-specialized fp8-KV MLA kernel (layout "ws") beside the Gluon kernel it would replace
+"""The warp-specialized fp8-KV MLA kernels (layouts "ws" and "wsr") beside the Gluon kernel it would replace
 (layout "wgmma") and our bf16 kernel, in one run: checks of every "ws" configuration against
 float32 first, then, per shape, each kernel's fastest configuration and split factor, and the
 fp8/bf16 speed-ups.
@@ -26,9 +26,9 @@ SHAPES = ((64, 32768), (128, 32768), (16, 32768), (64, 4096))  # (batch, context
 BF16_ROW = 2 * (D_LATENT + D_ROPE)  # bytes of a token's bf16 latent
 
 
-def bench(rec: Recorder) -> None:
-    for H in (16, 32):
-        for B, L in SHAPES:
+def bench(rec: Recorder, heads=(16, 32), shapes=SHAPES) -> None:
+    for H in heads:
+        for B, L in shapes:
             qn, qp = rnd(B, 1, H, D_LATENT), rnd(B, 1, H, D_ROPE)
             lens = torch.full((B,), L, device=DEV, dtype=torch.int32)
             common = dict(family=FAMILY, variant="mla", phase="decode", batch=B, seq=1, context=L - 1, n_heads=H,
@@ -67,14 +67,19 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--check-only", action="store_true")
+    ap.add_argument("--heads", default="16,32", help="query heads, comma-separated (default 16,32)")
+    ap.add_argument("--shapes", default=",".join(f"{b}x{n}" for b, n in SHAPES),
+                    help="BATCHxCONTEXT, comma-separated (default %(default)s)")
     args = ap.parse_args()
+    heads = [int(h) for h in args.heads.split(",")]
+    shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
     rec = Recorder(args.out)
-    check(rec, torch.Generator(device="cpu").manual_seed(0), layouts=("ws",))
+    check(rec, torch.Generator(device="cpu").manual_seed(0), layouts=("ws", "wsr"))
     rec.write()
     if not all(c["ok"] for c in rec.checks):
         return 1
     if not args.check_only:
-        bench(rec)
+        bench(rec, heads, shapes)
         rec.write()
     return 0
 

@@ -144,7 +144,9 @@ def _mla_fp8_split(qn_desc, qp_desc, c_desc, kp_desc, Scale, stride_s, Lens, Par
 
 DEFAULT = {16: ("heads", 16, 32, 8, 2), 32: ("heads", 32, 16, 8, 2), 128: ("heads", 32, 16, 8, 2)}
 # on Hopper the warp-specialized Gluon kernel: 1.48-1.57x our bf16 kernel at 16 heads on an H100
-# (docs/device-logs/h100-mla-fp8-ws-ab-2026-12-05.log), where the Triton one is 0.56-0.73x on an H200
+# (docs/device-logs/h100-mla-fp8-ws-ab-2026-12-05.log), where the Triton one is 0.56-0.73x on an H200.
+# "wsr" (1.55-1.59x, h100-mla-fp8-wsr-ab-2026-12-05.log) is offered to the tuning, not the default:
+# the family's knobs were fitted on "ws" rows and predict "wsr" 8% slow
 HOPPER_DEFAULT = {16: ("ws", 16, 64, 2, 1), 32: ("ws", 32, 64, 2, 1), 128: ("ws", 32, 64, 2, 1)}
 
 
@@ -163,15 +165,15 @@ def mla_decode_fp8(q_nope: torch.Tensor, q_rope: torch.Tensor, packed: torch.Ten
     L = packed.shape[1]
     lat, scale, rope = unpack(packed, D, R)
     layout, block_h, block_n, num_warps, num_stages = config or default_config(Sq * H, is_hopper(packed))
-    if layout in ("wgmma", "ws"):  # the Gluon kernels: the tile widened once in shared memory, wgmma tokens-major
+    if layout in ("wgmma", "ws", "wsr"):  # the Gluon kernels: the tile widened once in shared memory, wgmma tokens-major
         from attn_dse.gpu.mla_decode_fp8_wgmma import mla_decode_fp8_wgmma
         n_splits = n_splits or choose_splits(B, triton.cdiv(Sq * H, block_h), L, block_n, sm_count(packed.device))
-        # "ws" (warp-specialized): the last two fields are the TMA stages and the widened buffers
-        buffers = ("ws", num_warps, num_stages) if layout == "ws" else num_stages
+        # "ws", "wsr" (warp-specialized): the last two fields are the TMA stages and the widened buffers
+        buffers = ("ws", num_warps, num_stages, layout == "wsr") if layout != "wgmma" else num_stages
         return mla_decode_fp8_wgmma(q_nope, q_rope, packed, seq_lens, n_splits, sm_scale, block_h, num_warps,
                                     buffers, out)
     if layout != "heads":
-        raise ValueError(f"the fp8 kernels have the 'heads', 'wgmma' and 'ws' layouts, not {layout!r}")
+        raise ValueError(f"the fp8 kernels have the 'heads', 'wgmma', 'ws' and 'wsr' layouts, not {layout!r}")
     if num_warps == 4 and num_stages == 1:  # as in mla_decode.py: Triton 3.6 miscompiled this on an H100
         raise ValueError("4 warps need num_stages >= 2")
     head_blocks = triton.cdiv(Sq * H, block_h)
@@ -206,8 +208,10 @@ FP8_CONFIGS = {  # (layout, block_h, block_n, num_warps, num_stages), by query r
     128: [("heads", 32, 16, 8, 2), ("heads", 32, 32, 8, 2), ("heads", 16, 32, 8, 3)]}
 # the Gluon kernel (mla_decode_fp8_wgmma.py; 64-token tiles; stages: widened buffers, 2 double-buffered
 # by TMA, 1 loaded through registers, two programs an SM)
-# ("ws", block_h, 64, stages, buffers): the warp-specialized kernel, its TMA stages and widened buffers
-WS_CONFIGS = {16: [("ws", 16, 64, 2, 1), ("ws", 16, 64, 3, 1)],
+# ("ws", block_h, 64, stages, buffers): the warp-specialized kernel, its TMA stages and widened buffers;
+# "wsr": the same with the RoPE key loaded into the consumer's registers, which leaves room for two
+# buffers beside two stages at 16 rows (219 KB; it spills with one buffer, and at 32 rows)
+WS_CONFIGS = {16: [("ws", 16, 64, 2, 1), ("ws", 16, 64, 3, 1), ("wsr", 16, 64, 2, 2)],
               32: [("ws", 32, 64, 2, 1)]}  # (32, 3, 1) takes 233 KB of shared memory; (32, 1, 2) spills
 WGMMA_CONFIGS = {16: [("wgmma", 16, 64, 4, 1), ("wgmma", 16, 64, 4, 2), ("wgmma", 16, 64, 8, 2)],
                  32: [("wgmma", 32, 64, 4, 1), ("wgmma", 16, 64, 4, 1), ("wgmma", 32, 64, 8, 2),

@@ -25,7 +25,16 @@ Three ways to feed the buffers:
   B128 x 32k: 2.65-2.71 TB/s of fp8 rows, 1.55-1.57x our bf16 kernel (3.0 TB/s of bf16 rows) in the
   same run, where the kernels below reach 1.19-1.21x. Two buffers with a single stage
   (1.85 TB/s), a third stage (no faster) and two widening warpgroups (no faster) lost: a tile
-  has to be in flight while the last one is widened. Two buffers and two stages (235 KB) do not fit.
+  has to be in flight while the last one is widened. Two buffers and two stages (235 KB) do not fit
+  as they are; the RoPE key loaded by the consumer straight into its score MMA's register operand
+  (a tile ahead; layout "wsr") frees the stages' 16 KB of it: two buffers and two stages in 219 KB.
+  In one A/B run on an H100 (docs/device-logs/h100-mla-fp8-wsr-ab-2026-12-05.log) "wsr" read
+  2.66-2.73 TB/s at B64 and B128 x 32k against 2.61-2.66 for "ws": 1.57-1.59x our bf16 kernel
+  (2.99-3.04 TB/s). Tried and not kept: each latent half handed to the score MMA as it is widened
+  (0.97-0.98x, H200, h200-mla-fp8-ws-halves-ab-2026-12-05.log) and stages of half a tile, released
+  as each half is widened, four of them (no faster than "wsr", h100-mla-fp8-wsr-ab log). The same
+  kernel reads 2.74-2.78 TB/s on an H200, whose HBM is 1.4x faster: the per-tile shared-memory
+  traffic (~230 KB a 64-token tile, below) bounds it at 16 heads, not the HBM.
 The two earlier kernels (the config's stages field):
 - 2 buffers (`_mla_fp8_split`), pipelined: tile t's MMAs (async) read one C buffer while the
   same warps widen tile t + 1 into the other, half beside the score MMAs and half beside P V; a
@@ -343,7 +352,7 @@ def _mla_fp8_split_regs(qn_desc, qp_desc, Lat, Scale, Rope, Lens, Part, Lse, L, 
 
 @gluon.jit
 def _ws_load(qn_desc, qp_desc, c_desc, kp_desc, sc_desc, qn_smem, qp_smem, c8, kp_smem, sc_smem, bars, b, L, row0,
-             start, n_tiles):
+             start, n_tiles, ROPE_REGS: gl.constexpr):
     """The loader warp: the query once, then each tile's e4m3 latent, RoPE key and scales into
     the ring of stages, a stage reused once the widening warps and the consumer release it."""
     q_ready, ready, free, c_ready, c_free = bars
@@ -354,8 +363,14 @@ def _ws_load(qn_desc, qp_desc, c_desc, kp_desc, sc_desc, qn_smem, qp_smem, c8, k
     for t in range(n_tiles):
         st = t % STAGES
         mbarrier.wait(free.index(st), ((t // STAGES) & 1) ^ 1)  # a fresh barrier passes phase 1
-        _fetch(c_desc, kp_desc, sc_desc, b * L + start + t * TILE_N, ready.index(st), c8.index(st),
-               kp_smem.index(st), sc_smem.index(st), True)
+        row = b * L + start + t * TILE_N
+        if ROPE_REGS:  # the consumer loads the RoPE key itself
+            mbarrier.expect(ready.index(st), c_desc.block_type.nbytes + sc_desc.block_type.nbytes)
+            _tma_load(c_desc, [row, 0], ready.index(st), c8.index(st))
+            _tma_load(sc_desc, [row, 0], ready.index(st), sc_smem.index(st))
+        else:
+            _fetch(c_desc, kp_desc, sc_desc, row, ready.index(st), c8.index(st), kp_smem.index(st),
+                   sc_smem.index(st), True)
 
 
 @gluon.jit
@@ -381,13 +396,13 @@ def _ws_widen(c8, sc_smem, deq_smem, bars, start, end, n_tiles):
 
 
 @gluon.jit
-def _ws_consume(qn_smem, qp_smem, kp_smem, deq_smem, p_smem, bars, Part, Lse, b, hb, split, n_splits, length,
-                seq_q, n_heads, n_rows, end, start, n_tiles, qk_scale):
+def _ws_consume(qn_smem, qp_smem, kp_smem, deq_smem, p_smem, bars, Part, Lse, Rope, b, hb, split, n_splits, length,
+                seq_q, n_heads, n_rows, L, end, start, n_tiles, qk_scale, STAGES: gl.constexpr,
+                ROPE_REGS: gl.constexpr):
     """The consumer warpgroup: per tile, S^T = C Qn^T + K_rope Qr^T, the online softmax, and
     O^T += C^T P^T, each buffer released as soon as its last reader is done; then the split's
     output."""
     q_ready, ready, free, c_ready, c_free = bars
-    STAGES: gl.constexpr = kp_smem.type.shape[0]
     BUFS: gl.constexpr = deq_smem.type.shape[0]
     BLOCK_H: gl.constexpr = qn_smem.type.shape[0]
     D_LAT: gl.constexpr = qn_smem.type.shape[1]
@@ -397,18 +412,34 @@ def _ws_consume(qn_smem, qp_smem, kp_smem, deq_smem, p_smem, bars, Part, Lse, b,
                                                        instr_shape=[16, BLOCK_H, 16])
     last_visible, m_i, l_i, acc = _softmax_start(hb, length, seq_q, n_heads, BLOCK_H, D_LAT, s_layout, o_layout)
     s_init = gl.zeros([TILE_N, BLOCK_H], gl.float32, layout=s_layout)
+    if ROPE_REGS:  # the RoPE key straight into the score MMA's left operand, a tile ahead
+        r_op: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=s_layout, k_width=2)
+        D_ROPE: gl.constexpr = qp_smem.type.shape[1]
+        tok_r = gl.arange(0, TILE_N, layout=gl.SliceLayout(1, r_op))
+        rope = Rope + (b.to(gl.int64) * L + start) * (ROW // 2) + (tok_r * (ROW // 2) + (D_LAT + 16) // 2)[:, None] \
+            + gl.arange(0, D_ROPE, layout=gl.SliceLayout(0, r_op))[None, :]
+        r_next = gl.load(rope, mask=((start + tok_r) < end)[:, None], other=0.0)
     mbarrier.wait(q_ready.index(0), 0)
     st = 0  # the stage and its phase, counted (t % 3 and t // 3 spilled at 3 stages)
     phase = 0
     for t in range(n_tiles):
         cb = t % BUFS
-        mbarrier.wait(ready.index(st), phase)  # the RoPE key (its phase holds: we release it)
+        if ROPE_REGS:
+            r = r_next
+            rope += TILE_N * (ROW // 2)
+            r_next = gl.load(rope, mask=((start + (t + 1) * TILE_N + tok_r) < end)[:, None], other=0.0)
+        else:
+            mbarrier.wait(ready.index(st), phase)  # the RoPE key (its phase holds: we release it)
         mbarrier.wait(c_ready.index(cb), (t // BUFS) & 1)
         deq = deq_smem.index(cb)
         s = warpgroup_mma(deq, qn_smem.permute((1, 0)), s_init, use_acc=False, is_async=True)
-        s = warpgroup_mma(kp_smem.index(st), qp_smem.permute((1, 0)), s, is_async=True)
-        s = warpgroup_mma_wait(0, deps=[s])
-        mbarrier.arrive(free.index(st), count=1)
+        if ROPE_REGS:
+            s = warpgroup_mma(r, qp_smem.permute((1, 0)), s, is_async=True)
+            s = warpgroup_mma_wait(0, deps=[s])
+        else:
+            s = warpgroup_mma(kp_smem.index(st), qp_smem.permute((1, 0)), s, is_async=True)
+            s = warpgroup_mma_wait(0, deps=[s])
+            mbarrier.arrive(free.index(st), count=1)
         m_i, l_i, acc = _online_softmax(s, m_i, l_i, acc, start + t * TILE_N, end, last_visible, qk_scale, p_smem,
                                         o_layout)
         _cta_barrier()  # P^T is in shared memory
@@ -423,9 +454,9 @@ def _ws_consume(qn_smem, qp_smem, kp_smem, deq_smem, p_smem, bars, Part, Lse, b,
 
 
 @gluon.jit
-def _mla_fp8_ws(qn_desc, qp_desc, c_desc, kp_desc, sc_desc, Lens, Part, Lse, L, n_heads, seq_q, n_splits, split_len,
-                qk_scale, DEQ_LAYOUT: gl.constexpr, P_LAYOUT: gl.constexpr, STAGES: gl.constexpr,
-                BUFS: gl.constexpr):
+def _mla_fp8_ws(qn_desc, qp_desc, c_desc, kp_desc, sc_desc, Rope, Lens, Part, Lse, L, n_heads, seq_q, n_splits,
+                split_len, qk_scale, DEQ_LAYOUT: gl.constexpr, P_LAYOUT: gl.constexpr, STAGES: gl.constexpr,
+                BUFS: gl.constexpr, ROPE_REGS: gl.constexpr):
     """Warp-specialized: a loader warp (TMA into STAGES stages of e4m3 latent, RoPE key and
     scales), a widening warpgroup (each stage into one of BUFS fp16 buffers C) and the consumer
     warpgroup (the MMAs and the softmax), so the widening of the next tile runs beside this
@@ -435,8 +466,11 @@ def _mla_fp8_ws(qn_desc, qp_desc, c_desc, kp_desc, sc_desc, Lens, Part, Lse, L, 
     qn_smem = gl.allocate_shared_memory(qn_desc.dtype, qn_desc.block_type.shape, qn_desc.layout)
     qp_smem = gl.allocate_shared_memory(qp_desc.dtype, qp_desc.block_type.shape, qp_desc.layout)
     c8 = gl.allocate_shared_memory(c_desc.dtype, [STAGES] + c_desc.block_type.shape, c_desc.layout)
-    kp_smem = gl.allocate_shared_memory(kp_desc.dtype, [STAGES] + kp_desc.block_type.shape, kp_desc.layout)
     sc_smem = gl.allocate_shared_memory(sc_desc.dtype, [STAGES] + sc_desc.block_type.shape, sc_desc.layout)
+    if ROPE_REGS:  # no RoPE key in shared memory (16 KB at 2 stages): room for a second buffer C
+        kp_smem = sc_smem
+    else:
+        kp_smem = gl.allocate_shared_memory(kp_desc.dtype, [STAGES] + kp_desc.block_type.shape, kp_desc.layout)
     deq_smem = gl.allocate_shared_memory(gl.float16, [BUFS, TILE_N, qn_desc.block_type.shape[1]], DEQ_LAYOUT)
     p_smem = gl.allocate_shared_memory(gl.float16, [TILE_N, qn_desc.block_type.shape[0]], P_LAYOUT)
     q_ready = gl.allocate_shared_memory(gl.int64, [1, 1], mbarrier.MBarrierLayout())
@@ -447,7 +481,7 @@ def _mla_fp8_ws(qn_desc, qp_desc, c_desc, kp_desc, sc_desc, Lens, Part, Lse, L, 
     mbarrier.init(q_ready.index(0), count=1)
     for i in gl.static_range(STAGES):
         mbarrier.init(ready.index(i), count=1)
-        mbarrier.init(free.index(i), count=2)  # the widening (latent, scales) and the consumer (RoPE key)
+        mbarrier.init(free.index(i), count=1 if ROPE_REGS else 2)  # the widening; the consumer (RoPE key)
     for i in gl.static_range(BUFS):
         mbarrier.init(c_ready.index(i), count=1)
         mbarrier.init(c_free.index(i), count=1)
@@ -455,11 +489,11 @@ def _mla_fp8_ws(qn_desc, qp_desc, c_desc, kp_desc, sc_desc, Lens, Part, Lse, L, 
     bars = (q_ready, ready, free, c_ready, c_free)
     row0 = b * n_rows + hb * qn_desc.block_type.shape[0]
     gl.warp_specialize([
-        (_ws_consume, (qn_smem, qp_smem, kp_smem, deq_smem, p_smem, bars, Part, Lse, b, hb, split, n_splits, length,
-                       seq_q, n_heads, n_rows, end, start, n_tiles, qk_scale)),
+        (_ws_consume, (qn_smem, qp_smem, kp_smem, deq_smem, p_smem, bars, Part, Lse, Rope, b, hb, split, n_splits,
+                       length, seq_q, n_heads, n_rows, L, end, start, n_tiles, qk_scale, STAGES, ROPE_REGS)),
         (_ws_widen, (c8, sc_smem, deq_smem, bars, start, end, n_tiles)),
         (_ws_load, (qn_desc, qp_desc, c_desc, kp_desc, sc_desc, qn_smem, qp_smem, c8, kp_smem, sc_smem, bars, b, L,
-                    row0, start, n_tiles)),
+                    row0, start, n_tiles, ROPE_REGS)),
     ], [4, 1], [WIDEN_REGS, 24])
 
 
@@ -497,7 +531,7 @@ def mla_decode_fp8_wgmma(q_nope: torch.Tensor, q_rope: torch.Tensor, packed: tor
     if packed.shape[-1] != ROW_BYTES or (D, R) != (512, 64):
         raise ValueError(f"the wgmma fp8 kernel takes FlashMLA's row (512 + 64, 656 B), not {D} + {R}, "
                          f"{packed.shape[-1]} B")
-    ws = isinstance(buffers, tuple)  # ("ws", stages, buffers): the warp-specialized kernel
+    ws = isinstance(buffers, tuple)  # ("ws", stages, buffers, rope_regs): the warp-specialized kernel
     if not ws and (buffers not in (1, 2) or (buffers == 1 and num_warps != 4)):
         raise ValueError(f"the wgmma fp8 kernel runs 2 buffers (4 or 8 warps) or 1 buffer (4 warps), "
                          f"not {buffers} with {num_warps} warps")
@@ -510,10 +544,10 @@ def mla_decode_fp8_wgmma(q_nope: torch.Tensor, q_rope: torch.Tensor, packed: tor
     common = dict(DEQ_LAYOUT=_nvmma([BLOCK_N, D], gl.float16), P_LAYOUT=_nvmma([BLOCK_N, block_h], gl.float16))
     scalars = (L, H, Sq, n_splits, split_len, sm_scale * LOG2E)  # after seq_lens and the outputs (part, lse)
     if ws:
-        _, stages, bufs = buffers
+        _, stages, bufs, rope_regs = buffers
         kernel = lambda part, lse: _mla_fp8_ws[grid](  # noqa: E731
-            *descs, seq_lens, part, lse, *scalars, STAGES=stages, BUFS=bufs, num_warps=4, maxnreg=WS_MAXNREG,
-            **common)
+            *descs, packed2.view(torch.bfloat16), seq_lens, part, lse, *scalars, STAGES=stages, BUFS=bufs,
+            ROPE_REGS=rope_regs, num_warps=4, maxnreg=WS_MAXNREG, **common)
     elif buffers == 2:
         kernel = lambda part, lse: _mla_fp8_split[grid](  # noqa: E731
             *descs, seq_lens, part, lse, *scalars, num_warps=num_warps, **common)
@@ -525,7 +559,7 @@ def mla_decode_fp8_wgmma(q_nope: torch.Tensor, q_rope: torch.Tensor, packed: tor
     return run_splits(kernel, (B, Sq, H, D), n_splits, q_nope, out)
 
 
-def sm90_build(block_h: int = 16, stages: int = 2, bufs: int = 1) -> dict:
+def sm90_build(block_h: int = 16, stages: int = 2, bufs: int = 1, rope_regs: bool = False) -> dict:
     """The warp-specialized kernel compiled for sm_90 without a GPU (harness.sm90_build): SASS,
     registers, stack, shared memory. Run with TRITON_INTERPRET unset."""
     from triton.experimental.gluon._runtime import GluonASTSource
@@ -539,10 +573,11 @@ def sm90_build(block_h: int = 16, stages: int = 2, bufs: int = 1) -> dict:
     sig = {"qn_desc": desc("fp16", [block_h, 512], gl.float16), "qp_desc": desc("bf16", [block_h, 64], gl.bfloat16),
            "c_desc": desc("fp8e4nv", [BLOCK_N, 512], gl.float8e4nv),
            "kp_desc": desc("bf16", [BLOCK_N, 64], gl.bfloat16), "sc_desc": desc("fp32", [BLOCK_N, 4], gl.float32),
-           "Lens": "*i32", "Part": "*fp32", "Lse": "*fp32", "L": "i32", "n_heads": "i32", "seq_q": "i32",
+           "Rope": "*bf16", "Lens": "*i32", "Part": "*fp32", "Lse": "*fp32", "L": "i32", "n_heads": "i32", "seq_q": "i32",
            "n_splits": "i32", "split_len": "i32", "qk_scale": "fp32", "DEQ_LAYOUT": "constexpr",
-           "P_LAYOUT": "constexpr", "STAGES": "constexpr", "BUFS": "constexpr"}
+           "P_LAYOUT": "constexpr", "STAGES": "constexpr", "BUFS": "constexpr",
+           "ROPE_REGS": "constexpr"}
     src = GluonASTSource(fn=_mla_fp8_ws, signature=sig, constexprs={
         "DEQ_LAYOUT": _nvmma([BLOCK_N, 512], gl.float16), "P_LAYOUT": _nvmma([BLOCK_N, block_h], gl.float16),
-        "STAGES": stages, "BUFS": bufs})
+        "STAGES": stages, "BUFS": bufs, "ROPE_REGS": rope_regs})
     return build(src, 4, maxnreg=WS_MAXNREG)

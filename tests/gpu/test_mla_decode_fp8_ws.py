@@ -17,8 +17,8 @@ CONFIGS = sorted({c for cs in WS_CONFIGS.values() for c in cs})
 
 @pytest.fixture(scope="module", params=CONFIGS, ids=str)
 def build(request):
-    _, block_h, _, stages, bufs = request.param
-    sass, shared = sm90.build("mla_decode_fp8_wgmma", block_h, stages, bufs)
+    layout, block_h, _, stages, bufs = request.param
+    sass, shared = sm90.build("mla_decode_fp8_wgmma", block_h, stages, bufs, layout == "wsr")
     return request.param, sass, shared
 
 
@@ -36,12 +36,12 @@ def test_partitions_registers_and_shared_memory(build):
     """The widening warpgroup drops to 96 registers and the loader warp to 24; no spills; the
     consumer and the widening warpgroup (128 threads each) sync on named barriers of their own;
     the buffers fit the SM."""
-    (_, block_h, _, stages, bufs), sass, shared = build
+    (layout, block_h, _, stages, bufs), sass, shared = build
     assert re.search(r"USETMAXREG\.DEALLOC\.CTAPOOL 0x60\b", sass) and re.search(r"DEALLOC\.CTAPOOL 0x18\b", sass)
     assert not re.search(r"\b(STL|LDL)\b", sass), "a spill"
     named = set(re.findall(r"BAR\.SYNC\.DEFER_BLOCKING (0x\w+), (0x\w+)", sass))
     assert len({i for i, _ in named}) == 2 and {int(n, 16) for _, n in named} == {128}
-    per_stage = 64 * 512 + 64 * 64 * 2 + 64 * 4 * 4  # e4m3 latent, bf16 RoPE key, fp32 scales
+    per_stage = 64 * (512 + 4 * 4 + (layout == "ws") * 64 * 2)  # e4m3 latent, fp32 scales, bf16 RoPE key
     least = stages * per_stage + bufs * 64 * 512 * 2 + block_h * (512 * 2 + 64 * 2) + 64 * block_h * 2
     assert least <= shared <= 227 * 1024
 
@@ -84,11 +84,13 @@ def test_each_configuration_launches_its_kernel_with_every_parameter(monkeypatch
     B, Sq, H, L = 2, 2, 16, 300
     q_nope, q_rope = torch.randn(B, Sq, H, 512), torch.randn(B, Sq, H, 64, dtype=torch.bfloat16)
     packed = quantize_latent(torch.randn(B, L, 512), torch.randn(B, L, 64))
-    for buffers in (("ws", 3, 1), 2, 1):
+    for buffers in (("ws", 3, 1, False), ("ws", 2, 2, True), 2, 1):
         m.mla_decode_fp8_wgmma(q_nope, q_rope, packed, torch.full((B,), L, dtype=torch.int32), 3, 0.1, 16, 4, buffers)
-    assert [name for name, *_ in launched] == ["_mla_fp8_ws", "_mla_fp8_split", "_mla_fp8_split_regs"]
+    assert [name for name, *_ in launched] == ["_mla_fp8_ws", "_mla_fp8_ws", "_mla_fp8_split", "_mla_fp8_split_regs"]
     for _, grid, bound, extra in launched:
         assert grid == (2, B, 3) and (bound["L"], bound["n_heads"], bound["seq_q"], bound["n_splits"]) == (L, H, Sq, 3)
         assert bound["split_len"] == 128  # 100 tokens a split, in whole 64-token tiles
-    ws = launched[0]
-    assert (ws[2]["STAGES"], ws[2]["BUFS"], ws[3]) == (3, 1, {"num_warps": 4, "maxnreg": 168})
+    ws, wsr = launched[:2]
+    assert (ws[2]["STAGES"], ws[2]["BUFS"], ws[2]["ROPE_REGS"], ws[3]) == (3, 1, False, {"num_warps": 4, "maxnreg": 168})
+    assert (wsr[2]["STAGES"], wsr[2]["BUFS"], wsr[2]["ROPE_REGS"]) == (2, 2, True)
+    assert wsr[2]["Rope"].dtype == torch.bfloat16 and wsr[2]["Rope"].shape == (B * L, 328)  # the row as bf16

@@ -55,8 +55,8 @@ class MlaDecode(Family):
 
     def kernel_of(self, row):
         """A row over an fp8 latent in the 'heads' layout is our Triton kernel's, in the 'wgmma'
-        layout our Gluon kernel's (its stages field: 1 or 2 widened buffers), in the 'ws' layout
-        the warp-specialized Gluon kernel's; a bf16 row in the
+        layout our Gluon kernel's (its stages field: 1 or 2 widened buffers), in the 'ws' and 'wsr'
+        layouts the warp-specialized Gluon kernel's; a bf16 row in the
         'seesaw' layout is the seesaw kernel's, in the 'wgmma' layout the split-tile kernel's;
         other kernels (our Triton layouts, other people's) are this family's."""
         narrow = (row.get("kv_dtype") or "bf16") != (row.get("dtype") or "bf16")
@@ -65,7 +65,7 @@ class MlaDecode(Family):
             return MlaDecodeWiden.name
         if narrow and cfg and cfg[0] == "wgmma":
             return MlaDecodeSmemPair.name if cfg[4] == 1 else MlaDecodeSmem.name
-        if narrow and cfg and cfg[0] == "ws":
+        if narrow and cfg and cfg[0] in ("ws", "wsr"):
             return MlaDecodeWs.name
         if cfg and cfg[0] == "seesaw":
             return MlaDecodeSeesaw.name
@@ -176,9 +176,11 @@ class MlaDecodeSmemPair(MlaDecodeSmem):
 
 @register_family
 class MlaDecodeWs(MlaDecodeSmem):
-    """The warp-specialized fp8 kernel (gpu/mla_decode_fp8_wgmma.py, layout "ws"): a loader
-    warp, a widening warpgroup and the consumer warpgroup, so a tile's widening runs beside the
-    previous tile's MMAs; one program an SM (166-212 KB of shared memory). It claims no shape:
+    """The warp-specialized fp8 kernel (gpu/mla_decode_fp8_wgmma.py, layouts "ws" and "wsr"):
+    a loader warp, a widening warpgroup and the consumer warpgroup, so a tile's widening runs
+    beside the previous tile's MMAs; one program an SM (166-219 KB of shared memory). "wsr"
+    (the RoPE key in the consumer's registers, two widened buffers) is the same kernel with
+    more of its widening hidden: 1.02-1.04x "ws" in one A/B run. It claims no shape:
     the MLA family's predictions are those of its own kernel."""
 
     name = "mla_decode_ws"

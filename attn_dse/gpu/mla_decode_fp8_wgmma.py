@@ -433,12 +433,9 @@ def _ws_consume(qn_smem, qp_smem, kp_smem, deq_smem, p_smem, bars, Part, Lse, Ro
         mbarrier.wait(c_ready.index(cb), (t // BUFS) & 1)
         deq = deq_smem.index(cb)
         s = warpgroup_mma(deq, qn_smem.permute((1, 0)), s_init, use_acc=False, is_async=True)
-        if ROPE_REGS:
-            s = warpgroup_mma(r, qp_smem.permute((1, 0)), s, is_async=True)
-            s = warpgroup_mma_wait(0, deps=[s])
-        else:
-            s = warpgroup_mma(kp_smem.index(st), qp_smem.permute((1, 0)), s, is_async=True)
-            s = warpgroup_mma_wait(0, deps=[s])
+        s = warpgroup_mma(r if ROPE_REGS else kp_smem.index(st), qp_smem.permute((1, 0)), s, is_async=True)
+        s = warpgroup_mma_wait(0, deps=[s])
+        if not ROPE_REGS:
             mbarrier.arrive(free.index(st), count=1)
         m_i, l_i, acc = _online_softmax(s, m_i, l_i, acc, start + t * TILE_N, end, last_visible, qk_scale, p_smem,
                                         o_layout)
